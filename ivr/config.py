@@ -1,0 +1,158 @@
+"""Settings read from the environment (and an optional `.env`), validated once at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENVIRONMENTS = ("production", "development", "test")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says what to set."""
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app, the worker and the CLI need, resolved to concrete values."""
+
+    env: str
+    instance_dir: Path
+    database_url: str
+    recordings_dir: Path
+    public_url: str
+    property_name: str
+    duty_numbers: tuple[str, ...]
+    recording_hosts: tuple[str, ...]
+    redis_url: str | None
+    twilio_account_sid: str
+    twilio_auth_token: str
+    secret_key: str
+    timezone: str = "Asia/Shanghai"
+    huey_path: Path | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def debug(self) -> bool:
+        return self.env != "production"
+
+    def as_flask_config(self) -> dict[str, object]:
+        """The subset Flask itself reads, plus the settings object under IVR."""
+        return {"SECRET_KEY": self.secret_key, "IVR": self}
+
+    def replace(self, **changes: object) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)  # type: ignore[arg-type]
+
+
+def _dev_secrets(instance_dir: Path) -> dict[str, str]:
+    """Random secrets kept in the instance folder so a development server and its dev phone agree."""
+    path = instance_dir / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "secret_key": secrets.token_hex(32),
+        "twilio_auth_token": secrets.token_hex(16),
+        "twilio_account_sid": "AC" + secrets.token_hex(16),
+    }
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build validated settings from `environ` (default: os.environ after loading `.env`)."""
+    if environ is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(REPO_ROOT / ".env", override=False)
+        environ = dict(os.environ)
+    env = environ.get("IVR_ENV", "production").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"IVR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    instance_dir = Path(environ.get("IVR_INSTANCE_DIR") or REPO_ROOT / "instance").resolve()
+    warnings: list[str] = []
+
+    secret_key = environ.get("IVR_SECRET_KEY", "")
+    auth_token = environ.get("TWILIO_AUTH_TOKEN", "")
+    account_sid = environ.get("TWILIO_ACCOUNT_SID", "")
+    if env == "production":
+        missing = [
+            name
+            for name, value in (
+                ("IVR_SECRET_KEY", secret_key),
+                ("TWILIO_AUTH_TOKEN", auth_token),
+                ("TWILIO_ACCOUNT_SID", account_sid),
+                ("IVR_PUBLIC_URL", environ.get("IVR_PUBLIC_URL", "")),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                "missing " + ", ".join(missing) + " (required in production; "
+                "set IVR_ENV=development to try the line locally with generated secrets)"
+            )
+        if len(secret_key) < 32:
+            raise ConfigError("IVR_SECRET_KEY must be at least 32 characters in production")
+    elif not (secret_key and auth_token and account_sid):
+        generated = _dev_secrets(instance_dir)
+        secret_key = secret_key or generated["secret_key"]
+        auth_token = auth_token or generated["twilio_auth_token"]
+        account_sid = account_sid or generated["twilio_account_sid"]
+        warnings.append(f"using development secrets from {instance_dir / 'dev-secrets.json'}")
+
+    public_url = (environ.get("IVR_PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"IVR_PUBLIC_URL must be an http(s) URL, not {public_url!r}")
+    if env == "production" and parts.scheme != "https":
+        raise ConfigError("IVR_PUBLIC_URL must use https in production (Twilio signs the URL it calls)")
+
+    default_hosts = "api.twilio.com" if env == "production" else "api.twilio.com,127.0.0.1,localhost"
+    recording_hosts = _split_list(environ.get("IVR_RECORDING_HOSTS") or default_hosts)
+
+    duty_numbers = _split_list(environ.get("IVR_DUTY_NUMBERS", ""))
+    for number in duty_numbers:
+        if not number.lstrip("+").isdigit():
+            raise ConfigError(f"IVR_DUTY_NUMBERS: {number!r} is not a phone number (use E.164, e.g. +8613800000000)")
+    if not duty_numbers:
+        warnings.append("IVR_DUTY_NUMBERS is empty: calls for a person will be taken as messages")
+
+    timezone = environ.get("IVR_TIMEZONE", "Asia/Shanghai")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(timezone)
+    except Exception as exc:
+        raise ConfigError(f"IVR_TIMEZONE {timezone!r} is not a known time zone") from exc
+
+    settings = Settings(
+        env=env,
+        instance_dir=instance_dir,
+        database_url=environ.get("IVR_DATABASE_URL") or f"sqlite:///{instance_dir / 'ivr.sqlite3'}",
+        recordings_dir=Path(environ.get("IVR_RECORDINGS_DIR") or REPO_ROOT / "recordings").resolve(),
+        public_url=public_url,
+        property_name=environ.get("IVR_PROPERTY_NAME", "").strip() or "幸福家园",
+        duty_numbers=duty_numbers,
+        recording_hosts=recording_hosts,
+        redis_url=environ.get("IVR_REDIS_URL") or None,
+        twilio_account_sid=account_sid,
+        twilio_auth_token=auth_token,
+        secret_key=secret_key,
+        timezone=timezone,
+        huey_path=instance_dir / "huey.sqlite3",
+        warnings=tuple(warnings),
+    )
+    return settings.replace(**overrides) if overrides else settings

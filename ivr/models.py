@@ -1,0 +1,226 @@
+"""Typed SQLAlchemy models: calls and their events, tickets, recordings, jobs, staff, fees."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ivr.db import Base, UTCDateTime, utcnow
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    """Store an enum by value as a plain string (portable, no native ENUM type to migrate)."""
+    return Enum(cls, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e])
+
+
+class Category(enum.StrEnum):
+    REPAIR = "repair"
+    COMPLAINT = "complaint"
+    FEE = "fee"
+    EMERGENCY = "emergency"
+    OTHER = "other"
+
+
+class TicketStatus(enum.StrEnum):
+    REGISTERED = "registered"
+    DISPATCHED = "dispatched"
+    IN_PROGRESS = "in_progress"
+    ANALYSED = "analysed"
+    RESOLVED = "resolved"
+    REPLIED = "replied"
+    FOLLOWED_UP = "followed_up"
+    CLOSED = "closed"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RecordingState(enum.StrEnum):
+    PENDING = "pending"  # Twilio has not said it is complete yet
+    DOWNLOADING = "downloading"
+    STORED = "stored"
+    FAILED = "failed"  # download gave up, or Twilio reported the recording failed/absent
+
+
+class Call(Base):
+    """One phone call, keyed by Twilio's CallSid; holds where the caller is in the menus."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    account_sid: Mapped[str | None] = mapped_column(String(64))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str | None] = mapped_column(String(64))
+    direction: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="in-progress")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration: Mapped[int | None]
+    # Where the caller is: the purpose chosen in the menu, the room keyed in, retry counters.
+    category: Mapped[Category | None] = mapped_column(_enum(Category))
+    room: Mapped[str | None] = mapped_column(String(32))
+    room_confirmed: Mapped[bool] = mapped_column(default=False)
+    counters: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+
+    ticket: Mapped[Ticket | None] = relationship(back_populates="call")
+    events: Mapped[list[CallEvent]] = relationship(back_populates="call", order_by="CallEvent.id")
+    recordings: Mapped[list[Recording]] = relationship(back_populates="call", order_by="Recording.id")
+
+
+class CallEvent(Base):
+    """Each webhook Twilio made for a call, with the TwiML we answered (replayed on retries)."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Twilio repeats I-Twilio-Idempotency-Token on retries of the same webhook.
+    idempotency_token: Mapped[str | None] = mapped_column(String(128), unique=True)
+    response: Mapped[str | None] = mapped_column(Text)
+
+    call: Mapped[Call | None] = relationship(back_populates="events")
+
+
+class Ticket(Base):
+    """A resident's matter taken by the line (E3): who, which room, what, when."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    category: Mapped[Category] = mapped_column(_enum(Category))
+    status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus), default=TicketStatus.REGISTERED)
+    urgent: Mapped[bool] = mapped_column(default=False)
+    urgent_reason: Mapped[str | None] = mapped_column(Text)
+    room: Mapped[str | None] = mapped_column(String(32), index=True)
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    caller_name: Mapped[str | None] = mapped_column(String(64))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), unique=True)
+    confirmed: Mapped[bool] = mapped_column(default=False)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    transcript: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    call: Mapped[Call | None] = relationship(back_populates="ticket")
+    recordings: Mapped[list[Recording]] = relationship(back_populates="ticket", order_by="Recording.id")
+
+
+class Recording(Base):
+    """A recording Twilio made (a message take or a transferred call), stored byte-exact."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32), default="message")  # message | dial
+    source_url: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[RecordingState] = mapped_column(_enum(RecordingState), default=RecordingState.PENDING)
+    twilio_status: Mapped[str | None] = mapped_column(String(32))
+    channels: Mapped[int | None]
+    duration: Mapped[float | None]
+    size: Mapped[int | None]
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(Text)  # relative to IVR_RECORDINGS_DIR
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    call: Mapped[Call] = relationship(back_populates="recordings")
+    ticket: Mapped[Ticket | None] = relationship(back_populates="recordings")
+
+
+class Job(Base):
+    """Background work as a row; the queue message carries only its id."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject_id", name="uq_jobs_kind_subject"),
+        Index("ix_jobs_state_run_after", "state", "run_after"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int]  # e.g. the recording id
+    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=6)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class User(Base):
+    """A staff account; the role decides what it may see and do."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+    user: Mapped[User | None] = relationship(back_populates="tokens")
+
+
+class FeeItem(Base):
+    """One line of the fee ledger: what a room owes for one fee type and period."""
+
+    __tablename__ = "fee_items"
+    __table_args__ = (UniqueConstraint("room", "fee_type", "period", name="uq_fee_items_room_type_period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room: Mapped[str] = mapped_column(String(32), index=True)
+    fee_type: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(32))
+    amount_due: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    due_date: Mapped[date]
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TicketCounter(Base):
+    """Per-day sequence for ticket numbers (local date), updated under the row lock."""
+
+    __tablename__ = "ticket_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(default=0)
