@@ -30,12 +30,19 @@ class CliState:
         return Database(self.settings.database_url)
 
 
+    def close(self) -> None:
+        """Release database connections (called when the command finishes)."""
+        if "database" in self.__dict__:
+            self.database.dispose()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """物业 24-hour phone line: webhooks, tickets, recordings and tools."""
     if ctx.obj is None:
         ctx.obj = CliState()
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.command("init-db")
@@ -46,3 +53,118 @@ def init_db(state: CliState) -> None:
 
     upgrade_database(state.settings.database_url)
     click.echo(f"database ready: {state.database.engine.url.render_as_string(hide_password=True)}")
+
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Web server threads.")
+@click.option("--workers", default=2, show_default=True, type=int,
+              help="Embedded job worker threads (ignored when IVR_REDIS_URL is set: run `ivr worker`).")
+@click.pass_obj
+def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> None:
+    """Serve the webhooks, the API and /healthz, with the embedded job worker."""
+    import logging
+
+    from waitress import serve as waitress_serve
+
+    from ivr import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = state.settings
+    app = create_app(settings)
+    queue = app.extensions["ivr.queue"]
+    embedded = settings.redis_url is None
+    if embedded:
+        queue.start_embedded(workers=workers)
+    queue.sweep()
+    click.echo(f"Twilio voice URL:      {settings.public_url}/twilio/voice  (HTTP POST)")
+    click.echo(f"Twilio status callback: {settings.public_url}/twilio/status")
+    click.echo(f"Twilio fallback URL:   {settings.public_url}/twilio/fallback")
+    click.echo(f"Jobs: {'embedded worker (SQLite queue)' if embedded else 'Redis queue — run `ivr worker`'}")
+    click.echo(f"Try a call without Twilio:  .venv/bin/ivr call --server http://127.0.0.1:{port}")
+    try:
+        waitress_serve(app, host=host, port=port, threads=threads, ident="ivr")
+    finally:
+        if embedded:
+            queue.stop_embedded()
+
+
+@main.command()
+@click.option("--workers", default=2, show_default=True, type=int, help="Worker threads.")
+@click.pass_obj
+def worker(state: CliState, workers: int) -> None:
+    """Run jobs from the Redis queue (IVR_REDIS_URL); `ivr serve` runs them itself otherwise."""
+    import logging
+
+    from ivr.jobs import JobQueue
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not state.settings.redis_url:
+        raise click.ClickException("IVR_REDIS_URL is not set: `ivr serve` runs the jobs itself")
+    JobQueue(state.settings, state.database).run_worker(workers=workers)
+
+
+@main.group()
+def token() -> None:
+    """API tokens for `Authorization: Bearer …`."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--user", "username", help="Staff account the token acts for.")
+@click.pass_obj
+def token_create(state: CliState, name: str, username: str | None) -> None:
+    """Create a token called NAME and print it (last line of output; it is not shown again)."""
+    from sqlalchemy import select
+
+    from ivr.models import User
+    from ivr.staff import create_token
+
+    with state.database.session() as session:
+        user = None
+        if username:
+            user = session.scalars(select(User).where(User.username == username)).first()
+            if user is None:
+                raise click.ClickException(f"no user {username!r} (create it with `ivr user create`)")
+        plain = create_token(session, name, user)
+    click.echo(f"token {name!r} created; store it now, it cannot be shown again:")
+    click.echo(plain)
+
+
+@main.group()
+def user() -> None:
+    """Staff accounts (the console logs in with these)."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", required=True, help="night_shift | qa | department | manager | admin")
+@click.option("--department", help="For department accounts, e.g. 工程部.")
+@click.option("--name", "display_name", help="Name shown in the console and used in QA.")
+@click.option("--phone", help="Phone number (E.164), e.g. for on-duty transfers.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted for when not given.")
+@click.pass_obj
+def user_create(state: CliState, username: str, role: str, department: str | None, display_name: str | None,
+                phone: str | None, password: str) -> None:
+    """Create the staff account USERNAME with a role."""
+    from ivr.staff import StaffError, create_user
+
+    try:
+        with state.database.session() as session:
+            create_user(session, username, password, role, department=department,
+                        display_name=display_name, phone=phone)
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"user {username!r} created with role {role}")
+
+
+from ivr.twilio_number import twilio as _twilio  # noqa: E402
+
+main.add_command(_twilio)
+
+from ivr.fees.cli import fees as _fees  # noqa: E402
+
+main.add_command(_fees)

@@ -1,0 +1,34 @@
+"""物业 24-hour phone front desk: the Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from ivr.config import Settings, load_settings
+from ivr.db import Database
+
+
+def create_app(settings: Settings | None = None, *, with_queue: bool = True, **queue_options: float) -> Flask:
+    """Build the app: webhooks, API and health check, bound to one database and job queue."""
+    settings = settings or load_settings()
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.config.update(settings.as_flask_config())
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024  # webhooks are small forms
+    for warning in settings.warnings:
+        logging.getLogger("ivr").warning(warning)
+
+    database = Database(settings.database_url)
+    app.extensions["ivr.database"] = database
+    if with_queue:
+        from ivr.jobs import JobQueue
+
+        app.extensions["ivr.queue"] = JobQueue(settings, database, **queue_options)
+
+    from ivr import api, health, telephony
+
+    telephony.init_app(app)
+    api.init_app(app)
+    health.init_app(app)
+    return app

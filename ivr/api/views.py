@@ -1,0 +1,151 @@
+"""GET /api/tickets, /api/tickets/<id>, /api/recordings/<sid>/audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, g, jsonify, request, send_file
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import HTTPException
+
+from ivr.models import Call, Category, Recording, RecordingState, Ticket, TicketStatus
+from ivr.runtime import current_database, current_settings
+from ivr.staff import token_owner
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+MAX_PAGE = 200
+
+
+@blueprint.errorhandler(HTTPException)
+def json_error(error: HTTPException) -> ResponseReturnValue:
+    """API errors as JSON, with the reason."""
+    response = jsonify(error=error.description or error.name)
+    response.status_code = error.code or 500
+    if error.code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ivr"'
+    return response
+
+
+@blueprint.before_request
+def require_token() -> None:
+    """Every API request needs `Authorization: Bearer <token>` from `ivr token create`."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        abort(401, "missing bearer token")
+    with current_database().session() as session:
+        record = token_owner(session, token.strip())
+        if record is None:
+            abort(401, "invalid or revoked token")
+        g.api_token_id = record.id
+
+
+def recording_json(recording: Recording) -> dict[str, Any]:
+    stored = recording.state == RecordingState.STORED
+    return {
+        "sid": recording.recording_sid,
+        "source": recording.source,
+        "state": recording.state.value,
+        "sha256": recording.sha256,
+        "size": recording.size,
+        "duration": recording.duration,
+        "channels": recording.channels,
+        "url": f"{current_settings().public_url}/api/recordings/{recording.recording_sid}/audio" if stored else None,
+        "error": recording.error,
+    }
+
+
+def ticket_json(ticket: Ticket) -> dict[str, Any]:
+    """The ticket as staff tools see it (E3: time, room, caller, the matter)."""
+    zone = ZoneInfo(current_settings().timezone)
+    call = ticket.call
+    return {
+        "id": ticket.id,
+        "number": ticket.number,
+        "category": ticket.category.value,
+        "status": ticket.status.value,
+        "urgent": ticket.urgent,
+        "urgent_reason": ticket.urgent_reason,
+        "room": ticket.room,
+        "caller": ticket.caller_number,
+        "caller_name": ticket.caller_name,
+        "call_sid": call.call_sid if call else None,
+        "called_at": call.started_at.isoformat() if call else None,
+        "confirmed": ticket.confirmed,
+        "confirmed_at": ticket.confirmed_at.isoformat() if ticket.confirmed_at else None,
+        "created_at": ticket.created_at.isoformat(),
+        "created_at_local": ticket.created_at.astimezone(zone).isoformat(),
+        "transcript": ticket.transcript,
+        "note": ticket.note,
+        "recordings": [recording_json(r) for r in ticket.recordings],
+    }
+
+
+def _choice(name: str, enum_type: type[Category] | type[TicketStatus]) -> Any:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return enum_type(value)
+    except ValueError:
+        abort(400, f"{name} must be one of {', '.join(m.value for m in enum_type)}")
+
+
+def _int_arg(name: str, default: int, maximum: int) -> int:
+    value = request.args.get(name, str(default))
+    if not value.isdigit():
+        abort(400, f"{name} must be a non-negative integer")
+    return min(int(value), maximum)
+
+
+@blueprint.get("/tickets")
+def list_tickets() -> ResponseReturnValue:
+    """Tickets, newest first; filters: call_sid, status, category, room, urgent; limit, offset."""
+    query = select(Ticket).options(selectinload(Ticket.recordings), selectinload(Ticket.call)).order_by(
+        Ticket.id.desc()
+    )
+    if call_sid := request.args.get("call_sid"):
+        query = query.join(Ticket.call).where(Call.call_sid == call_sid)
+    if (status := _choice("status", TicketStatus)) is not None:
+        query = query.where(Ticket.status == status)
+    if (category := _choice("category", Category)) is not None:
+        query = query.where(Ticket.category == category)
+    if room := request.args.get("room"):
+        query = query.where(Ticket.room == room)
+    if (urgent := request.args.get("urgent")) is not None:
+        query = query.where(Ticket.urgent.is_(urgent.lower() in ("1", "true", "yes")))
+    limit, offset = _int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0, 10**9)
+    with current_database().session() as session:
+        tickets = session.scalars(query.limit(limit).offset(offset)).all()
+        return jsonify(tickets=[ticket_json(t) for t in tickets], limit=limit, offset=offset)
+
+
+@blueprint.get("/tickets/<int:ticket_id>")
+def show_ticket(ticket_id: int) -> ResponseReturnValue:
+    with current_database().session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            abort(404, f"no ticket {ticket_id}")
+        return jsonify(ticket_json(ticket))
+
+
+@blueprint.get("/recordings/<sid>/audio")
+def recording_audio(sid: str) -> ResponseReturnValue:
+    """The stored bytes, exactly as Twilio sent them; supports HTTP range requests for seeking."""
+    with current_database().session() as session:
+        recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
+        if recording is None:
+            abort(404, "no such recording")
+        if recording.state != RecordingState.STORED or not recording.path:
+            abort(404, f"recording not stored ({recording.state.value})")
+        root = current_settings().recordings_dir.resolve()
+        path = (root / recording.path).resolve()
+        content_type = recording.content_type or "audio/wav"
+    if not path.is_relative_to(root) or not Path(path).is_file():
+        abort(404, "recording file missing from storage")
+    response = send_file(path, mimetype=content_type, conditional=True, download_name=f"{sid}.wav")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

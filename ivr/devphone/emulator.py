@@ -1,0 +1,1049 @@
+"""Twilio's side of an inbound voice call: request TwiML, follow it verb by verb, post the callbacks.
+
+The emulator is generic: it knows TwiML, not our menus. A *caller* decides what happens at each
+point where a real caller would act (keys at <Gather>, a message at <Record>, the far end at
+<Dial>). `CallerScript` answers from a list of steps for tests; `InteractiveCaller` asks a person.
+
+Behaviour follows Twilio's TwiML Voice reference:
+
+* every webhook is a form-encoded POST (or GET when `method="GET"`) signed with `X-Twilio-Signature`
+  over the public URL, with `I-Twilio-Idempotency-Token` and `User-Agent: TwilioProxy/1.1`;
+* a non-2xx reply, an unreachable server or a document that is not `<Response>` TwiML is an
+  "application error": Twilio apologises and hangs up, so the call ends there;
+* <Gather> posts `Digits` (and `FinishedOnKey`) to its action; with no input it falls through to the
+  next verb unless `actionOnEmptyResult="true"`;
+* <Record> posts `RecordingUrl` (no extension), `RecordingSid`, `RecordingDuration` and `Digits` (the
+  key that ended it, or `hangup`); an empty recording requests nothing and falls through; after a
+  hang-up the action is still requested but its reply is ignored;
+* <Dial> posts `DialCallStatus`, `DialCallSid`, `DialCallDuration` (when answered) and the recording
+  fields when it recorded; without an action it falls through to the next verb;
+* when the document runs out the call ends; the number's status callback then gets
+  `CallStatus=completed` with `CallDuration`.
+
+Time is virtual: prompts, pauses, timeouts and recordings advance a clock, so `CallDuration` and
+timestamps are plausible without the test waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io
+import math
+import secrets
+import struct
+import uuid
+import wave
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlencode, urljoin
+
+from twilio.request_validator import RequestValidator
+
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.transport import Reply, Transport, TransportError
+
+API_VERSION = "2010-04-01"
+USER_AGENT = "TwilioProxy/1.1"
+APPLICATION_ERROR_PROMPT = "We are sorry, an application error has occurred. Goodbye."
+
+# --- what the caller can do ----------------------------------------------------------------------
+
+
+class Signal(enum.Enum):
+    """A caller action that is neither keys nor a message."""
+
+    SILENCE = "silence"
+    HANGUP = "hangup"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+SILENCE = Signal.SILENCE
+"""At <Gather>: no keys until the timeout. At <Record>: say nothing (an empty recording)."""
+HANGUP = Signal.HANGUP
+"""Put the phone down at this point (before any input)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A spoken message for <Record>: the caller's audio and how the recording ended.
+
+    `finish` is a key (ends the recording when it is in the verb's finishOnKey), `"hangup"` (the
+    caller puts the phone down after speaking) or `"timeout"` (silence after speaking).
+    """
+
+    wav: str | Path
+    finish: str = "#"
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Spoken words for a <Gather input="speech">: posted as SpeechResult and Confidence."""
+
+    text: str
+    confidence: float = 0.9
+
+
+DialStatus = Literal["completed", "no-answer", "busy", "failed"]
+
+
+@dataclass(frozen=True)
+class DialOutcome:
+    """What happens on the far end of a <Dial>.
+
+    `status` is the DialCallStatus when the called party behaves as described; a ring longer than
+    the Dial timeout turns "completed" into "no-answer", as on Twilio. `recording_wav` is the audio
+    of the bridged call for `record="record-from-answer…"` (a 2-channel WAV for the dual modes;
+    silence of `talk_seconds` is generated when omitted). `hangup_by="caller"` means the caller
+    hung up during the conversation: the Dial action is still requested, its reply ignored.
+    `answered_by` picks which <Number> answers (default the first).
+    """
+
+    status: DialStatus = "completed"
+    ring_seconds: int = 5
+    talk_seconds: int = 30
+    recording_wav: str | Path | None = None
+    hangup_by: Literal["caller", "callee"] = "callee"
+    answered_by: str | None = None
+
+
+Step = str | Signal | Message | Speech | DialOutcome
+GatherAnswer = str | Speech | Signal
+RecordAnswer = Message | Signal
+DialAnswer = DialOutcome | Signal
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Something the caller hears: a <Say>, a <Play>, a <Pause> or the recording beep."""
+
+    kind: Literal["say", "play", "pause", "beep"]
+    text: str = ""
+    language: str = ""
+    voice: str = ""
+    url: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class GatherRequest:
+    """The <Gather> the caller is being asked to answer."""
+
+    num_digits: int | None
+    finish_on_key: str
+    timeout: int
+    input: frozenset[str]
+    action: str
+
+
+@dataclass(frozen=True)
+class RecordRequest:
+    """The <Record> the caller is being asked to speak into."""
+
+    max_length: int
+    finish_on_key: str
+    timeout: int
+    play_beep: bool
+    action: str
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    """The <Dial> being placed on the caller's behalf."""
+
+    numbers: tuple[str, ...]
+    timeout: int
+    record: str
+    action: str | None
+
+
+class ScriptMismatch(Exception):
+    """The caller script cannot answer the verb the call reached (a bug in the test's script)."""
+
+
+class Caller:
+    """Base class for whoever is on the phone. Subclasses answer the three kinds of question."""
+
+    def hear(self, heard: Heard) -> None:
+        """Told about every prompt, sound and pause, in order."""
+
+    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
+        raise NotImplementedError
+
+    def answer_record(self, request: RecordRequest) -> RecordAnswer:
+        raise NotImplementedError
+
+    def answer_dial(self, request: DialRequest) -> DialAnswer:
+        raise NotImplementedError
+
+    def unused_steps(self) -> list[Step]:
+        """Scripted steps never reached (empty for a person)."""
+        return []
+
+
+class CallerScript(Caller):
+    """Answers from a list of steps, in order, e.g. `CallerScript(["1", "3*2*501#", Message(wav), "1"])`.
+
+    * <Gather> takes the next step: keys (str), `Speech`, `SILENCE` or `HANGUP`.
+    * <Record> takes the next step if it is a `Message`, `SILENCE` or `HANGUP`; otherwise it uses the
+      default `message` when one was given.
+    * <Dial> takes the next step if it is a `DialOutcome` or `HANGUP`; otherwise the default
+      `dial_outcome` when one was given.
+    * When the steps run out, the caller hangs up.
+    """
+
+    def __init__(
+        self,
+        steps: Iterable[Step],
+        *,
+        message: Message | None = None,
+        dial_outcome: DialOutcome | None = None,
+    ) -> None:
+        self.steps: list[Step] = list(steps)
+        self.position = 0
+        self.message = message
+        self.dial_outcome = dial_outcome
+
+    def _peek(self) -> Step | None:
+        return self.steps[self.position] if self.position < len(self.steps) else None
+
+    def _take(self) -> Step:
+        step = self.steps[self.position]
+        self.position += 1
+        return step
+
+    def _mismatch(self, step: Step, verb: str) -> ScriptMismatch:
+        return ScriptMismatch(f"script step {self.position + 1} ({step!r}) cannot answer {verb}")
+
+    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
+        step = self._peek()
+        if step is None:
+            return HANGUP
+        if isinstance(step, str | Speech | Signal):
+            self._take()
+            return step
+        raise self._mismatch(step, "<Gather>")
+
+    def answer_record(self, request: RecordRequest) -> RecordAnswer:
+        step = self._peek()
+        if isinstance(step, Message | Signal):
+            self._take()
+            return step
+        if self.message is not None:
+            return self.message
+        if step is None:
+            return HANGUP
+        raise self._mismatch(step, "<Record>")
+
+    def answer_dial(self, request: DialRequest) -> DialAnswer:
+        step = self._peek()
+        if isinstance(step, DialOutcome) or step is HANGUP:
+            return self._take()  # type: ignore[return-value]
+        if self.dial_outcome is not None:
+            return self.dial_outcome
+        if step is None:
+            return HANGUP
+        raise self._mismatch(step, "<Dial>")
+
+    def unused_steps(self) -> list[Step]:
+        return self.steps[self.position :]
+
+
+class InteractiveCaller(Caller):
+    """A person at the keyboard: keys for <Gather> (empty line = silence, `h` = hang up), a choice
+    at <Record> and <Dial>. `ask` shows a prompt and returns the typed line (EOF hangs up)."""
+
+    def __init__(self, message_wav: str | Path, ask: Callable[[str], str] = input) -> None:
+        self.message_wav = message_wav
+        self.ask = ask
+
+    def _line(self, prompt: str) -> str | None:
+        try:
+            return self.ask(prompt).strip()
+        except (EOFError, KeyboardInterrupt):
+            return None
+        except Exception as exc:  # click.Abort on Ctrl-C/Ctrl-D when `ask` is click.prompt
+            if type(exc).__name__ == "Abort":
+                return None
+            raise
+
+    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
+        while True:
+            line = self._line("keys (Enter = silence, h = hang up)")
+            if line is None or line.lower() == "h":
+                return HANGUP
+            if line == "":
+                return SILENCE
+            if all(key in "0123456789*#" for key in line):
+                return line
+            if "speech" in request.input:
+                return Speech(line)
+
+    def answer_record(self, request: RecordRequest) -> RecordAnswer:
+        choices = {
+            "": Message(self.message_wav, "#"),
+            "h": Message(self.message_wav, "hangup"),
+            "s": SILENCE,
+            "x": HANGUP,
+        }
+        while True:
+            line = self._line(
+                f"record: Enter = say {Path(self.message_wav).name} then #, h = say it then hang up, "
+                "s = say nothing, x = hang up"
+            )
+            if line is None:
+                return HANGUP
+            if line.lower() in choices:
+                return choices[line.lower()]
+
+    def answer_dial(self, request: DialRequest) -> DialAnswer:
+        choices: dict[str, DialAnswer] = {
+            "": DialOutcome("completed"),
+            "n": DialOutcome("no-answer", ring_seconds=request.timeout),
+            "b": DialOutcome("busy", ring_seconds=0, talk_seconds=0),
+            "f": DialOutcome("failed", ring_seconds=0, talk_seconds=0),
+            "h": HANGUP,
+        }
+        while True:
+            line = self._line(
+                f"dialling {', '.join(request.numbers)}: Enter = answered, n = no answer, b = busy, "
+                "f = failed, h = hang up"
+            )
+            if line is None:
+                return HANGUP
+            if line.lower() in choices:
+                return choices[line.lower()]
+
+
+# --- what the emulator reports --------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """One webhook: what was sent and what came back.
+
+    `kind` is one of voice, gather, record, dial, redirect (TwiML requests) or call-status,
+    recording-status, dial-status (callbacks). With `retry_webhooks`, `replies_identical` tells
+    whether the retried request got the same answer.
+    """
+
+    kind: str
+    method: str
+    url: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    status: int
+    body: str
+    content_type: str = ""
+    replies_identical: bool | None = None
+
+
+@dataclass
+class CallResult:
+    """Everything observable about one emulated call."""
+
+    call_sid: str
+    from_: str
+    to: str
+    said: list[str] = field(default_factory=list)
+    heard: list[Heard] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    requests: list[Exchange] = field(default_factory=list)
+    recordings: dict[str, Path | None] = field(default_factory=dict)
+    ended_by: Literal["caller", "twilio"] = "twilio"
+    duration: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unused_steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No application error, script mismatch or loop guard."""
+        return not self.errors
+
+    def transcript(self) -> str:
+        """What the line said, one prompt per line."""
+        return "\n".join(self.said)
+
+    def requests_of(self, kind: str) -> list[Exchange]:
+        return [exchange for exchange in self.requests if exchange.kind == kind]
+
+    def last(self, kind: str) -> Exchange:
+        """The last webhook of `kind`; AssertionError (with the call's story) when there is none."""
+        found = self.requests_of(kind)
+        if not found:
+            raise AssertionError(f"no {kind!r} request in this call:\n{self.describe()}")
+        return found[-1]
+
+    def describe(self) -> str:
+        """A readable account of the call for assertion messages."""
+        lines = [f"call {self.call_sid} from {self.from_}, ended by {self.ended_by} after {self.duration}s"]
+        lines += [f"  {e.kind:17} {e.method} {e.url} -> {e.status}" for e in self.requests]
+        lines += [f"  said: {text}" for text in self.said]
+        lines += [f"  error: {text}" for text in self.errors]
+        lines += [f"  warning: {text}" for text in self.warnings]
+        if self.unused_steps:
+            lines.append(f"  unused script steps: {self.unused_steps!r}")
+        return "\n".join(lines)
+
+    def raise_for_errors(self) -> CallResult:
+        """AssertionError describing the call when it had errors; the result otherwise."""
+        if self.errors:
+            raise AssertionError(self.describe())
+        return self
+
+
+@dataclass(frozen=True)
+class SharedKey:
+    """Sign with a Webhooks SharedKey instead of the auth token (sends X-Twilio-Webhooks-Signature-Settings)."""
+
+    key: str
+    secret: str
+    algorithm: str = "HMAC_SHA256"
+
+
+RecordingCallbackTiming = Literal["after-action", "before-action", "end-of-call"]
+
+
+# --- the emulator ----------------------------------------------------------------------------------
+
+
+class TwilioEmulator:
+    """Plays Twilio for inbound calls to one phone number whose voice webhook is `voice_path`.
+
+    `recording_callback_timing` places recording status callbacks after the verb's action request
+    (the usual order), before it (out of order, as Twilio may deliver them), or after the call's
+    final status callback. `retry_webhooks` sends every webhook twice with the same idempotency
+    token, as Twilio does when it retries, and uses the second reply.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        public_url: str,
+        account_sid: str,
+        auth_token: str,
+        recording_server: RecordingServer | None,
+        voice_path: str = "/twilio/voice",
+        status_path: str | None = "/twilio/status",
+        *,
+        retry_webhooks: bool = False,
+        recording_callback_timing: RecordingCallbackTiming = "after-action",
+        max_requests: int = 200,
+        shared_key: SharedKey | None = None,
+    ) -> None:
+        self.transport = transport
+        self.public_url = public_url.rstrip("/")
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.recording_server = recording_server
+        self.voice_path = voice_path
+        self.status_path = status_path
+        self.retry_webhooks = retry_webhooks
+        self.recording_callback_timing = recording_callback_timing
+        self.max_requests = max_requests
+        self.shared_key = shared_key
+
+    def call(
+        self,
+        caller: Caller | Sequence[Step],
+        from_: str = "+8613912345678",
+        to: str = "+861062345678",
+        call_sid: str | None = None,
+    ) -> CallResult:
+        """Place one inbound call and follow it to the end. A list of steps becomes a `CallerScript`."""
+        if not isinstance(caller, Caller):
+            caller = CallerScript(caller)
+        run = _CallRun(self, caller, from_, to, call_sid or new_sid("CA"))
+        return run.run()
+
+    def sign(self, url: str, params: Mapping[str, str]) -> str:
+        """X-Twilio-Signature for a request to `url` with form `params`."""
+        if self.shared_key is not None:
+            return RequestValidator(self.shared_key.secret).compute_signature(
+                url, dict(params), self.shared_key.algorithm
+            )
+        return RequestValidator(self.auth_token).compute_signature(url, dict(params))
+
+
+def new_sid(prefix: str) -> str:
+    """A Twilio-style SID: two letters and 32 hex digits."""
+    return prefix + secrets.token_hex(16)
+
+
+def _country(number: str) -> str:
+    for prefix, country in (("+86", "CN"), ("+852", "HK"), ("+1", "US"), ("+44", "GB")):
+        if number.startswith(prefix):
+            return country
+    return ""
+
+
+class _CallEnded(Exception):
+    def __init__(self, by: Literal["caller", "twilio"]) -> None:
+        super().__init__(by)
+        self.by: Literal["caller", "twilio"] = by
+
+
+@dataclass
+class _Fetch:
+    """The next TwiML document to request."""
+
+    kind: str
+    url: str
+    method: str
+    params: dict[str, str]
+    caller_gone: bool = False
+
+
+@dataclass
+class _Audio:
+    data: bytes
+    duration: float
+    channels: int
+
+
+class _CallRun:
+    """The state of one call while it runs."""
+
+    def __init__(self, emulator: TwilioEmulator, caller: Caller, from_: str, to: str, call_sid: str) -> None:
+        self.emulator = emulator
+        self.caller = caller
+        self.from_ = from_
+        self.to = to
+        self.call_sid = call_sid
+        self.started = datetime.now(UTC)
+        self.clock = 0.0
+        self.status = "ringing"
+        self.twiml_requests = 0
+        self.deferred: list[Callable[[], None]] = []
+        self.result = CallResult(call_sid=call_sid, from_=from_, to=to)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self) -> CallResult:
+        url = self.emulator.public_url + self.emulator.voice_path
+        next_fetch: _Fetch | None = _Fetch("voice", url, "POST", {})
+        try:
+            while next_fetch is not None:
+                document_url, root = self.fetch(next_fetch)
+                self.status = "in-progress"
+                next_fetch = self.execute(root, document_url)
+            raise _CallEnded("twilio")
+        except _CallEnded as ended:
+            self.result.ended_by = ended.by
+        except ScriptMismatch as exc:
+            self.result.errors.append(str(exc))
+            self.result.ended_by = "caller"
+        self.status = "completed"
+        self.result.duration = math.ceil(self.clock)
+        self.post_call_status()
+        for deliver in self.deferred:
+            deliver()
+        self.result.unused_steps = self.caller.unused_steps()
+        return self.result
+
+    def now(self) -> datetime:
+        return self.started + timedelta(seconds=self.clock)
+
+    def timestamp(self) -> str:
+        return format_datetime(self.now())
+
+    def call_params(self) -> dict[str, str]:
+        """The parameters Twilio sends with every TwiML request of an inbound call."""
+        from_country, to_country = _country(self.from_), _country(self.to)
+        params = {
+            "AccountSid": self.emulator.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": self.call_sid,
+            "CallStatus": self.status,
+            "Direction": "inbound",
+            "From": self.from_,
+            "To": self.to,
+            "Caller": self.from_,
+            "Called": self.to,
+        }
+        for prefix, country in (("From", from_country), ("Caller", from_country), ("To", to_country),
+                                ("Called", to_country)):
+            params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": "",
+                           f"{prefix}Country": country})
+        return params
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def send(self, kind: str, method: str, url: str, params: Mapping[str, str]) -> Reply:
+        """Sign and deliver one webhook (twice with `retry_webhooks`), and log it."""
+        method = method.upper()
+        body_params = dict(params)
+        if method == "GET":
+            query = urlencode(body_params)
+            url = url + ("&" if "?" in url else "?") + query if query else url
+            body_params = {}
+        headers = {
+            "X-Twilio-Signature": self.emulator.sign(url, body_params),
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            "User-Agent": USER_AGENT,
+        }
+        if self.emulator.shared_key is not None:
+            key = self.emulator.shared_key
+            headers["X-Twilio-Webhooks-Signature-Settings"] = f"key={key.key},algorithm={key.algorithm}"
+        reply = self._deliver(method, url, body_params, headers)
+        identical = None
+        if self.emulator.retry_webhooks:
+            retry = self._deliver(method, url, body_params, headers)
+            identical = (retry.status, retry.body) == (reply.status, reply.body)
+            reply = retry
+        self.result.requests.append(
+            Exchange(kind, method, url, body_params, headers, reply.status, reply.body, reply.content_type,
+                     identical)
+        )
+        return reply
+
+    def _deliver(self, method: str, url: str, params: dict[str, str], headers: dict[str, str]) -> Reply:
+        try:
+            return self.emulator.transport.request(method, url, params, headers)
+        except TransportError as exc:
+            return Reply(0, str(exc), "")
+
+    def fetch(self, request: _Fetch) -> tuple[str, ET.Element]:
+        """Request a TwiML document; an application error ends the call."""
+        self.twiml_requests += 1
+        if self.twiml_requests > self.emulator.max_requests:
+            self.result.errors.append(
+                f"loop guard: more than {self.emulator.max_requests} TwiML requests in one call "
+                f"(last: {request.method} {request.url})"
+            )
+            raise _CallEnded("twilio")
+        params = {**self.call_params(), **request.params}
+        reply = self.send(request.kind, request.method, request.url, params)
+        if request.caller_gone:
+            raise _CallEnded("caller")
+        if not reply.ok:
+            detail = f"HTTP {reply.status}" if reply.status else reply.body
+            self.application_error(f"11200 HTTP retrieval failure: {request.method} {request.url}: {detail}")
+        try:
+            root = ET.fromstring(reply.body)
+        except ET.ParseError as exc:
+            self.application_error(f"12100 document parse failure at {request.url}: {exc}")
+        if root.tag != "Response":
+            self.application_error(f"12100 document parse failure at {request.url}: root is <{root.tag}>")
+        return request.url, root
+
+    def application_error(self, message: str) -> None:
+        self.result.errors.append(message)
+        self.hear(Heard("say", APPLICATION_ERROR_PROMPT, "en-US"), record=False)
+        raise _CallEnded("twilio")
+
+    def hear(self, heard: Heard, record: bool = True) -> None:
+        self.result.heard.append(heard)
+        if heard.kind == "say" and record:
+            self.result.said.append(heard.text)
+        self.caller.hear(heard)
+
+    # -- verbs --------------------------------------------------------------------------------
+
+    def execute(self, root: ET.Element, document_url: str) -> _Fetch | None:
+        """Run a document's verbs; return the next document to fetch, or None when it runs out."""
+        for verb in root:
+            handler = getattr(self, f"verb_{verb.tag.lower()}", None)
+            if handler is None:
+                self.application_error(f"12200 <{verb.tag}> is not a voice verb the dev phone emulates")
+            next_fetch: _Fetch | None = handler(verb, document_url)
+            if next_fetch is not None:
+                return next_fetch
+        return None
+
+    def resolve(self, document_url: str, target: str | None) -> str:
+        return urljoin(document_url, target.strip()) if target and target.strip() else document_url
+
+    def verb_say(self, verb: ET.Element, document_url: str) -> None:
+        text = "".join(verb.itertext()).strip()
+        for _ in range(max(int(verb.get("loop", "1")), 1)):
+            self.hear(Heard("say", text, verb.get("language", "en-US"), verb.get("voice", "")))
+            # A rough speaking rate: ~4 Chinese characters a second.
+            self.clock += max(len(text) * 0.25, 0.5)
+
+    def verb_play(self, verb: ET.Element, document_url: str) -> None:
+        url = self.resolve(document_url, verb.text)
+        for _ in range(max(int(verb.get("loop", "1")), 1)):
+            self.hear(Heard("play", url=url))
+            self.clock += 2
+
+    def verb_pause(self, verb: ET.Element, document_url: str) -> None:
+        seconds = float(verb.get("length", "1"))
+        self.hear(Heard("pause", seconds=seconds))
+        self.clock += seconds
+
+    def verb_hangup(self, verb: ET.Element, document_url: str) -> None:
+        raise _CallEnded("twilio")
+
+    def verb_redirect(self, verb: ET.Element, document_url: str) -> _Fetch:
+        return _Fetch("redirect", self.resolve(document_url, verb.text), verb.get("method", "POST"), {})
+
+    def verb_gather(self, verb: ET.Element, document_url: str) -> _Fetch | None:
+        action = self.resolve(document_url, verb.get("action"))
+        num_digits = int(verb.get("numDigits")) if verb.get("numDigits") else None
+        finish_on_key = verb.get("finishOnKey", "#")
+        timeout = int(verb.get("timeout", "5"))
+        inputs = frozenset(verb.get("input", "dtmf").split())
+        for nested in verb:
+            if nested.tag not in ("Say", "Play", "Pause"):
+                self.application_error(f"12200 <{nested.tag}> cannot be nested in <Gather>")
+            getattr(self, f"verb_{nested.tag.lower()}")(nested, document_url)
+        answer = self.caller.answer_gather(GatherRequest(num_digits, finish_on_key, timeout, inputs, action))
+        if answer is HANGUP:
+            self.result.keys.append("hangup")
+            raise _CallEnded("caller")
+        params: dict[str, str] = {}
+        if isinstance(answer, Speech):
+            if "speech" in inputs:
+                params = {"SpeechResult": answer.text, "Confidence": f"{answer.confidence:.2f}"}
+                self.clock += len(answer.text) * 0.25
+            else:
+                self.result.warnings.append(f"speech {answer.text!r} at a <Gather> without speech input")
+        elif isinstance(answer, str):
+            self.result.keys.append(answer)
+            if "dtmf" in inputs:
+                digits, finished_on = self._collect(answer, num_digits, finish_on_key)
+                if digits:
+                    params = {"Digits": digits, "FinishedOnKey": finished_on}
+                    self.clock += len(answer) * 0.5 + (0 if finished_on or num_digits else timeout)
+            else:
+                self.result.warnings.append(f"keys {answer!r} at a <Gather> without dtmf input")
+        if not params:
+            self.clock += timeout
+            if verb.get("actionOnEmptyResult", "false").lower() != "true":
+                return None
+            params = {"Digits": "", "FinishedOnKey": ""} if "dtmf" in inputs else {}
+        return _Fetch("gather", action, verb.get("method", "POST"), params)
+
+    def _collect(self, keys: str, num_digits: int | None, finish_on_key: str) -> tuple[str, str]:
+        """Digits a <Gather> takes from `keys`, and the finishing key ('' when it timed out or filled up)."""
+        digits = ""
+        for index, key in enumerate(keys):
+            if finish_on_key and key in finish_on_key:
+                rest, finished = keys[index + 1 :], key
+                break
+            digits += key
+            if num_digits is not None and len(digits) >= num_digits:
+                rest, finished = keys[index + 1 :], ""
+                break
+        else:
+            rest, finished = "", ""
+        if rest:
+            self.result.warnings.append(f"keys {rest!r} pressed after the <Gather> finished were lost")
+        return digits, finished
+
+    def verb_record(self, verb: ET.Element, document_url: str) -> _Fetch | None:
+        action = self.resolve(document_url, verb.get("action"))
+        max_length = int(verb.get("maxLength", "3600")) or 3600
+        finish_on_key = verb.get("finishOnKey", "1234567890*#")
+        timeout = int(verb.get("timeout", "5"))
+        play_beep = verb.get("playBeep", "true").lower() != "false"
+        callback = verb.get("recordingStatusCallback")
+        events = set(verb.get("recordingStatusCallbackEvent", "completed").split())
+        request = RecordRequest(max_length, finish_on_key, timeout, play_beep, action)
+        answer = self.caller.answer_record(request)
+        if play_beep:
+            self.hear(Heard("beep", seconds=0.5))
+        sid = new_sid("RE")
+        start_time = self.timestamp()
+        audio = _read_audio(answer.wav) if isinstance(answer, Message) else None
+        empty = audio is None or audio.duration <= 0
+        if callback and "in-progress" in events and not (answer is HANGUP):
+            self.post_recording_status(callback, verb, sid, "in-progress", None, start_time, "RecordVerb")
+        if answer is HANGUP:
+            self.result.keys.append("hangup")
+            raise _CallEnded("caller")
+        if empty or audio is None or not isinstance(answer, Message):
+            # Twilio requests nothing for an empty recording and carries on with the next verb.
+            self.clock += timeout
+            if callback and "absent" in events:
+                self.post_recording_status(callback, verb, sid, "absent", None, start_time, "RecordVerb")
+            if isinstance(answer, Message) and answer.finish == "hangup":
+                raise _CallEnded("caller")
+            return None
+        finish = answer.finish
+        if audio.duration > max_length:
+            audio = _truncate(audio, max_length)
+            finish = "max-length"
+        self.clock += audio.duration
+        params = self.register_recording(sid, audio, Path(answer.wav), "RecordVerb")
+        caller_gone = finish == "hangup"
+        if caller_gone:
+            params["Digits"] = "hangup"
+            self.status = "completed"
+        elif len(finish) == 1 and finish in finish_on_key:
+            params["Digits"] = finish
+        elif finish not in ("timeout", "max-length"):
+            self.result.warnings.append(
+                f"key {finish!r} does not end a <Record finishOnKey={finish_on_key!r}>: it timed out"
+            )
+        if finish in ("timeout",) or (finish not in ("hangup", "max-length") and "Digits" not in params):
+            self.clock += timeout
+        deliver_callback = self._recording_callback(callback, verb, sid, audio, start_time, "RecordVerb")
+        return self._with_recording_callback(
+            _Fetch("record", action, verb.get("method", "POST"), params, caller_gone), deliver_callback
+        )
+
+    def verb_dial(self, verb: ET.Element, document_url: str) -> _Fetch | None:
+        action_attr = verb.get("action")
+        action = self.resolve(document_url, action_attr) if action_attr else None
+        timeout = int(verb.get("timeout", "30"))
+        record = verb.get("record", "do-not-record")
+        numbers: list[tuple[str, ET.Element | None]] = []
+        if verb.text and verb.text.strip():
+            numbers.append((verb.text.strip(), None))
+        for noun in verb:
+            if noun.tag != "Number":
+                self.application_error(f"12200 <Dial><{noun.tag}> is not emulated by the dev phone")
+            numbers.append(((noun.text or "").strip(), noun))
+        if not numbers:
+            self.application_error("12200 <Dial> without a number")
+        answer = self.caller.answer_dial(DialRequest(tuple(n for n, _ in numbers), timeout, record, action))
+        caller_id = verb.get("callerId", self.from_)
+        if answer is HANGUP or not isinstance(answer, DialOutcome):
+            outcome = DialOutcome("no-answer", ring_seconds=1, talk_seconds=0, hangup_by="caller")
+            status, caller_hung_up_ringing = "canceled", True
+        else:
+            outcome, status, caller_hung_up_ringing = answer, answer.status, False
+            if status == "completed" and outcome.ring_seconds >= timeout:
+                status = "no-answer"
+        answered = status == "completed"
+        ring = min(outcome.ring_seconds, timeout) if status in ("completed", "no-answer", "canceled") else 0
+        talk = outcome.talk_seconds if answered else 0
+        winner = outcome.answered_by or numbers[0][0]
+        dial_sid = ""
+        for number, noun in numbers:
+            child_sid = new_sid("CA")
+            if number == winner:
+                dial_sid = child_sid
+            child_status = status if number == winner or not answered else "canceled"
+            self.post_number_events(noun, number, child_sid, caller_id, child_status, ring,
+                                    talk if number == winner else 0)
+        dial_sid = dial_sid or new_sid("CA")
+        self.clock += ring + talk
+        params = {"DialCallStatus": status, "DialCallSid": dial_sid}
+        if answered:
+            params["DialCallDuration"] = str(talk)
+        deliver_callback: Callable[[], None] | None = None
+        if answered and record not in ("do-not-record", "false"):
+            channels = 2 if record.endswith("dual") else 1
+            seconds = talk + (ring if "ringing" in record else 0)
+            path = Path(outcome.recording_wav) if outcome.recording_wav else None
+            audio = _read_audio(path) if path else _silence(seconds, channels)
+            sid = new_sid("RE")
+            start_time = format_datetime(self.now() - timedelta(seconds=seconds))
+            params.update(self.register_recording(sid, audio, path, "DialVerb"))
+            deliver_callback = self._recording_callback(
+                verb.get("recordingStatusCallback"), verb, sid, audio, start_time, "DialVerb"
+            )
+        caller_gone = caller_hung_up_ringing or (answered and outcome.hangup_by == "caller")
+        if caller_gone:
+            self.status = "completed"
+        if action is None:
+            if deliver_callback is not None:
+                deliver_callback()
+            if caller_gone:
+                raise _CallEnded("caller")
+            return None
+        return self._with_recording_callback(
+            _Fetch("dial", action, verb.get("method", "POST"), params, caller_gone), deliver_callback
+        )
+
+    # -- recordings and callbacks ---------------------------------------------------------------
+
+    def register_recording(self, sid: str, audio: _Audio, path: Path | None, source: str) -> dict[str, str]:
+        server = self.emulator.recording_server
+        if server is None:
+            self.result.errors.append("a recording was made but the emulator has no recording server")
+            raise _CallEnded("twilio")
+        duration = max(round(audio.duration), 1)
+        url = server.add(sid, audio.data, call_sid=self.call_sid, source=source, channels=audio.channels,
+                         duration=duration)
+        self.result.recordings[sid] = path
+        return {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": str(duration)}
+
+    def _recording_callback(
+        self, callback: str | None, verb: ET.Element, sid: str, audio: _Audio, start_time: str, source: str
+    ) -> Callable[[], None] | None:
+        events = set(verb.get("recordingStatusCallbackEvent", "completed").split())
+        if not callback or "completed" not in events:
+            return None
+
+        def deliver() -> None:
+            self.post_recording_status(callback, verb, sid, "completed", audio, start_time, source)
+
+        return deliver
+
+    def _with_recording_callback(self, request: _Fetch, deliver: Callable[[], None] | None) -> _Fetch:
+        """Place the recording status callback around the action request as configured."""
+        if deliver is None:
+            return request
+        timing = self.emulator.recording_callback_timing
+        if timing == "before-action":
+            deliver()
+            return request
+        if timing == "end-of-call":
+            self.deferred.append(deliver)
+            return request
+        return _FetchThen(request.kind, request.url, request.method, request.params, request.caller_gone,
+                          after=deliver)
+
+    def post_recording_status(
+        self,
+        callback: str,
+        verb: ET.Element,
+        sid: str,
+        status: str,
+        audio: _Audio | None,
+        start_time: str,
+        source: str,
+    ) -> None:
+        server = self.emulator.recording_server
+        url = server.url_for(sid) if server is not None and audio is not None else ""
+        params = {
+            "AccountSid": self.emulator.account_sid,
+            "CallSid": self.call_sid,
+            "RecordingSid": sid,
+            "RecordingUrl": url,
+            "RecordingStatus": status,
+            "RecordingDuration": str(max(round(audio.duration), 1)) if audio is not None else "0",
+            "RecordingChannels": str(audio.channels if audio is not None else 1),
+            "RecordingStartTime": start_time,
+            "RecordingSource": source,
+            "ErrorCode": "0",
+        }
+        if status == "in-progress":
+            params["RecordingDuration"] = "-1"
+        document_url = self.result.requests[-1].url if self.result.requests else self.emulator.public_url
+        target = self.resolve(document_url, callback)
+        self._callback("recording-status", verb.get("recordingStatusCallbackMethod", "POST"), target, params)
+
+    def post_number_events(
+        self,
+        noun: ET.Element | None,
+        number: str,
+        child_sid: str,
+        caller_id: str,
+        final_status: str,
+        ring: int,
+        talk: int,
+    ) -> None:
+        """Status callbacks of one dialled leg (<Number statusCallback statusCallbackEvent>)."""
+        if noun is None or not noun.get("statusCallback"):
+            return
+        wanted = set(noun.get("statusCallbackEvent", "completed").split())
+        url = self.resolve(self.result.requests[-1].url, noun.get("statusCallback"))
+        method = noun.get("statusCallbackMethod", "POST")
+        timeline: list[tuple[str, str, float]] = [("initiated", "initiated", 0)]
+        if final_status in ("completed", "no-answer", "canceled"):
+            timeline.append(("ringing", "ringing", 0.5))
+        if final_status == "completed":
+            timeline.append(("answered", "in-progress", ring))
+        timeline.append(("completed", final_status, ring + talk))
+        for sequence, (event, call_status, offset) in enumerate(
+            item for item in timeline if item[0] in wanted
+        ):
+            params = {
+                "AccountSid": self.emulator.account_sid,
+                "ApiVersion": API_VERSION,
+                "CallSid": child_sid,
+                "ParentCallSid": self.call_sid,
+                "CallStatus": call_status,
+                "Direction": "outbound-dial",
+                "From": caller_id,
+                "To": number,
+                "Caller": caller_id,
+                "Called": number,
+                "Timestamp": format_datetime(self.now() + timedelta(seconds=offset)),
+                "CallbackSource": "call-progress-events",
+                "SequenceNumber": str(sequence),
+            }
+            if event == "completed":
+                params["CallDuration"] = str(talk)
+                params["Duration"] = str(math.ceil(talk / 60))
+            self._callback("dial-status", method, url, params)
+
+    def post_call_status(self) -> None:
+        """The phone number's status callback at the end of the call."""
+        if not self.emulator.status_path:
+            return
+        params = {
+            **self.call_params(),
+            "CallDuration": str(self.result.duration),
+            "Duration": str(math.ceil(self.result.duration / 60)),
+            "Timestamp": self.timestamp(),
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": "0",
+        }
+        self._callback("call-status", "POST", self.emulator.public_url + self.emulator.status_path, params)
+
+    def _callback(self, kind: str, method: str, url: str, params: dict[str, str]) -> None:
+        reply = self.send(kind, method, url, params)
+        if not reply.ok:
+            detail = f"HTTP {reply.status}" if reply.status else reply.body
+            self.result.warnings.append(f"15003 {kind} callback {url} failed: {detail}")
+
+
+@dataclass
+class _FetchThen(_Fetch):
+    """A fetch followed by a callback once its request has been made (the usual callback order)."""
+
+    after: Callable[[], None] | None = None
+
+
+def _fetch_with_after(run: _CallRun, original: Callable[[_Fetch], tuple[str, ET.Element]]) -> None:
+    """Unused placeholder kept private; see _CallRun.fetch."""
+
+
+def _read_audio(path: str | Path) -> _Audio:
+    """The caller's audio and its length; a missing or non-WAV file is a test bug and raises."""
+    data = Path(path).read_bytes()
+    with wave.open(io.BytesIO(data)) as reader:
+        frames, rate, channels = reader.getnframes(), reader.getframerate(), reader.getnchannels()
+    return _Audio(data, frames / rate if rate else 0.0, channels)
+
+
+def _truncate(audio: _Audio, seconds: int) -> _Audio:
+    """The first `seconds` of a WAV, as Twilio keeps only up to maxLength."""
+    with wave.open(io.BytesIO(audio.data)) as reader:
+        params = reader.getparams()
+        frames = reader.readframes(int(seconds * params.framerate))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setparams(params)
+        writer.writeframes(frames)
+    return _Audio(out.getvalue(), float(seconds), params.nchannels)
+
+
+def _silence(seconds: float, channels: int, rate: int = 8000) -> _Audio:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(channels)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"\x00\x00" * channels * int(seconds * rate))
+    return _Audio(out.getvalue(), float(seconds), channels)
+
+
+def write_tone_wav(path: str | Path, seconds: float = 2.0, frequency: float = 440.0, rate: int = 8000) -> Path:
+    """Write a mono 16-bit PCM tone (a stand-in for a spoken message) and return its path."""
+    path = Path(path)
+    samples = (int(8000 * math.sin(2 * math.pi * frequency * i / rate)) for i in range(int(seconds * rate)))
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return path
+
+
+with contextlib.suppress(NameError):
+    del _fetch_with_after

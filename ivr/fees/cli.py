@@ -1,0 +1,69 @@
+"""The `ivr fees` commands: import the finance office's CSV, show what a room owes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ivr.cli import CliState
+
+
+@click.group()
+def fees() -> None:
+    """The fee ledger (收费): what each room owes."""
+
+
+@fees.command("import")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def import_fees(state: CliState, csv_file: Path) -> None:
+    """Import a fee CSV: every line, or none if any line has a problem.
+
+    The header must name the columns room,fee_type,period,amount_due,due_date (any order). A line that
+    matches an existing (room, fee_type, period) overwrites it.
+    """
+    # Imported here, not at the top, so `ivr --help` does not load the models and cn2an.
+    from ivr.fees.ledger import FeeImportError, import_fee_rows, parse_fee_csv
+
+    try:
+        rows = parse_fee_csv(csv_file.read_bytes())
+    except FeeImportError as exc:
+        for line, message in exc.problems:
+            click.echo(f"line {line}: {message}", err=True)
+        click.echo("nothing imported", err=True)
+        raise SystemExit(1) from None
+    with state.database.session() as session:
+        summary = import_fee_rows(session, rows)
+    click.echo(f"imported {summary.total} lines ({summary.inserted} new, {summary.updated} updated)")
+
+
+@fees.command("show")
+@click.argument("room")
+@click.pass_obj
+def show_fees(state: CliState, room: str) -> None:
+    """Show what a room owes.
+
+    ROOM is 楼栋-单元-房号, e.g. 3-2-501. Exit status 1 if the room has no lines in the ledger.
+    """
+    from ivr.fees.ledger import normalise_room, room_balance
+
+    try:
+        room = normalise_room(room)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ROOM") from None
+    with state.database.session() as session:
+        balance = room_balance(session, room)
+    if balance is None:
+        click.echo(f"{room}: not in the fee ledger", err=True)
+        raise SystemExit(1)
+    if balance.owes_nothing:
+        click.echo(f"{room} owes nothing")
+        return
+    click.echo(f"{room} owes {balance.total:,.2f} in total:")
+    for line in balance.lines:
+        click.echo(
+            f"  {line.fee_type}\t{line.period}\t{line.amount_due:>12,.2f}\tdue {line.due_date.isoformat()}"
+        )

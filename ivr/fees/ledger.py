@@ -1,0 +1,361 @@
+"""Fee ledger operations: parse the finance office's CSV, upsert it, and say what a room owes.
+
+Functions here take a SQLAlchemy `Session` and only `flush()`; the command or request that calls them
+commits once. No Flask imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import IO, TypeVar
+
+import cn2an
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivr.db import utcnow
+from ivr.models import FeeItem
+
+CSV_COLUMNS = ("room", "fee_type", "period", "amount_due", "due_date")
+MAX_TEXT_LENGTH = 32  # fee_type and period columns are String(32)
+MAX_AMOUNT = Decimal("9999999999.99")  # Numeric(12, 2)
+CENT = Decimal("0.01")
+
+# Full-width ASCII (U+FF01..U+FF5E: digits, '－', '／', '．', '，', letters) typed with a Chinese IME.
+# Only this block is folded, not all of NFKC, so look-alikes such as '﹣' or '—' are still rejected.
+_HALFWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_ROOM_RE = re.compile(r"[0-9]+-[0-9]+-[0-9]+")
+_AMOUNT_RE = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+_DATE_RE = re.compile(r"([0-9]{4})([-/])([0-9]{1,2})\2([0-9]{1,2})")
+T = TypeVar("T")
+_CHUNK = 500  # rooms per IN (...) query, well under SQLite's bound-parameter limit
+
+
+class FeeImportError(Exception):
+    """A fee CSV that cannot be imported; `problems` lists every `(line_number, message)` found."""
+
+    def __init__(self, problems: Sequence[tuple[int, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the fee file; nothing imported")
+
+
+@dataclass(frozen=True)
+class FeeRow:
+    """One validated, normalised data row of a fee CSV; `line` is its spreadsheet row number."""
+
+    line: int
+    room: str
+    fee_type: str
+    period: str
+    amount_due: Decimal
+    due_date: date
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.room, self.fee_type, self.period)
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """How many ledger lines an import created and how many it overwrote."""
+
+    inserted: int
+    updated: int
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated
+
+
+@dataclass(frozen=True)
+class OwedLine:
+    """One fee a room still owes."""
+
+    fee_type: str
+    period: str
+    amount_due: Decimal
+    due_date: date
+
+
+@dataclass(frozen=True)
+class RoomBalance:
+    """What a room owes: the unpaid lines (earliest due first) and their total."""
+
+    room: str
+    lines: tuple[OwedLine, ...]
+    total: Decimal
+
+    @property
+    def owes_nothing(self) -> bool:
+        return not self.lines
+
+
+# --- normalising single values ------------------------------------------------------------------
+
+
+def _halfwidth(text: str) -> str:
+    return text.translate(_HALFWIDTH)
+
+
+def normalise_room(text: str) -> str:
+    """`楼栋-单元-房号` as ASCII digits and hyphens ('３－２－５０１ ' -> '3-2-501'); ValueError otherwise."""
+    room = "".join(_halfwidth(text).split())  # drops every space, the ideographic U+3000 too
+    if not _ROOM_RE.fullmatch(room):
+        raise ValueError(f"room {text.strip()!r} is not 楼栋-单元-房号 digits like 3-2-501")
+    return room
+
+
+def _parse_amount(text: str) -> Decimal:
+    value = _halfwidth(text).strip()
+    if not value:
+        raise ValueError("amount_due is empty")
+    negative = value.startswith("-")
+    if not _AMOUNT_RE.fullmatch(value.removeprefix("-")):
+        raise ValueError(f"amount_due {text.strip()!r} is not a number like 356.50 or 1,200.00")
+    if negative:
+        raise ValueError(f"amount_due {text.strip()!r} is negative")
+    amount = Decimal(value.replace(",", ""))
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"amount_due {text.strip()!r} has more than 2 decimal places")
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"amount_due {text.strip()!r} is too large")
+    return amount.quantize(CENT)
+
+
+def _parse_due_date(text: str) -> date:
+    value = _halfwidth(text).strip()
+    if not value:
+        raise ValueError("due_date is empty")
+    match = _DATE_RE.fullmatch(value)
+    if not match:
+        raise ValueError(f"due_date {text.strip()!r} is not a date like 2026-11-30 or 2026/11/30")
+    try:
+        return date(int(match[1]), int(match[3]), int(match[4]))
+    except ValueError:
+        raise ValueError(f"due_date {text.strip()!r} is not a real date") from None
+
+
+def _parse_label(text: str, column: str, *, fold_width: bool) -> str:
+    value = (_halfwidth(text) if fold_width else text).strip()
+    if not value:
+        raise ValueError(f"{column} is empty")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise ValueError(f"{column} {value!r} is longer than {MAX_TEXT_LENGTH} characters")
+    return value
+
+
+# --- the CSV ------------------------------------------------------------------------------------
+
+
+def _read_text(source: str | bytes | IO[str] | IO[bytes]) -> str:
+    """The file's text: bytes are tried as UTF-8 (with or without BOM), then GB18030 (covers GBK)."""
+    raw = source if isinstance(source, str | bytes) else source.read()
+    if isinstance(raw, str):
+        return raw.removeprefix("\ufeff")
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise FeeImportError([(1, "the file is neither UTF-8 nor GBK/GB18030 text")])
+
+
+def _is_blank(cells: Sequence[str]) -> bool:
+    # Excel writes trailing rows of bare commas; they are as empty as a blank line.
+    return all(not cell.strip() for cell in cells)
+
+
+def _header_columns(cells: Sequence[str]) -> tuple[dict[str, int] | None, str | None]:
+    names = [_halfwidth(cell).strip().lower() for cell in cells]
+    while names and not names[-1]:
+        names.pop()
+    missing = [column for column in CSV_COLUMNS if column not in names]
+    unknown = [name or "(empty)" for name in names if name not in CSV_COLUMNS]
+    repeated = sorted({name for name in names if name in CSV_COLUMNS and names.count(name) > 1})
+    if not (missing or unknown or repeated):
+        return {name: names.index(name) for name in CSV_COLUMNS}, None
+    details = []
+    if missing:
+        details.append("missing " + ", ".join(missing))
+    if unknown:
+        details.append("unknown " + ", ".join(unknown))
+    if repeated:
+        details.append("repeated " + ", ".join(repeated))
+    expected = ",".join(CSV_COLUMNS)
+    return None, f"header must be {expected} (any order): {'; '.join(details)}"
+
+
+def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[FeeRow | None, list[str]]:
+    width = len(columns)
+    if len(cells) > width and _is_blank(cells[width:]):
+        cells = cells[:width]
+    if len(cells) != width:
+        return None, [f"expected {width} fields, found {len(cells)}"]
+
+    messages: list[str] = []
+
+    def field(parse: Callable[[str], T], column: str) -> T | None:
+        try:
+            return parse(cells[columns[column]])
+        except ValueError as exc:
+            messages.append(str(exc))
+            return None
+
+    room = field(normalise_room, "room")
+    fee_type = field(lambda text: _parse_label(text, "fee_type", fold_width=False), "fee_type")
+    period = field(lambda text: _parse_label(text, "period", fold_width=True), "period")
+    amount_due = field(_parse_amount, "amount_due")
+    due_date = field(_parse_due_date, "due_date")
+    if room is None or fee_type is None or period is None or amount_due is None or due_date is None:
+        return None, messages
+    return FeeRow(line, room, fee_type, period, amount_due, due_date), []
+
+
+def parse_fee_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[FeeRow]:
+    """Parse and validate a whole fee CSV; raise FeeImportError listing every problem by line."""
+    text = _read_text(source)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    problems: list[tuple[int, str]] = []
+    rows: list[FeeRow] = []
+    first_line_of: dict[tuple[str, str, str], int] = {}
+    columns: dict[str, int] | None = None
+
+    # Rows are numbered as a spreadsheet shows them: blank lines count, a quoted multi-line cell is
+    # one row. csv.reader yields one item per such record, [] for a blank line.
+    try:
+        for line, cells in enumerate(reader, start=1):
+            if line == 1:
+                columns, problem = _header_columns(cells)
+                if problem:
+                    problems.append((1, problem))
+                    break
+                continue
+            if _is_blank(cells):
+                continue
+            assert columns is not None
+            row, messages = _parse_row(line, cells, columns)
+            problems.extend((line, message) for message in messages)
+            if row is None:
+                continue
+            if row.key in first_line_of:
+                problems.append(
+                    (
+                        line,
+                        f"duplicate of line {first_line_of[row.key]}: {row.room} {row.fee_type} {row.period}",
+                    )
+                )
+                continue
+            first_line_of[row.key] = line
+            rows.append(row)
+    except csv.Error as exc:
+        problems.append((reader.line_num, f"unreadable CSV: {exc}"))
+
+    if columns is None and not problems:
+        problems.append((1, f"the file is empty: expected a header {','.join(CSV_COLUMNS)}"))
+    elif not problems and not rows:
+        problems.append((1, "the file has a header but no fee lines"))
+    if problems:
+        raise FeeImportError(problems)
+    return rows
+
+
+# --- the database -------------------------------------------------------------------------------
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def import_fee_rows(session: Session, rows: Iterable[FeeRow]) -> ImportSummary:
+    """Upsert rows on (room, fee_type, period); flushes, the caller commits (only if parsing was clean)."""
+    rows = list(rows)
+    existing: dict[tuple[str, str, str], FeeItem] = {}
+    # Select-then-write rather than INSERT ... ON CONFLICT: the same code on SQLite and PostgreSQL.
+    for rooms in _chunks(sorted({row.room for row in rows}), _CHUNK):
+        for item in session.scalars(select(FeeItem).where(FeeItem.room.in_(rooms))):
+            existing[(item.room, item.fee_type, item.period)] = item
+
+    inserted = updated = 0
+    now = utcnow()
+    for row in rows:
+        found = existing.get(row.key)
+        if found is None:
+            item = FeeItem(room=row.room, fee_type=row.fee_type, period=row.period)
+            session.add(item)
+            existing[row.key] = item
+            inserted += 1
+        else:
+            item = found
+            updated += 1
+        item.amount_due = row.amount_due
+        item.due_date = row.due_date
+        item.imported_at = now
+    session.flush()
+    return ImportSummary(inserted=inserted, updated=updated)
+
+
+def room_balance(session: Session, room: str) -> RoomBalance | None:
+    """What `room` owes (lines with amount_due > 0, earliest due first), or None if it has no lines."""
+    try:
+        room = normalise_room(room)
+    except ValueError:
+        return None  # the import only stores well-formed rooms, so this one cannot be in the ledger
+    items = session.scalars(select(FeeItem).where(FeeItem.room == room)).all()
+    if not items:
+        return None
+    # Sorted here, not in SQL: PostgreSQL collations order Chinese fee types differently from SQLite.
+    owed = tuple(
+        sorted(
+            (
+                OwedLine(
+                    fee_type=item.fee_type,
+                    period=item.period,
+                    amount_due=Decimal(item.amount_due).quantize(CENT),
+                    due_date=item.due_date,
+                )
+                for item in items
+                if item.amount_due > 0
+            ),
+            key=lambda line: (line.due_date, line.fee_type, line.period),
+        )
+    )
+    total = sum((line.amount_due for line in owed), Decimal("0.00"))
+    return RoomBalance(room=room, lines=owed, total=total)
+
+
+# --- saying it ----------------------------------------------------------------------------------
+
+
+def format_amount_cn(amount: Decimal) -> str:
+    """An amount as a Mandarin TTS should say it: 356.50 -> 三百五十六元五角, 10.07 -> 十元零七分."""
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"cannot say amount {amount}")
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"amount {amount} has more than 2 decimal places")
+    cents = int(amount.quantize(CENT) * 100)
+    yuan, jiao, fen = cents // 100, cents // 10 % 10, cents % 10
+    if cents == 0:
+        return "零元"
+    parts = []
+    if yuan:
+        parts.append(f"{cn2an.an2cn(str(yuan))}元")
+    if jiao:
+        parts.append(f"{cn2an.an2cn(str(jiao))}角")
+    if fen:
+        # 零 marks the skipped 角 between 元 and 分 (十元零七分); with no 元 there is nothing to bridge.
+        if yuan and not jiao:
+            parts.append("零")
+        parts.append(f"{cn2an.an2cn(str(fen))}分")
+    return "".join(parts)
+
+
+def format_date_cn(day: date) -> str:
+    """A date as written and read in Chinese: 2026-11-30 -> 2026年11月30日."""
+    return f"{day.year}年{day.month}月{day.day}日"

@@ -1,0 +1,31 @@
+"""GET /healthz: is the database reachable, which queue, is a speech model loaded."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+
+from ivr.runtime import current_database, current_queue
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """200 with a small JSON status when the database answers, 503 when it does not."""
+    status: dict[str, object] = {"status": "ok"}
+    try:
+        with current_database().engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        status["database"] = "ok"
+    except Exception as exc:  # the probe's job is to report, not to fail
+        status.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
+    queue = current_queue()
+    status["queue"] = queue.backend if queue else "none"
+    status["speech_model"] = "not loaded (messages are kept but not transcribed)"
+    return jsonify(status), 200 if status["status"] == "ok" else 503
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(blueprint)

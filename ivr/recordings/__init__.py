@@ -1,0 +1,1 @@
+"""Recordings: fetching Twilio's audio and keeping it byte-exact."""

@@ -1,0 +1,37 @@
+"""The voice blueprint: Twilio's webhooks, each one step of the call, all signature-checked."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+from ivr.telephony import callbacks, fees, menu, message, person, room
+from ivr.telephony.security import require_twilio_signature
+from ivr.telephony.webhook import twilio_webhook
+
+blueprint = Blueprint("telephony", __name__, url_prefix="/twilio")
+blueprint.before_request(require_twilio_signature)
+
+# path → (step, which parameter names the call)
+STEPS = {
+    "voice": (menu.answer_call, "CallSid"),
+    "menu": (menu.choose_from_menu, "CallSid"),
+    "room": (room.enter_room, "CallSid"),
+    "room/confirm": (room.confirm_room, "CallSid"),
+    "fees/next": (fees.after_balance, "CallSid"),
+    "recorded": (message.message_recorded, "CallSid"),
+    "record/empty": (message.message_empty, "CallSid"),
+    "confirm": (message.confirm_message, "CallSid"),
+    "dial-result": (person.dial_finished, "CallSid"),
+    "dial-status": (person.dial_progress, "ParentCallSid"),
+    "status": (callbacks.call_status_changed, "CallSid"),
+    "recording-status": (callbacks.recording_status_changed, "CallSid"),
+    "fallback": (callbacks.fallback, "CallSid"),
+}
+
+for path, (step, sid_param) in STEPS.items():
+    view = twilio_webhook(path, on_error=callbacks.trouble_response, sid_param=sid_param)(step)
+    blueprint.add_url_rule(f"/{path}", endpoint=path.replace("/", "_"), view_func=view, methods=["POST"])
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(blueprint)

@@ -1,0 +1,102 @@
+"""Twilio's callbacks (call status, recording status) and the fallback URL's safety net."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import request
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr.db import utcnow
+from ivr.jobs import schedule_job
+from ivr.models import Category, RecordingState
+from ivr.telephony.message import keep_take
+from ivr.telephony.steps import MAX_MESSAGE_SECONDS, goodbye
+from ivr.telephony.twiml import say_prompt, webhook_url
+from ivr.telephony.webhook import Turn
+from ivr.tickets.operations import ABANDONED_NOTE, ensure_ticket, register_recording
+
+FINAL_CALL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+# Choices after which a caller who hangs up has left something staff should act on (call back).
+CALL_BACK_CATEGORIES = {Category.REPAIR, Category.COMPLAINT, Category.EMERGENCY}
+
+
+def call_status_changed(turn: Turn) -> VoiceResponse:
+    """The number's status callback: note how the call ended; a caller who chose a matter is not lost."""
+    status = turn.form.get("CallStatus", "")[:32]
+    call = turn.call
+    if status:
+        call.status = status
+    if status in FINAL_CALL_STATUSES and call.ended_at is None:
+        call.ended_at = utcnow()
+        duration = turn.form.get("CallDuration", "")
+        call.duration = int(duration) if duration.isdigit() else None
+        if call.ticket is None and not call.recordings and call.category in CALL_BACK_CATEGORIES:
+            ensure_ticket(turn.session, call, turn.settings.timezone, note=ABANDONED_NOTE,
+                          urgent=call.category == Category.EMERGENCY)
+    return VoiceResponse()
+
+
+def recording_status_changed(turn: Turn) -> VoiceResponse:
+    """A recording is complete (or absent/failed): keep it on the call and fetch the audio."""
+    sid = turn.form.get("RecordingSid", "").strip()[:64]
+    if not sid:
+        return VoiceResponse()
+    status = turn.form.get("RecordingStatus", "")[:32] or None
+    channels = turn.form.get("RecordingChannels", "")
+    if turn.form.get("RecordingSource") == "DialVerb":
+        recording = register_recording(turn.session, turn.call, sid, source="dial",
+                                       source_url=turn.form.get("RecordingUrl") or None,
+                                       twilio_status=status)
+    else:
+        recording = keep_take(turn, twilio_status=status)
+        assert recording is not None  # the form has a RecordingSid
+    if channels.isdigit():
+        recording.channels = int(channels)
+    if started := _recording_start(turn.form.get("RecordingStartTime", "")):
+        recording.created_at = started
+    if status == "completed" and recording.state in (RecordingState.PENDING, RecordingState.DOWNLOADING):
+        schedule_job(turn.session, "download_recording", recording.id)
+    return VoiceResponse()
+
+
+def _recording_start(value: str) -> datetime | None:
+    try:
+        from email.utils import parsedate_to_datetime
+
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def fallback(turn: Turn) -> VoiceResponse:
+    """Twilio's fallback URL (our Voice URL failed): take a message so nothing is lost."""
+    if turn.form.get("RecordingSid"):
+        keep_take(turn)
+        response = VoiceResponse()
+        goodbye(response)
+        return response
+    return trouble_response()
+
+
+def trouble_response() -> VoiceResponse:
+    """What the caller hears when a step fails: an apology and a message recorded anyway (E7)."""
+    response = VoiceResponse()
+    if request.form.get("RecordingSid"):
+        goodbye(response)
+        return response
+    say_prompt(response, "system_trouble")
+    response.record(
+        action=webhook_url("fallback"),
+        method="POST",
+        max_length=MAX_MESSAGE_SECONDS,
+        timeout=5,
+        finish_on_key="#",
+        play_beep=True,
+        recording_status_callback=webhook_url("recording-status"),
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+    )
+    goodbye(response)
+    return response

@@ -1,0 +1,54 @@
+"""The greeting (E2) and the main menu: repair, complaint, fee, a person, emergency."""
+
+from __future__ import annotations
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr.models import Category
+from ivr.telephony.prompts import prompt
+from ivr.telephony.steps import MAX_RETRIES, ask_menu, ask_room, connect_person
+from ivr.telephony.twiml import say_prompt
+from ivr.telephony.webhook import Turn
+from ivr.tickets.operations import bump_counter, ensure_ticket
+
+MENU_CATEGORIES = {"1": Category.REPAIR, "2": Category.COMPLAINT, "3": Category.FEE}
+PERSON_KEY = "0"
+EMERGENCY_KEY = "9"
+
+
+def answer_call(turn: Turn) -> VoiceResponse:
+    """The number's Voice URL: greet at once (E1, E2) and offer the menu."""
+    response = VoiceResponse()
+    say_prompt(response, "greeting", property_name=turn.settings.property_name)
+    ask_menu(response)
+    return response
+
+
+def choose_from_menu(turn: Turn) -> VoiceResponse:
+    """The caller pressed a key (or nothing) in the main menu."""
+    response = VoiceResponse()
+    key = turn.digits
+    if key in MENU_CATEGORIES:
+        turn.call.category = MENU_CATEGORIES[key]
+        ask_room(response)
+    elif key == PERSON_KEY:
+        connect_person(turn, response)
+    elif key == EMERGENCY_KEY:
+        turn.call.category = Category.EMERGENCY
+        # An emergency is on record before anyone rings, whatever happens next.
+        ensure_ticket(turn.session, turn.call, turn.settings.timezone, urgent=True, reason=prompt_reason())
+        connect_person(turn, response, emergency=True)
+    elif bump_counter(turn.call, "menu_no_input" if key == "" else "menu_invalid") >= MAX_RETRIES:
+        say_prompt(response, "menu_to_person")
+        connect_person(turn, response)
+    else:
+        say_prompt(response, "no_input" if key == "" else "invalid_key")
+        ask_menu(response)
+    return response
+
+
+def prompt_reason() -> str:
+    return "来电选择了紧急情况(按9)"
+
+
+__all__ = ["answer_call", "choose_from_menu", "prompt"]

@@ -1,0 +1,29 @@
+"""The signature guard: every /twilio/* request must be signed by Twilio for our public URL."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Response, request
+from twilio.request_validator import RequestValidator
+
+from ivr.runtime import current_settings
+
+log = logging.getLogger(__name__)
+
+
+def signed_url() -> str:
+    """The URL Twilio requested, as seen from outside: IVR_PUBLIC_URL + path + query."""
+    query = request.query_string.decode("latin-1")
+    return current_settings().public_url + request.path + (f"?{query}" if query else "")
+
+
+def require_twilio_signature() -> Response | None:
+    """before_request hook: 403 unless X-Twilio-Signature matches (then nothing else runs)."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    validator = RequestValidator(current_settings().twilio_auth_token)
+    if signature and validator.validate(signed_url(), request.form, signature):
+        return None
+    log.warning("refused %s %s: %s Twilio signature", request.method, request.path,
+                "bad" if signature else "no")
+    return Response("invalid or missing X-Twilio-Signature\n", status=403, mimetype="text/plain")

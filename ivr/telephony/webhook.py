@@ -1,0 +1,110 @@
+"""The frame around every webhook: find the call by CallSid, replay retries, commit once, never 500."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from flask import Response, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr.config import Settings
+from ivr.models import Call, CallEvent
+from ivr.runtime import current_database, current_settings
+from ivr.telephony.twiml import twiml_response
+from ivr.tickets.operations import get_or_create_call
+
+log = logging.getLogger(__name__)
+
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+KEYPAD = re.compile(r"[0-9*#]+")
+MAX_PARAM_CHARS = 512
+MAX_DIGITS = 32
+
+
+@dataclass
+class Turn:
+    """One webhook request for one call: the database session, the call row and the form."""
+
+    session: Session
+    call: Call
+    form: dict[str, str]
+    settings: Settings
+
+    @property
+    def digits(self) -> str:
+        """Keypad input, or '' for silence; anything that is not keypad input reads as '?'."""
+        raw = self.form.get("Digits", "").strip()
+        if not raw:
+            return ""
+        if len(raw) > MAX_DIGITS or not KEYPAD.fullmatch(raw):
+            return "?"
+        return raw
+
+
+def _stored_params(form: dict[str, str]) -> dict[str, str]:
+    """Webhook parameters as kept on the call's timeline (bounded: parameters are untrusted)."""
+    return {key[:64]: value[:MAX_PARAM_CHARS] for key, value in list(form.items())[:64]}
+
+
+def twilio_webhook(
+    endpoint: str, *, on_error: Callable[[], VoiceResponse], sid_param: str = "CallSid"
+) -> Callable[[Callable[[Turn], VoiceResponse]], Callable[[], Response]]:
+    """Wrap a step of the call. Retries with the same I-Twilio-Idempotency-Token get the first answer."""
+
+    def decorate(step: Callable[[Turn], VoiceResponse]) -> Callable[[], Response]:
+        @wraps(step)
+        def view() -> Response:
+            form = {key: request.form.get(key, "") for key in request.form}
+            call_sid = form.get(sid_param, "").strip()
+            if not CALL_SID.match(call_sid):
+                return Response(f"missing or malformed {sid_param}\n", status=400, mimetype="text/plain")
+            token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
+            for attempt in range(3):
+                try:
+                    return twiml_response(_run_step(step, endpoint, call_sid, form, token))
+                except IntegrityError:
+                    # A concurrent request for the same call (or a retry) won a race; run again so
+                    # we either replay its answer or build on what it wrote.
+                    log.info("integrity race on %s for %s (attempt %d)", endpoint, call_sid, attempt + 1)
+                except Exception:
+                    log.exception("webhook %s failed for %s", endpoint, call_sid)
+                    break
+            return twiml_response(str(on_error()))
+
+        return view
+
+    return decorate
+
+
+def _run_step(
+    step: Callable[[Turn], VoiceResponse], endpoint: str, call_sid: str, form: dict[str, str], token: str | None
+) -> str:
+    with current_database().session() as session:
+        if token:
+            replay = session.scalars(select(CallEvent.response).where(CallEvent.idempotency_token == token)).first()
+            if replay is not None:
+                return replay
+        if call_sid == form.get("CallSid"):
+            call = get_or_create_call(
+                session,
+                call_sid,
+                account_sid=form.get("AccountSid"),
+                from_number=form.get("From", "")[:64],
+                to_number=form.get("To", "")[:64],
+                direction=form.get("Direction", "")[:32],
+            )
+        else:  # a callback about a child call (a dialled number) belongs to its parent call
+            call = get_or_create_call(session, call_sid)
+        body = str(step(Turn(session, call, form, current_settings())))
+        session.add(
+            CallEvent(call=call, endpoint=endpoint, params=_stored_params(form), idempotency_token=token, response=body)
+        )
+        session.flush()
+    return body

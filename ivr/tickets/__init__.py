@@ -1,0 +1,1 @@
+"""Tickets: the domain operations behind the phone line (no Flask imports here)."""

@@ -1,0 +1,130 @@
+"""Domain writes for calls, tickets and recordings. They only flush; the caller commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ivr.db import utcnow
+from ivr.models import Call, Category, Recording, RecordingState, Ticket, TicketCounter
+
+
+def get_or_create_call(session: Session, call_sid: str, **fields: str | None) -> Call:
+    """The call with this CallSid, created on first sight (any webhook may be the first)."""
+    call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+    if call is None:
+        call = Call(call_sid=call_sid, counters={})
+        session.add(call)
+    for name, value in fields.items():
+        if value and not getattr(call, name):
+            setattr(call, name, value)
+    session.flush()
+    return call
+
+
+def bump_counter(call: Call, name: str) -> int:
+    """Count one more retry of `name` on the call (no-input, wrong key…) and return the count."""
+    counters = dict(call.counters or {})
+    counters[name] = counters.get(name, 0) + 1
+    call.counters = counters  # reassign: JSON columns do not track in-place changes
+    return counters[name]
+
+
+def reset_counter(call: Call, name: str) -> None:
+    if call.counters and name in call.counters:
+        call.counters = {k: v for k, v in call.counters.items() if k != name}
+
+
+def next_ticket_number(session: Session, timezone: str, now: datetime | None = None) -> str:
+    """A number to read to the caller: local date `yymmdd` plus that day's sequence, e.g. 261127003."""
+    day = (now or utcnow()).astimezone(ZoneInfo(timezone)).strftime("%y%m%d")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(TicketCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
+        .returning(TicketCounter.last)
+    )
+    sequence = session.execute(statement).scalar_one()
+    return f"{day}{sequence:03d}"
+
+
+def ensure_ticket(
+    session: Session,
+    call: Call,
+    timezone: str,
+    *,
+    urgent: bool = False,
+    reason: str | None = None,
+    note: str | None = None,
+) -> Ticket:
+    """The call's ticket, opened (unconfirmed) the first time anything of the caller's is kept."""
+    ticket = call.ticket
+    if ticket is None:
+        ticket = Ticket(
+            number=next_ticket_number(session, timezone),
+            category=call.category or Category.OTHER,
+            room=call.room,
+            caller_number=call.from_number,
+            call=call,
+            note=note,
+        )
+        session.add(ticket)
+    else:
+        if call.room and not ticket.room:
+            ticket.room = call.room
+        if call.category and ticket.category == Category.OTHER:
+            ticket.category = call.category
+    if urgent and not ticket.urgent:
+        ticket.urgent = True
+        ticket.urgent_reason = reason
+    session.flush()
+    return ticket
+
+
+def confirm_ticket(session: Session, ticket: Ticket) -> Ticket:
+    """The caller heard the read-back and said it is right (E4)."""
+    if not ticket.confirmed:
+        ticket.confirmed = True
+        ticket.confirmed_at = utcnow()
+        session.flush()
+    return ticket
+
+
+def register_recording(
+    session: Session,
+    call: Call,
+    recording_sid: str,
+    *,
+    source_url: str | None,
+    duration: float | None = None,
+    channels: int | None = None,
+    source: str = "message",
+    twilio_status: str | None = None,
+) -> Recording:
+    """Record that Twilio has (or is making) this recording; idempotent on RecordingSid."""
+    recording = session.scalars(select(Recording).where(Recording.recording_sid == recording_sid)).one_or_none()
+    if recording is None:
+        recording = Recording(recording_sid=recording_sid, call=call, source=source)
+        session.add(recording)
+    if source_url and not recording.source_url:
+        recording.source_url = source_url
+    if duration is not None and recording.duration is None:
+        recording.duration = duration
+    if channels:
+        recording.channels = channels
+    if twilio_status:
+        recording.twilio_status = twilio_status
+        if twilio_status in ("absent", "failed") and recording.state != RecordingState.STORED:
+            recording.state = RecordingState.FAILED
+            recording.error = f"Twilio reported the recording {twilio_status}"
+    session.flush()
+    return recording
+
+
+ABANDONED_NOTE = "来电在留言前挂断,请回电联系"

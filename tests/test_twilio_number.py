@@ -1,0 +1,246 @@
+"""`ivr twilio configure-number` against replayed Twilio REST exchanges (tests/fixtures/twilio_api)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+from click.testing import CliRunner, Result
+from responses import matchers
+
+from ivr.cli import CliState, main
+from ivr.config import Settings
+from ivr.twilio_number import TwilioSetupError, check_public_url, normalise_phone_number, webhook_urls
+
+FIXTURES = Path(__file__).parent / "fixtures" / "twilio_api"
+NUMBER = "+861012345678"
+NUMBER_SID = "PN5e1c6a0b9d4f4e2a8c7b3d2e1f0a9b8c"
+LIST_URL = "https://api.twilio.com/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
+UPDATE_URL = "https://api.twilio.com/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/" + NUMBER_SID + ".json"
+
+
+@pytest.fixture
+def twilio_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[responses.RequestsMock]:
+    """Twilio's API replaced by recorded exchanges; every registered exchange must be used."""
+    # The client would send these to a regional host instead of api.twilio.com.
+    monkeypatch.delenv("TWILIO_REGION", raising=False)
+    monkeypatch.delenv("TWILIO_EDGE", raising=False)
+    assert settings.twilio_account_sid == "AC" + "0" * 32, "fixtures are recorded for this account"
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+def replay(mock: responses.RequestsMock, *names: str) -> None:
+    """Register recorded exchanges, matching method, path and the exact query string."""
+    for name in names:
+        exchange = json.loads((FIXTURES / name).read_text())
+        request, response = exchange["request"], exchange["response"]
+        url = urlsplit(request["url"])
+        headers = dict(response["headers"])
+        mock.add(
+            request["method"],
+            url._replace(query="").geturl(),
+            body=json.dumps(response["body"]),
+            status=response["status"],
+            content_type=headers.pop("Content-Type"),
+            headers=headers,
+            match=[matchers.query_string_matcher(url.query)],
+        )
+
+
+def configure(settings: Settings, *args: str) -> Result:
+    return CliRunner().invoke(main, ["twilio", "configure-number", *args], obj=CliState(settings))
+
+
+def sent_form(call: responses.Call) -> dict[str, str]:
+    """The form body of a sent request, one value per field (a repeated field fails the test)."""
+    body = call.request.body
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    fields = parse_qs(text, keep_blank_values=True, strict_parsing=True)
+    assert all(len(values) == 1 for values in fields.values()), fields
+    return {name: values[0] for name, values in fields.items()}
+
+
+def basic_auth_user(call: responses.Call) -> tuple[str, str]:
+    scheme, _, encoded = call.request.headers["Authorization"].partition(" ")
+    assert scheme == "Basic"
+    user, _, password = base64.b64decode(encoded).decode().partition(":")
+    return user, password
+
+
+def test_configure_number_points_the_number_at_this_server(settings, twilio_api):
+    replay(twilio_api, "list_number.json", "update_number.json")
+
+    result = configure(settings, "+86 10 1234-5678")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{NUMBER} ({NUMBER_SID}) now calls this server:",
+        "  voice:    POST https://ivr.example.test/twilio/voice",
+        "  status:   POST https://ivr.example.test/twilio/status",
+        "  fallback: POST https://ivr.example.test/twilio/fallback",
+    ]
+    lookup, update = twilio_api.calls
+    account = settings.twilio_account_sid
+    assert lookup.request.method == "GET"
+    assert urlsplit(lookup.request.url).path == urlsplit(LIST_URL.format(sid=account)).path
+    assert parse_qs(urlsplit(lookup.request.url).query) == {"PhoneNumber": [NUMBER], "PageSize": ["2"]}
+    assert update.request.method == "POST"
+    assert update.request.url == UPDATE_URL.format(sid=account)
+    assert sent_form(update) == {
+        "VoiceUrl": "https://ivr.example.test/twilio/voice",
+        "VoiceMethod": "POST",
+        "StatusCallback": "https://ivr.example.test/twilio/status",
+        "StatusCallbackMethod": "POST",
+        "VoiceFallbackUrl": "https://ivr.example.test/twilio/fallback",
+        "VoiceFallbackMethod": "POST",
+    }
+    for call in (lookup, update):
+        assert basic_auth_user(call) == (account, settings.twilio_auth_token)
+
+
+def test_number_not_on_the_account_is_refused_without_an_update(settings, twilio_api):
+    replay(twilio_api, "list_empty.json")
+
+    result = configure(settings, NUMBER)
+
+    assert result.exit_code == 1
+    assert f"{NUMBER} is not a phone number of Twilio account {settings.twilio_account_sid}" in result.stderr
+    assert "TWILIO_ACCOUNT_SID" in result.stderr
+    assert [call.request.method for call in twilio_api.calls] == ["GET"]
+    assert result.stdout == ""
+
+
+def test_bad_credentials_say_which_settings_to_check(settings, twilio_api):
+    replay(twilio_api, "list_401_authenticate.json")
+
+    result = configure(settings, NUMBER)
+
+    assert result.exit_code == 1
+    assert "Twilio rejected the credentials (HTTP 401, Twilio error 20003)" in result.stderr
+    assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in result.stderr
+    assert settings.twilio_auth_token not in result.output
+    assert len(twilio_api.calls) == 1
+
+
+def test_number_released_before_the_update_is_reported(settings, twilio_api):
+    replay(twilio_api, "list_number.json", "update_404_not_found.json")
+
+    result = configure(settings, NUMBER)
+
+    assert result.exit_code == 1
+    assert "HTTP 404, Twilio error 20404" in result.stderr
+    assert "released or moved to another account" in result.stderr
+
+
+def test_twilio_storing_a_different_url_is_an_error(settings, twilio_api):
+    replay(twilio_api, "list_number.json", "update_number_other_voice_url.json")
+
+    result = configure(settings, NUMBER)
+
+    assert result.exit_code == 1
+    assert (
+        "voice_url: sent 'https://ivr.example.test/twilio/voice', "
+        "Twilio has 'https://old-ivr.example.test/twilio/voice'"
+    ) in result.stderr
+    # Only the field that differs is named.
+    assert "status_callback:" not in result.stderr
+    assert "now calls this server" not in result.output
+
+
+def test_number_routed_to_a_twiml_app_is_refused_before_changing_it(settings, twilio_api):
+    replay(twilio_api, "list_number_on_twiml_app.json")
+
+    result = configure(settings, NUMBER)
+
+    assert result.exit_code == 1
+    assert "TwiML App AP9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f" in result.stderr
+    assert [call.request.method for call in twilio_api.calls] == ["GET"]
+
+
+def test_unreachable_twilio_says_so(settings, twilio_api):
+    twilio_api.add(
+        responses.GET,
+        LIST_URL.format(sid=settings.twilio_account_sid),
+        body=requests.ConnectionError("Failed to resolve 'api.twilio.com'"),
+    )
+
+    result = configure(settings, NUMBER)
+
+    assert result.exit_code == 1
+    assert "could not reach Twilio (ConnectionError)" in result.stderr
+    assert "internet connection" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--public-url", "http://ivr.example.test"],
+        ["--public-url", "ivr.example.test"],
+        ["--public-url", "https://ivr.example.test/?next=1"],
+    ],
+)
+def test_unusable_public_url_is_refused_before_calling_twilio(settings, twilio_api, args):
+    result = configure(settings, NUMBER, *args)
+
+    assert result.exit_code == 1
+    assert "public URL" in result.stderr
+    assert len(twilio_api.calls) == 0
+
+
+def test_http_public_url_from_settings_is_refused(settings, twilio_api):
+    result = configure(settings.replace(public_url="http://127.0.0.1:5000"), NUMBER)
+
+    assert result.exit_code == 1
+    assert "is not https" in result.stderr
+    assert "--allow-http" in result.stderr
+    assert len(twilio_api.calls) == 0
+
+
+@pytest.mark.parametrize("typed", ["01012345678", "861012345678", "+0861012345678", "+86 10 ABCD", "+86"])
+def test_non_e164_number_is_refused_before_calling_twilio(settings, twilio_api, typed):
+    result = configure(settings, typed)
+
+    assert result.exit_code == 1
+    assert "is not an E.164 phone number" in result.stderr
+    assert len(twilio_api.calls) == 0
+
+
+def test_help_needs_no_configuration():
+    result = CliRunner().invoke(main, ["twilio", "configure-number", "--help"], obj=CliState())
+
+    assert result.exit_code == 0
+    assert "--allow-http" in result.output
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("+861012345678", NUMBER),
+        ("+86 10 1234 5678", NUMBER),
+        ("+86-10-1234-5678", NUMBER),
+        ("+1 (415) 555-0100", "+14155550100"),
+    ],
+)
+def test_normalise_phone_number(typed, expected):
+    assert normalise_phone_number(typed) == expected
+
+
+def test_webhook_urls_join_the_public_url():
+    assert webhook_urls("https://ivr.example.test/line/") == {
+        "voice_url": "https://ivr.example.test/line/twilio/voice",
+        "status_callback": "https://ivr.example.test/line/twilio/status",
+        "voice_fallback_url": "https://ivr.example.test/line/twilio/fallback",
+    }
+
+
+def test_http_public_url_only_with_allow_http():
+    with pytest.raises(TwilioSetupError, match="not https"):
+        check_public_url("http://tunnel.example.test")
+    assert check_public_url("http://tunnel.example.test/", allow_http=True) == "http://tunnel.example.test"
