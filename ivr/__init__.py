@@ -26,9 +26,11 @@ def create_app(settings: Settings | None = None, *, with_queue: bool = True, **q
 
         app.extensions["ivr.queue"] = JobQueue(settings, database, **queue_options)
 
-    from ivr import api, health, telephony
+    from ivr.api import init_app as init_api
+    from ivr.health import init_app as init_health
+    from ivr.telephony import init_app as init_telephony
 
-    telephony.init_app(app)
-    api.init_app(app)
-    health.init_app(app)
+    init_telephony(app)
+    init_api(app)
+    init_health(app)
     return app

@@ -53,7 +53,7 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(**values)
 
 
 def _dev_secrets(instance_dir: Path) -> dict[str, str]:

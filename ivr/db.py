@@ -60,7 +60,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -70,7 +70,7 @@ def make_engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(connection):  # type: ignore[no-untyped-def]
+        def _sqlite_begin_immediate(connection):
             # A deferred transaction that later writes fails at once with "database is locked"
             # when another writer got there first; taking the write lock up front makes it wait.
             connection.exec_driver_sql("BEGIN IMMEDIATE")

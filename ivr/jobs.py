@@ -132,7 +132,8 @@ class JobQueue:
                 update(Job)
                 .where(Job.id == job_id, Job.state == JobState.QUEUED)
                 .values(state=JobState.RUNNING, attempts=Job.attempts + 1, started_at=utcnow())
-            ).rowcount
+                .returning(Job.id)
+            ).first()
             job = session.get(Job, job_id)
         if not claimed or job is None:
             return  # already taken by another worker, done, or gone

@@ -9,7 +9,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.db import utcnow
 from ivr.jobs import schedule_job
-from ivr.models import Category, RecordingState
+from ivr.models import Category, Recording, RecordingState
 from ivr.telephony.message import keep_take
 from ivr.telephony.steps import MAX_MESSAGE_SECONDS, goodbye
 from ivr.telephony.twiml import say_prompt, webhook_url
@@ -44,6 +44,7 @@ def recording_status_changed(turn: Turn) -> VoiceResponse:
         return VoiceResponse()
     status = turn.form.get("RecordingStatus", "")[:32] or None
     channels = turn.form.get("RecordingChannels", "")
+    recording: Recording | None
     if turn.form.get("RecordingSource") == "DialVerb":
         recording = register_recording(turn.session, turn.call, sid, source="dial",
                                        source_url=turn.form.get("RecordingUrl") or None,

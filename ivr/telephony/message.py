@@ -5,6 +5,7 @@ from __future__ import annotations
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.models import Category, Recording
+from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import (
     MAX_RETRIES,
     ask_message,
@@ -15,7 +16,6 @@ from ivr.telephony.steps import (
     ticket_number_spoken,
 )
 from ivr.telephony.twiml import say_prompt
-from ivr.telephony.prompts import prompt
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import ABANDONED_NOTE, bump_counter, confirm_ticket, ensure_ticket, register_recording
 
