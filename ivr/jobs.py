@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 STUCK_RUNNING_AFTER = timedelta(minutes=15)
 LOST_QUEUED_AFTER = timedelta(minutes=2)
+POLL_CEILING_SECONDS = 0.25
 
 
 class PermanentJobError(Exception):
@@ -77,7 +78,8 @@ def schedule_job(session: Session, kind: str, subject_id: int) -> Job:
 def make_huey(settings: Settings) -> Huey:
     """The Huey instance for these settings: Redis when configured, else a SQLite file."""
     if settings.redis_url:
-        return RedisHuey("ivr", url=settings.redis_url)
+        # BRPOP: a worker takes a new job the moment it is queued.
+        return RedisHuey("ivr", url=settings.redis_url, blocking=True, read_timeout=1)
     assert settings.huey_path is not None
     settings.huey_path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("ivr", filename=str(settings.huey_path))
@@ -193,7 +195,9 @@ class JobQueue:
 
     def start_embedded(self, workers: int = 2) -> None:
         """Consume in background threads of this process (the default for `ivr serve`)."""
-        self._consumer = _EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", periodic=True)
+        # Idle workers poll the SQLite queue; a short ceiling keeps pickup latency low.
+        self._consumer = _EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", periodic=True,
+                                           initial_delay=0.05, max_delay=POLL_CEILING_SECONDS)
         self._consumer.start()
 
     def stop_embedded(self) -> None:
@@ -203,7 +207,8 @@ class JobQueue:
 
     def run_worker(self, workers: int = 2) -> None:
         """Consume in the foreground with signal handling (`ivr worker`)."""
-        Consumer(self.huey, workers=workers, worker_type="thread", periodic=True).run()
+        Consumer(self.huey, workers=workers, worker_type="thread", periodic=True,
+                 initial_delay=0.05, max_delay=POLL_CEILING_SECONDS).run()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no job is queued or running (used by tests, the load script and shutdown)."""

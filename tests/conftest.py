@@ -13,9 +13,18 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ivr import create_app
 from ivr.config import Settings, load_settings
 from ivr.db import Database
+from ivr.devphone.emulator import TwilioEmulator
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.transport import FlaskClientTransport
+from ivr.jobs import JobQueue
 from ivr.migrate import upgrade_database
+from ivr.staff import create_token
 
 PG_URL = os.environ.get("IVR_TEST_DATABASE_URL", "")
 
@@ -84,3 +93,56 @@ def database(settings: Settings) -> Iterator[Database]:
     db = Database(settings.database_url)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    """The app on the test database, with a real (SQLite-file) job queue and fast retries."""
+    app = create_app(settings, retry_base_seconds=0.05)
+    yield app
+    app.extensions["ivr.database"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def queue(app: Flask) -> JobQueue:
+    """The app's job queue (not consuming; see `worker`)."""
+    return app.extensions["ivr.queue"]
+
+
+@pytest.fixture
+def worker(queue: JobQueue) -> Iterator[JobQueue]:
+    """The embedded consumer running in background threads, as under `ivr serve`."""
+    queue.start_embedded(workers=2)
+    yield queue
+    queue.stop_embedded()
+
+
+@pytest.fixture
+def recording_server(settings: Settings) -> Iterator[RecordingServer]:
+    """Serves recordings the way Twilio does (basic auth), on a free loopback port."""
+    with RecordingServer(settings.twilio_account_sid, settings.twilio_auth_token) as server:
+        yield server
+
+
+@pytest.fixture
+def phone(app: Flask, settings: Settings, recording_server: RecordingServer) -> TwilioEmulator:
+    """The dev phone driving whole calls through the app's webhooks, with real signatures."""
+    return TwilioEmulator(
+        FlaskClientTransport(app, settings.public_url),
+        public_url=settings.public_url,
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        recording_server=recording_server,
+    )
+
+
+@pytest.fixture
+def api_token(database: Database) -> str:
+    """A bearer token for the JSON API."""
+    with database.session() as session:
+        return create_token(session, "tests")
