@@ -168,3 +168,13 @@ main.add_command(_twilio)
 from ivr.fees.cli import fees as _fees  # noqa: E402
 
 main.add_command(_fees)
+
+from ivr.speech.cli import models as _models  # noqa: E402
+from ivr.speech.cli import transcribe as _transcribe
+
+main.add_command(_models)
+main.add_command(_transcribe)
+
+from ivr.devphone.cli import call as _call  # noqa: E402
+
+main.add_command(_call)

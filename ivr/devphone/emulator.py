@@ -26,7 +26,6 @@ timestamps are plausible without the test waiting.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import io
 import math
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal, NoReturn
 from urllib.parse import urlencode, urljoin
 
 from twilio.request_validator import RequestValidator
@@ -65,9 +64,9 @@ class Signal(enum.Enum):
         return self.name
 
 
-SILENCE = Signal.SILENCE
+SILENCE: Final = Signal.SILENCE
 """At <Gather>: no keys until the timeout. At <Record>: say nothing (an empty recording)."""
-HANGUP = Signal.HANGUP
+HANGUP: Final = Signal.HANGUP
 """Put the phone down at this point (before any input)."""
 
 
@@ -245,7 +244,8 @@ class CallerScript(Caller):
     def answer_dial(self, request: DialRequest) -> DialAnswer:
         step = self._peek()
         if isinstance(step, DialOutcome) or step is HANGUP:
-            return self._take()  # type: ignore[return-value]
+            self._take()
+            return step
         if self.dial_outcome is not None:
             return self.dial_outcome
         if step is None:
@@ -258,11 +258,18 @@ class CallerScript(Caller):
 
 class InteractiveCaller(Caller):
     """A person at the keyboard: keys for <Gather> (empty line = silence, `h` = hang up), a choice
-    at <Record> and <Dial>. `ask` shows a prompt and returns the typed line (EOF hangs up)."""
+    at <Record> and <Dial>. `ask` shows a prompt and returns the typed line (EOF hangs up).
+    A fixed `dial_outcome` answers every <Dial> without asking."""
 
-    def __init__(self, message_wav: str | Path, ask: Callable[[str], str] = input) -> None:
+    def __init__(
+        self,
+        message_wav: str | Path,
+        ask: Callable[[str], str] = input,
+        dial_outcome: DialOutcome | None = None,
+    ) -> None:
         self.message_wav = message_wav
         self.ask = ask
+        self.dial_outcome = dial_outcome
 
     def _line(self, prompt: str) -> str | None:
         try:
@@ -287,7 +294,7 @@ class InteractiveCaller(Caller):
                 return Speech(line)
 
     def answer_record(self, request: RecordRequest) -> RecordAnswer:
-        choices = {
+        choices: dict[str, RecordAnswer] = {
             "": Message(self.message_wav, "#"),
             "h": Message(self.message_wav, "hangup"),
             "s": SILENCE,
@@ -304,6 +311,8 @@ class InteractiveCaller(Caller):
                 return choices[line.lower()]
 
     def answer_dial(self, request: DialRequest) -> DialAnswer:
+        if self.dial_outcome is not None:
+            return self.dial_outcome
         choices: dict[str, DialAnswer] = {
             "": DialOutcome("completed"),
             "n": DialOutcome("no-answer", ring_seconds=request.timeout),
@@ -500,6 +509,8 @@ class _Fetch:
     method: str
     params: dict[str, str]
     caller_gone: bool = False
+    # A callback to deliver right after this request was made (a recording status callback).
+    after: Callable[[], None] | None = None
 
 
 @dataclass
@@ -521,6 +532,7 @@ class _CallRun:
         self.started = datetime.now(UTC)
         self.clock = 0.0
         self.status = "ringing"
+        self.document_url = emulator.public_url + emulator.voice_path
         self.twiml_requests = 0
         self.deferred: list[Callable[[], None]] = []
         self.result = CallResult(call_sid=call_sid, from_=from_, to=to)
@@ -569,10 +581,13 @@ class _CallRun:
             "Caller": self.from_,
             "Called": self.to,
         }
-        for prefix, country in (("From", from_country), ("Caller", from_country), ("To", to_country),
-                                ("Called", to_country)):
-            params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": "",
-                           f"{prefix}Country": country})
+        for prefix, country in (
+            ("From", from_country),
+            ("Caller", from_country),
+            ("To", to_country),
+            ("Called", to_country),
+        ):
+            params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": "", f"{prefix}Country": country})
         return params
 
     # -- webhooks -----------------------------------------------------------------------------
@@ -600,8 +615,7 @@ class _CallRun:
             identical = (retry.status, retry.body) == (reply.status, reply.body)
             reply = retry
         self.result.requests.append(
-            Exchange(kind, method, url, body_params, headers, reply.status, reply.body, reply.content_type,
-                     identical)
+            Exchange(kind, method, url, body_params, headers, reply.status, reply.body, reply.content_type, identical)
         )
         return reply
 
@@ -622,6 +636,8 @@ class _CallRun:
             raise _CallEnded("twilio")
         params = {**self.call_params(), **request.params}
         reply = self.send(request.kind, request.method, request.url, params)
+        if request.after is not None:
+            request.after()
         if request.caller_gone:
             raise _CallEnded("caller")
         if not reply.ok:
@@ -635,7 +651,7 @@ class _CallRun:
             self.application_error(f"12100 document parse failure at {request.url}: root is <{root.tag}>")
         return request.url, root
 
-    def application_error(self, message: str) -> None:
+    def application_error(self, message: str) -> NoReturn:
         self.result.errors.append(message)
         self.hear(Heard("say", APPLICATION_ERROR_PROMPT, "en-US"), record=False)
         raise _CallEnded("twilio")
@@ -650,6 +666,7 @@ class _CallRun:
 
     def execute(self, root: ET.Element, document_url: str) -> _Fetch | None:
         """Run a document's verbs; return the next document to fetch, or None when it runs out."""
+        self.document_url = document_url
         for verb in root:
             handler = getattr(self, f"verb_{verb.tag.lower()}", None)
             if handler is None:
@@ -688,7 +705,8 @@ class _CallRun:
 
     def verb_gather(self, verb: ET.Element, document_url: str) -> _Fetch | None:
         action = self.resolve(document_url, verb.get("action"))
-        num_digits = int(verb.get("numDigits")) if verb.get("numDigits") else None
+        num_digits_attr = verb.get("numDigits")
+        num_digits = int(num_digits_attr) if num_digits_attr else None
         finish_on_key = verb.get("finishOnKey", "#")
         timeout = int(verb.get("timeout", "5"))
         inputs = frozenset(verb.get("input", "dtmf").split())
@@ -713,7 +731,8 @@ class _CallRun:
                 digits, finished_on = self._collect(answer, num_digits, finish_on_key)
                 if digits:
                     params = {"Digits": digits, "FinishedOnKey": finished_on}
-                    self.clock += len(answer) * 0.5 + (0 if finished_on or num_digits else timeout)
+                    filled = num_digits is not None and len(digits) >= num_digits
+                    self.clock += len(answer) * 0.5 + (0 if finished_on or filled else timeout)
             else:
                 self.result.warnings.append(f"keys {answer!r} at a <Gather> without dtmf input")
         if not params:
@@ -756,7 +775,7 @@ class _CallRun:
         start_time = self.timestamp()
         audio = _read_audio(answer.wav) if isinstance(answer, Message) else None
         empty = audio is None or audio.duration <= 0
-        if callback and "in-progress" in events and not (answer is HANGUP):
+        if callback and "in-progress" in events and answer is not HANGUP:
             self.post_recording_status(callback, verb, sid, "in-progress", None, start_time, "RecordVerb")
         if answer is HANGUP:
             self.result.keys.append("hangup")
@@ -785,7 +804,7 @@ class _CallRun:
             self.result.warnings.append(
                 f"key {finish!r} does not end a <Record finishOnKey={finish_on_key!r}>: it timed out"
             )
-        if finish in ("timeout",) or (finish not in ("hangup", "max-length") and "Digits" not in params):
+        if "Digits" not in params and finish != "max-length":
             self.clock += timeout
         deliver_callback = self._recording_callback(callback, verb, sid, audio, start_time, "RecordVerb")
         return self._with_recording_callback(
@@ -800,10 +819,10 @@ class _CallRun:
         numbers: list[tuple[str, ET.Element | None]] = []
         if verb.text and verb.text.strip():
             numbers.append((verb.text.strip(), None))
-        for noun in verb:
-            if noun.tag != "Number":
-                self.application_error(f"12200 <Dial><{noun.tag}> is not emulated by the dev phone")
-            numbers.append(((noun.text or "").strip(), noun))
+        for child in verb:
+            if child.tag != "Number":
+                self.application_error(f"12200 <Dial><{child.tag}> is not emulated by the dev phone")
+            numbers.append(((child.text or "").strip(), child))
         if not numbers:
             self.application_error("12200 <Dial> without a number")
         answer = self.caller.answer_dial(DialRequest(tuple(n for n, _ in numbers), timeout, record, action))
@@ -825,8 +844,9 @@ class _CallRun:
             if number == winner:
                 dial_sid = child_sid
             child_status = status if number == winner or not answered else "canceled"
-            self.post_number_events(noun, number, child_sid, caller_id, child_status, ring,
-                                    talk if number == winner else 0)
+            self.post_number_events(
+                noun, number, child_sid, caller_id, child_status, ring, talk if number == winner else 0
+            )
         dial_sid = dial_sid or new_sid("CA")
         self.clock += ring + talk
         params = {"DialCallStatus": status, "DialCallSid": dial_sid}
@@ -848,8 +868,7 @@ class _CallRun:
         if caller_gone:
             self.status = "completed"
         if action is None:
-            if deliver_callback is not None:
-                deliver_callback()
+            self._deliver_now(deliver_callback)
             if caller_gone:
                 raise _CallEnded("caller")
             return None
@@ -865,8 +884,9 @@ class _CallRun:
             self.result.errors.append("a recording was made but the emulator has no recording server")
             raise _CallEnded("twilio")
         duration = max(round(audio.duration), 1)
-        url = server.add(sid, audio.data, call_sid=self.call_sid, source=source, channels=audio.channels,
-                         duration=duration)
+        url = server.add(
+            sid, audio.data, call_sid=self.call_sid, source=source, channels=audio.channels, duration=duration
+        )
         self.result.recordings[sid] = path
         return {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": str(duration)}
 
@@ -893,8 +913,17 @@ class _CallRun:
         if timing == "end-of-call":
             self.deferred.append(deliver)
             return request
-        return _FetchThen(request.kind, request.url, request.method, request.params, request.caller_gone,
-                          after=deliver)
+        request.after = deliver
+        return request
+
+    def _deliver_now(self, deliver: Callable[[], None] | None) -> None:
+        """Deliver a recording status callback when no action request follows."""
+        if deliver is None:
+            return
+        if self.emulator.recording_callback_timing == "end-of-call":
+            self.deferred.append(deliver)
+        else:
+            deliver()
 
     def post_recording_status(
         self,
@@ -922,8 +951,7 @@ class _CallRun:
         }
         if status == "in-progress":
             params["RecordingDuration"] = "-1"
-        document_url = self.result.requests[-1].url if self.result.requests else self.emulator.public_url
-        target = self.resolve(document_url, callback)
+        target = self.resolve(self.document_url, callback)
         self._callback("recording-status", verb.get("recordingStatusCallbackMethod", "POST"), target, params)
 
     def post_number_events(
@@ -940,7 +968,7 @@ class _CallRun:
         if noun is None or not noun.get("statusCallback"):
             return
         wanted = set(noun.get("statusCallbackEvent", "completed").split())
-        url = self.resolve(self.result.requests[-1].url, noun.get("statusCallback"))
+        url = self.resolve(self.document_url, noun.get("statusCallback"))
         method = noun.get("statusCallbackMethod", "POST")
         timeline: list[tuple[str, str, float]] = [("initiated", "initiated", 0)]
         if final_status in ("completed", "no-answer", "canceled"):
@@ -948,9 +976,7 @@ class _CallRun:
         if final_status == "completed":
             timeline.append(("answered", "in-progress", ring))
         timeline.append(("completed", final_status, ring + talk))
-        for sequence, (event, call_status, offset) in enumerate(
-            item for item in timeline if item[0] in wanted
-        ):
+        for sequence, (event, call_status, offset) in enumerate(item for item in timeline if item[0] in wanted):
             params = {
                 "AccountSid": self.emulator.account_sid,
                 "ApiVersion": API_VERSION,
@@ -990,17 +1016,6 @@ class _CallRun:
         if not reply.ok:
             detail = f"HTTP {reply.status}" if reply.status else reply.body
             self.result.warnings.append(f"15003 {kind} callback {url} failed: {detail}")
-
-
-@dataclass
-class _FetchThen(_Fetch):
-    """A fetch followed by a callback once its request has been made (the usual callback order)."""
-
-    after: Callable[[], None] | None = None
-
-
-def _fetch_with_after(run: _CallRun, original: Callable[[_Fetch], tuple[str, ET.Element]]) -> None:
-    """Unused placeholder kept private; see _CallRun.fetch."""
 
 
 def _read_audio(path: str | Path) -> _Audio:
@@ -1043,7 +1058,3 @@ def write_tone_wav(path: str | Path, seconds: float = 2.0, frequency: float = 44
         writer.setframerate(rate)
         writer.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
     return path
-
-
-with contextlib.suppress(NameError):
-    del _fetch_with_after

@@ -35,9 +35,7 @@ class TransportError(Exception):
 class Transport(Protocol):
     """Delivers one webhook. `params` go in a form-encoded body for POST; GET URLs carry them already."""
 
-    def request(
-        self, method: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
-    ) -> Reply: ...
+    def request(self, method: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> Reply: ...
 
     def post(self, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> Reply: ...
 
@@ -72,9 +70,7 @@ class HttpTransport:
             return url
         return self.server_url + path + (f"?{query}" if query else "")
 
-    def request(
-        self, method: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
-    ) -> Reply:
+    def request(self, method: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> Reply:
         public = urlsplit(url)
         all_headers = {"X-Forwarded-Proto": public.scheme, "X-Forwarded-Host": public.netloc, **headers}
         try:
@@ -102,9 +98,7 @@ class FlaskClientTransport:
         self.public_url = public_url.rstrip("/")
         self.client = flask_app.test_client(use_cookies=False)
 
-    def request(
-        self, method: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
-    ) -> Reply:
+    def request(self, method: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> Reply:
         base, path, query = _split_public(url, self.public_url)
         response = self.client.open(
             path,

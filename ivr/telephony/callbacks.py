@@ -45,8 +45,10 @@ def recording_status_changed(turn: Turn) -> VoiceResponse:
     status = turn.form.get("RecordingStatus", "")[:32] or None
     channels = turn.form.get("RecordingChannels", "")
     recording: Recording | None
-    if turn.form.get("RecordingSource") == "DialVerb":
-        recording = register_recording(turn.session, turn.call, sid, source="dial",
+    if turn.form.get("RecordingSource") == "DialVerb" or status == "absent":
+        # A transfer's recording belongs to the call; an absent take holds nothing to put on a ticket.
+        recording = register_recording(turn.session, turn.call, sid,
+                                       source="dial" if turn.form.get("RecordingSource") == "DialVerb" else "message",
                                        source_url=turn.form.get("RecordingUrl") or None,
                                        twilio_status=status)
     else:

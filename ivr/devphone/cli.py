@@ -1,0 +1,228 @@
+"""`ivr call`: ring the running server from the terminal, as Twilio would for a real caller."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import click
+
+from ivr.devphone.emulator import (
+    HANGUP,
+    SILENCE,
+    Caller,
+    CallerScript,
+    CallResult,
+    DialAnswer,
+    DialOutcome,
+    DialRequest,
+    DialStatus,
+    GatherAnswer,
+    GatherRequest,
+    Heard,
+    InteractiveCaller,
+    Message,
+    RecordAnswer,
+    RecordRequest,
+    Speech,
+    Step,
+    TwilioEmulator,
+    write_tone_wav,
+)
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.transport import HttpTransport
+
+if TYPE_CHECKING:
+    from ivr.cli import CliState
+
+DIAL_OUTCOMES = ("completed", "no-answer", "busy", "failed")
+KEYS = set("0123456789*#")
+
+
+def parse_keys(value: str) -> list[Step]:
+    """`"1,3*2*501#,,h"` → ["1", "3*2*501#", SILENCE, HANGUP]: empty is silence, `h` hangs up."""
+    steps: list[Step] = []
+    for item in (part.strip() for part in value.split(",")):
+        if item == "":
+            steps.append(SILENCE)
+        elif item.lower() in ("h", "hangup"):
+            steps.append(HANGUP)
+        elif set(item) <= KEYS:
+            steps.append(item)
+        else:
+            raise click.BadParameter(f"{item!r} is not keys (0-9 * #), empty (silence) or h (hang up)")
+    return steps
+
+
+def espeak_speaker(echo: Callable[[str], None]) -> Callable[[str], None] | None:
+    """A function speaking Mandarin through espeak-ng, or None (with a message) when it is missing."""
+    program = shutil.which("espeak-ng")
+    if program is None:
+        echo("--speak: espeak-ng is not installed (apt-get install espeak-ng); prompts are shown as text only")
+        return None
+
+    def speak(text: str) -> None:
+        subprocess.run([program, "-v", "cmn", text], check=False, capture_output=True)
+
+    return speak
+
+
+class TerminalPhone(Caller):
+    """Shows what the line says and what the caller does, around another caller that decides."""
+
+    def __init__(self, inner: Caller, speak: Callable[[str], None] | None = None) -> None:
+        self.inner = inner
+        self.speak = speak
+
+    def hear(self, heard: Heard) -> None:
+        if heard.kind == "say":
+            click.echo(f"☎ {heard.text}")
+            if self.speak is not None:
+                self.speak(heard.text)
+        elif heard.kind == "play":
+            click.echo(f"♪ play {heard.url}")
+        elif heard.kind == "pause":
+            click.echo(f"… pause {heard.seconds:g}s")
+        else:
+            click.echo("♪ beep")
+        self.inner.hear(heard)
+
+    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
+        answer = self.inner.answer_gather(request)
+        if answer is SILENCE:
+            click.echo(f"⌨ (silence, {request.timeout}s)")
+        elif answer is HANGUP:
+            click.echo("✆ hang up")
+        elif isinstance(answer, Speech):
+            click.echo(f"🗣 {answer.text}")
+        else:
+            click.echo(f"⌨ {answer}")
+        return answer
+
+    def answer_record(self, request: RecordRequest) -> RecordAnswer:
+        answer = self.inner.answer_record(request)
+        if isinstance(answer, Message):
+            click.echo(f"● speaking {answer.wav}, then {answer.finish}")
+        elif answer is SILENCE:
+            click.echo("● (says nothing)")
+        else:
+            click.echo("✆ hang up")
+        return answer
+
+    def answer_dial(self, request: DialRequest) -> DialAnswer:
+        answer = self.inner.answer_dial(request)
+        if isinstance(answer, DialOutcome):
+            click.echo(f"↪ dialling {', '.join(request.numbers)}: {answer.status}")
+        else:
+            click.echo(f"↪ dialling {', '.join(request.numbers)}: caller hangs up while it rings")
+        return answer
+
+    def unused_steps(self) -> list[Step]:
+        return self.inner.unused_steps()
+
+
+def summary(result: CallResult, recordings: RecordingServer) -> list[str]:
+    """The lines printed after the call."""
+    counts: dict[str, int] = {}
+    for exchange in result.requests:
+        counts[exchange.kind] = counts.get(exchange.kind, 0) + 1
+    lines = [
+        f"— call {result.call_sid} ended by {result.ended_by} after {result.duration}s",
+        f"  webhooks: {len(result.requests)} (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")",
+    ]
+    for sid in result.recordings:
+        lines.append(f"  recording {sid}: {recordings.url_for(sid)}")
+    lines += [f"  warning: {text}" for text in result.warnings]
+    lines += [f"  error: {text}" for text in result.errors]
+    if result.unused_steps:
+        lines.append(f"  keys not used: {result.unused_steps!r}")
+    return lines
+
+
+def wait_for_fetches(recordings: RecordingServer, sids: list[str], seconds: float) -> None:
+    """Keep serving until every recording was fetched at least once, or `seconds` passed."""
+    deadline = time.monotonic() + seconds
+    pending = [sid for sid in sids if recordings.fetch_count(sid) == 0]
+    if not pending or seconds <= 0:
+        return
+    click.echo(f"serving {len(pending)} recording(s) until fetched (up to {seconds:g}s; Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        while pending and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pending = [sid for sid in pending if recordings.fetch_count(sid) == 0]
+    if pending:
+        click.echo(f"never fetched: {', '.join(pending)}")
+
+
+@click.command("call")
+@click.option("--server", default="http://127.0.0.1:5000", show_default=True, help="Where the app is running.")
+@click.option("--from", "from_", default="+8613912345678", show_default=True, help="The caller's number.")
+@click.option("--to", default="+861062345678", show_default=True, help="The line's number.")
+@click.option("--keys", help='Scripted caller, e.g. "1,3*2*501#,1" (empty = silence, h = hang up).')
+@click.option(
+    "--message",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="WAV spoken at <Record> (default: a 2-second tone).",
+)
+@click.option(
+    "--dial-outcome",
+    type=click.Choice(DIAL_OUTCOMES),
+    help="What happens at <Dial> (scripted default: completed; interactive: asked).",
+)
+@click.option("--speak", is_flag=True, help="Speak prompts with espeak-ng (Mandarin voice).")
+@click.option(
+    "--linger",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="After the call, keep serving recordings until fetched, up to this many seconds.",
+)
+@click.pass_obj
+def call(
+    state: CliState,
+    server: str,
+    from_: str,
+    to: str,
+    keys: str | None,
+    message: Path | None,
+    dial_outcome: str | None,
+    speak: bool,
+    linger: float,
+) -> None:
+    """Place a call to the running server through the Twilio emulator (the dev phone)."""
+    settings = state.settings
+    steps = parse_keys(keys) if keys is not None else None
+    speaker = espeak_speaker(click.echo) if speak else None
+    with contextlib.ExitStack() as stack:
+        if message is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devphone-")))
+            message = write_tone_wav(folder / "message.wav")
+        outcome = DialOutcome(cast(DialStatus, dial_outcome)) if dial_outcome else None
+        inner: Caller
+        if steps is not None:
+            inner = CallerScript(steps, message=Message(message), dial_outcome=outcome or DialOutcome())
+        else:
+            inner = InteractiveCaller(
+                message, ask=lambda prompt: click.prompt(prompt, default="", show_default=False), dial_outcome=outcome
+            )
+        recordings = stack.enter_context(RecordingServer(settings.twilio_account_sid, settings.twilio_auth_token))
+        emulator = TwilioEmulator(
+            HttpTransport(server, settings.public_url),
+            settings.public_url,
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            recordings,
+        )
+        click.echo(f"calling {settings.public_url} (via {server}) from {from_}")
+        result = emulator.call(TerminalPhone(inner, speaker), from_=from_, to=to)
+        for line in summary(result, recordings):
+            click.echo(line)
+        wait_for_fetches(recordings, list(result.recordings), linger)
+    if result.errors:
+        raise click.ClickException(f"the call had {len(result.errors)} error(s): {result.errors[0]}")

