@@ -32,7 +32,9 @@ def ticket_for(database: Database, call_sid: str) -> Ticket | None:
 def recordings_of(database: Database, call_sid: str) -> list[Recording]:
     with database.session() as session:
         return list(
-            session.scalars(select(Recording).join(Recording.call).where(Call.call_sid == call_sid).order_by(Recording.id))
+            session.scalars(
+                select(Recording).join(Recording.call).where(Call.call_sid == call_sid).order_by(Recording.id)
+            )
         )
 
 
