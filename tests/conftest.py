@@ -68,9 +68,9 @@ def database_url(template_database: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Test settings: known secrets, a temporary instance folder and recordings folder."""
-    environ = {
+def settings_environ(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment the test settings are read from (also given to server and worker subprocesses)."""
+    return {
         "IVR_ENV": "test",
         "IVR_INSTANCE_DIR": str(tmp_path / "instance"),
         "IVR_DATABASE_URL": database_url,
@@ -83,7 +83,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         "TWILIO_AUTH_TOKEN": "test-auth-token-0123456789abcdef",
         "IVR_SECRET_KEY": "test-secret-key-" + "x" * 32,
     }
-    return load_settings(environ)
+
+
+@pytest.fixture
+def settings(settings_environ: dict[str, str]) -> Settings:
+    """Test settings: known secrets, a temporary instance folder and recordings folder."""
+    return load_settings(settings_environ)
 
 
 @pytest.fixture
