@@ -161,20 +161,12 @@ def user_create(state: CliState, username: str, role: str, department: str | Non
     click.echo(f"user {username!r} created with role {role}")
 
 
+# Subcommands that live beside their feature; imported last because they import `main`'s module.
+from ivr.devphone.cli import call as _call  # noqa: E402
+from ivr.fees.cli import fees as _fees  # noqa: E402
+from ivr.speech.cli import models as _models  # noqa: E402
+from ivr.speech.cli import transcribe as _transcribe  # noqa: E402
 from ivr.twilio_number import twilio as _twilio  # noqa: E402
 
-main.add_command(_twilio)
-
-from ivr.fees.cli import fees as _fees  # noqa: E402
-
-main.add_command(_fees)
-
-from ivr.speech.cli import models as _models  # noqa: E402
-from ivr.speech.cli import transcribe as _transcribe
-
-main.add_command(_models)
-main.add_command(_transcribe)
-
-from ivr.devphone.cli import call as _call  # noqa: E402
-
-main.add_command(_call)
+for _command in (_call, _fees, _models, _transcribe, _twilio):
+    main.add_command(_command)

@@ -280,7 +280,7 @@ def test_a_script_step_that_cannot_answer_the_verb_is_an_error(phone: Phone) -> 
     emulator, _ = phone(menu_handlers())
     result = emulator.call([Message(HELLO)])
 
-    assert result.errors == ["script step 1 (Message(wav=%r, finish='#')) cannot answer <Gather>" % HELLO]
+    assert result.errors == [f"script step 1 ({Message(HELLO)!r}) cannot answer <Gather>"]
     with pytest.raises(AssertionError, match="cannot answer <Gather>"):
         result.raise_for_errors()
 
@@ -398,9 +398,7 @@ def test_a_key_outside_finish_on_key_lets_the_recording_time_out(phone: Phone) -
         ("end-of-call", ["record", "call-status", "recording-status"]),
     ],
 )
-def test_recording_status_callbacks_can_arrive_out_of_order(
-    phone: Phone, timing: str, expected: list[str]
-) -> None:
+def test_recording_status_callbacks_can_arrive_out_of_order(phone: Phone, timing: str, expected: list[str]) -> None:
     emulator, _ = phone(menu_handlers(), recording_callback_timing=timing)
     result = emulator.call(["1", "3*2*501#", Message(HELLO)])
 
@@ -517,7 +515,7 @@ def test_redirect_resolves_relative_urls_and_signs_get_requests_with_their_query
     assert result.said == ["第一步。", "第2步。"]
     assert [h.kind for h in result.heard] == ["say", "pause", "play", "say"]
     assert result.heard[2].url == f"{PUBLIC_URL}/static/beep.wav"
-    redirect = [r for r in received(app) if r.path == "/twilio/next"][0]
+    redirect = next(r for r in received(app) if r.path == "/twilio/next")
     assert redirect.method == "GET" and redirect.signature_ok
     assert redirect.args["step"] == "2" and redirect.args["CallSid"] == result.call_sid
     assert result.ended_by == "twilio"
@@ -594,7 +592,7 @@ def served_app() -> Iterator[tuple[str, Flask]]:
     """The menu app on a real local HTTP server."""
     app = make_app(menu_handlers())
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}", app
     server.shutdown()
@@ -606,9 +604,7 @@ def test_http_transport_sends_to_the_server_but_signs_the_public_url(
     served_app: tuple[str, Flask], recordings: RecordingServer
 ) -> None:
     server_url, app = served_app
-    emulator = TwilioEmulator(
-        HttpTransport(server_url, PUBLIC_URL), PUBLIC_URL, ACCOUNT_SID, AUTH_TOKEN, recordings
-    )
+    emulator = TwilioEmulator(HttpTransport(server_url, PUBLIC_URL), PUBLIC_URL, ACCOUNT_SID, AUTH_TOKEN, recordings)
     result = emulator.call(["1", "3*2*501#", Message(HELLO)])
 
     result.raise_for_errors()

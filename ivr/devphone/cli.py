@@ -160,6 +160,14 @@ def wait_for_fetches(recordings: RecordingServer, sids: list[str], seconds: floa
         click.echo(f"never fetched: {', '.join(pending)}")
 
 
+def _ask(prompt: str) -> str:
+    """One line from the terminal; Ctrl-C / Ctrl-D hang up (EOFError) instead of aborting the command."""
+    try:
+        return str(click.prompt(prompt, default="", show_default=False))
+    except click.Abort as exc:
+        raise EOFError from exc
+
+
 @click.command("call")
 @click.option("--server", default="http://127.0.0.1:5000", show_default=True, help="Where the app is running.")
 @click.option("--from", "from_", default="+8613912345678", show_default=True, help="The caller's number.")
@@ -208,9 +216,7 @@ def call(
         if steps is not None:
             inner = CallerScript(steps, message=Message(message), dial_outcome=outcome or DialOutcome())
         else:
-            inner = InteractiveCaller(
-                message, ask=lambda prompt: click.prompt(prompt, default="", show_default=False), dial_outcome=outcome
-            )
+            inner = InteractiveCaller(message, ask=_ask, dial_outcome=outcome)
         recordings = stack.enter_context(RecordingServer(settings.twilio_account_sid, settings.twilio_auth_token))
         emulator = TwilioEmulator(
             HttpTransport(server, settings.public_url),

@@ -276,10 +276,6 @@ class InteractiveCaller(Caller):
             return self.ask(prompt).strip()
         except (EOFError, KeyboardInterrupt):
             return None
-        except Exception as exc:  # click.Abort on Ctrl-C/Ctrl-D when `ask` is click.prompt
-            if type(exc).__name__ == "Abort":
-                return None
-            raise
 
     def answer_gather(self, request: GatherRequest) -> GatherAnswer:
         while True:
