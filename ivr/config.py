@@ -40,6 +40,8 @@ class Settings:
     secret_key: str
     timezone: str = "Asia/Shanghai"
     huey_path: Path | None = None
+    speech_model: str | None = None  # IVR_VOSK_MODEL: a model name under models_dir, or a path
+    models_dir: Path = REPO_ROOT / "models"
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -153,6 +155,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         secret_key=secret_key,
         timezone=timezone,
         huey_path=instance_dir / "huey.sqlite3",
+        speech_model=environ.get("IVR_VOSK_MODEL") or None,
+        models_dir=Path(environ.get("IVR_MODELS_DIR") or REPO_ROOT / "models").resolve(),
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

@@ -57,8 +57,12 @@ class JobKind:
 def job_kinds() -> dict[str, JobKind]:
     """Every job kind by name (imported here to keep the queue free of domain imports at load)."""
     from ivr.recordings.download import download_recording, recording_download_failed
+    from ivr.recordings.transcribe import transcribe_recording, transcription_failed
 
-    return {"download_recording": JobKind(download_recording, recording_download_failed)}
+    return {
+        "download_recording": JobKind(download_recording, recording_download_failed),
+        "transcribe_recording": JobKind(transcribe_recording, transcription_failed),
+    }
 
 
 def schedule_job(session: Session, kind: str, subject_id: int) -> Job:
@@ -95,7 +99,7 @@ class _EmbeddedConsumer(Consumer):
 class JobQueue:
     """Runs job rows through Huey. One per process; bound to one database."""
 
-    def __init__(self, settings: Settings, database: Database, *, retry_base_seconds: float = 5.0) -> None:
+    def __init__(self, settings: Settings, database: Database, *, retry_base_seconds: float = 1.0) -> None:
         self.context = JobContext(settings, database)
         self.retry_base_seconds = retry_base_seconds
         self.huey = make_huey(settings)

@@ -139,11 +139,34 @@ class Recording(Base):
     path: Mapped[str | None] = mapped_column(Text)  # relative to IVR_RECORDINGS_DIR
     content_type: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # Set when transcription finally failed: a person should listen and type what was said.
+    needs_manual_transcription: Mapped[bool] = mapped_column(default=False)
+    transcription_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     call: Mapped[Call] = relationship(back_populates="recordings")
     ticket: Mapped[Ticket | None] = relationship(back_populates="recordings")
+    transcripts: Mapped[list[Transcript]] = relationship(back_populates="recording", order_by="Transcript.channel")
+
+
+class Transcript(Base):
+    """What Vosk heard on one channel of a recording: text for people, timed words for the player."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (UniqueConstraint("recording_id", "channel", name="uq_transcripts_recording_channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[int] = mapped_column(default=0)  # 0 mono or first (caller) channel, 1 second channel
+    text: Mapped[str] = mapped_column(Text, default="")
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    duration: Mapped[float | None]
+    model: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    recording: Mapped[Recording] = relationship(back_populates="transcripts")
 
 
 class Job(Base):
@@ -160,7 +183,7 @@ class Job(Base):
     subject_id: Mapped[int]  # e.g. the recording id
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
-    max_attempts: Mapped[int] = mapped_column(default=6)
+    max_attempts: Mapped[int] = mapped_column(default=8)  # ~2 min of backoff from a 1 s base
     last_error: Mapped[str | None] = mapped_column(Text)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

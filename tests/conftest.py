@@ -75,6 +75,7 @@ def settings_environ(database_url: str, tmp_path: Path) -> dict[str, str]:
         "IVR_INSTANCE_DIR": str(tmp_path / "instance"),
         "IVR_DATABASE_URL": database_url,
         "IVR_RECORDINGS_DIR": str(tmp_path / "recordings"),
+        "IVR_MODELS_DIR": str(tmp_path / "models"),  # no speech model unless a test installs one
         "IVR_PUBLIC_URL": "https://ivr.example.test",
         "IVR_PROPERTY_NAME": "幸福家园",
         "IVR_DUTY_NUMBERS": "+8613800000001,+8613800000002",

@@ -27,7 +27,7 @@ def report_recording(client, settings, url: str, sid: str = RECORDING_SID) -> No
 def stored(database, sid: str = RECORDING_SID) -> tuple[Recording, Job]:
     with database.session() as session:
         recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).one()
-        job = session.scalars(select(Job).where(Job.subject_id == recording.id)).one()
+        job = session.scalars(select(Job).where(Job.subject_id == recording.id, Job.kind == "download_recording")).one()
         return recording, job
 
 

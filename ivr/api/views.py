@@ -55,6 +55,11 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "channels": recording.channels,
         "url": f"{current_settings().public_url}/api/recordings/{recording.recording_sid}/audio" if stored else None,
         "error": recording.error,
+        "needs_manual_transcription": recording.needs_manual_transcription,
+        "transcription_error": recording.transcription_error,
+        "transcripts": [
+            {"channel": t.channel, "text": t.text, "model": t.model, "words": t.words} for t in recording.transcripts
+        ],
     }
 
 

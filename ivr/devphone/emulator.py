@@ -31,6 +31,7 @@ import io
 import math
 import secrets
 import struct
+import time
 import uuid
 import wave
 import xml.etree.ElementTree as ET
@@ -443,6 +444,7 @@ class TwilioEmulator:
         recording_callback_timing: RecordingCallbackTiming = "after-action",
         max_requests: int = 200,
         shared_key: SharedKey | None = None,
+        real_pauses_up_to: float = 0.0,
     ) -> None:
         self.transport = transport
         self.public_url = public_url.rstrip("/")
@@ -455,6 +457,9 @@ class TwilioEmulator:
         self.recording_callback_timing = recording_callback_timing
         self.max_requests = max_requests
         self.shared_key = shared_key
+        # Pauses up to this length really wait (as on a phone), so a server polling with
+        # <Pause>+<Redirect> gives its background work real time; longer ones stay virtual.
+        self.real_pauses_up_to = real_pauses_up_to
 
     def call(
         self,
@@ -692,6 +697,8 @@ class _CallRun:
         seconds = float(verb.get("length", "1"))
         self.hear(Heard("pause", seconds=seconds))
         self.clock += seconds
+        if 0 < seconds <= self.emulator.real_pauses_up_to:
+            time.sleep(seconds)
 
     def verb_hangup(self, verb: ET.Element, document_url: str) -> None:
         raise _CallEnded("twilio")

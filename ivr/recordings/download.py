@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import requests
 
 from ivr.db import utcnow
-from ivr.jobs import JobContext, PermanentJobError
+from ivr.jobs import JobContext, PermanentJobError, schedule_job
 from ivr.models import Recording, RecordingState
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-CHUNK = 64 * 1024
+TRANSCRIBE_JOB = "transcribe_recording"
 
 
 class RecordingUnavailable(Exception):
@@ -113,6 +113,7 @@ def download_recording(context: JobContext, recording_id: int) -> None:
         recording.channels = channels or recording.channels
         recording.stored_at = utcnow()
         recording.error = None
+        schedule_job(session, TRANSCRIBE_JOB, recording_id)
 
 
 def recording_download_failed(context: JobContext, recording_id: int, error: str) -> None:

@@ -142,8 +142,7 @@ def _looks_like_mp3(data: bytes) -> bool:
 def _decode_with_ffmpeg(data: bytes, name: str, *, format: str, codec: str) -> AudioSegment:
     if shutil.which(AudioSegment.converter) is None:
         raise UnreadableAudio(
-            f"{name}: decoding {format.upper()} ({codec}) needs ffmpeg, which is not installed "
-            "(apt-get install ffmpeg)"
+            f"{name}: decoding {format.upper()} ({codec}) needs ffmpeg, which is not installed (apt-get install ffmpeg)"
         )
     try:
         # Forcing the input codec also stops pydub choosing 8-bit output for μ-law; ffmpeg writes 16-bit.

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ivr.config import REPO_ROOT
+from ivr.speech.model_store import DEFAULT_MODELS_DIR
 
 # Heavy modules (vosk, cn2an) are imported inside the commands so `ivr --help` stays fast.
-
-DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 
 models_dir_option = click.option(
     "--models-dir",
@@ -25,11 +25,14 @@ models_dir_option = click.option(
 
 
 def configured_model_setting() -> str | None:
-    """IVR_VOSK_MODEL from the environment or the repository's `.env`, as the app reads settings."""
-    from dotenv import load_dotenv
+    """IVR_VOSK_MODEL from the environment, else from the repository's `.env` (read, not loaded: the
+    process environment is left as it is)."""
+    from dotenv import dotenv_values
 
-    load_dotenv(REPO_ROOT / ".env", override=False)
-    return os.environ.get("IVR_VOSK_MODEL") or None
+    value = os.environ.get("IVR_VOSK_MODEL")
+    if value is None:
+        value = dotenv_values(REPO_ROOT / ".env").get("IVR_VOSK_MODEL")
+    return value or None
 
 
 class _DownloadProgress:
@@ -46,7 +49,7 @@ class _DownloadProgress:
             length = total or self.fallback_total
             if not length:
                 return
-            self.bar = click.progressbar(length=length, label=self.label, file=click.get_text_stream("stderr"))
+            self.bar = click.progressbar(length=length, label=self.label, file=sys.stderr)
             self.bar.__enter__()
         self.bar.update(done - self.shown)
         self.shown = done
@@ -188,9 +191,7 @@ def transcribe(files: tuple[Path, ...], model_setting: str | None, as_json: bool
         raise click.ClickException(str(exc)) from exc
 
     results: list[dict[str, Any]] = []
-    with click.progressbar(
-        files, label="transcribing", file=click.get_text_stream("stderr"), hidden=len(files) < 2
-    ) as bar:
+    with click.progressbar(files, label="transcribing", file=sys.stderr, hidden=len(files) < 2) as bar:
         for file in bar:
             try:
                 transcripts = engine.transcribe_audio(file)

