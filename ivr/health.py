@@ -6,7 +6,8 @@ from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from ivr.runtime import current_database, current_queue
+from ivr.recordings.transcribe import speech_model_status
+from ivr.runtime import current_database, current_queue, current_settings
 
 blueprint = Blueprint("health", __name__)
 
@@ -23,7 +24,7 @@ def healthz() -> ResponseReturnValue:
         status.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
     queue = current_queue()
     status["queue"] = queue.backend if queue else "none"
-    status["speech_model"] = "not loaded (messages are kept but not transcribed)"
+    status["speech_model"] = speech_model_status(current_settings())
     return jsonify(status), 200 if status["status"] == "ok" else 503
 
 

@@ -10,7 +10,8 @@ from ivr.config import Settings
 from ivr.jobs import JobContext, PermanentJobError
 from ivr.models import Recording, RecordingState, Transcript
 from ivr.speech.audio import UnreadableAudio
-from ivr.speech.engine import SpeechEngine, SpeechModelError, resolve_model_path
+from ivr.speech.engine import SpeechEngine, SpeechModelError, model_is_loaded, resolve_model_path
+from ivr.speech.model_store import model_layout_problems
 from ivr.tickets.operations import refresh_ticket_transcript
 
 
@@ -20,7 +21,17 @@ def speech_model_path(settings: Settings) -> Path:
 
 
 def speech_model_installed(settings: Settings) -> bool:
-    return (speech_model_path(settings) / "am").is_dir() or (speech_model_path(settings) / "conf").is_dir()
+    return not model_layout_problems(speech_model_path(settings))
+
+
+def speech_model_status(settings: Settings) -> str:
+    """One line for /healthz, the log and the console: is the line transcribing messages?"""
+    path = speech_model_path(settings)
+    if speech_model_installed(settings):
+        state = "loaded" if model_is_loaded(path) else "installed (loads with the first message)"
+        return f"{state}: {path.name}"
+    return (f"missing: {path} — messages are kept but not transcribed until a model is installed "
+            "(`ivr models fetch`)")
 
 
 def transcribe_recording(context: JobContext, recording_id: int) -> None:

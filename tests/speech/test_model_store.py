@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,6 +20,8 @@ from ivr.speech.model_store import (
     installed_models,
     model_layout_problems,
 )
+
+from .local_http import ModelServer
 
 NAME = "vosk-model-test-0.1"
 MODEL_FILES = {
@@ -46,54 +44,6 @@ def build_model_zip(top: str | None = NAME, files: dict[str, bytes] = MODEL_FILE
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass
-class Route:
-    body: bytes
-    status: int = 200
-    declared_length: int | None = None  # a Content-Length larger than the body cuts the connection short
-
-
-@dataclass
-class ModelServer:
-    base_url: str
-    routes: dict[str, Route] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-
-    def serve(self, path: str, body: bytes, **options: int) -> str:
-        self.routes[path] = Route(body, **options)
-        return self.base_url + path
-
-
-@pytest.fixture
-def model_server() -> Iterator[ModelServer]:
-    """An HTTP server on 127.0.0.1 in a thread, serving the bodies the test registers."""
-    server_state = ModelServer(base_url="")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            server_state.requests.append(self.path)
-            route = server_state.routes.get(self.path)
-            if route is None:
-                self.send_error(404)
-                return
-            self.send_response(route.status)
-            self.send_header("Content-Length", str(route.declared_length or len(route.body)))
-            self.end_headers()
-            self.wfile.write(route.body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server_state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server_state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 def leftovers(models_dir: Path) -> list[str]:
@@ -168,7 +118,7 @@ def test_truncated_download_is_refused_by_size(model_server: ModelServer, tmp_pa
 def test_connection_cut_mid_download(model_server: ModelServer, tmp_path: Path) -> None:
     archive = build_model_zip()
     url = model_server.serve("/m.zip", archive[:200], declared_length=len(archive))
-    with pytest.raises(ModelFetchError, match="broke off.*partial file was deleted"):
+    with pytest.raises(ModelFetchError, match=r"broke off.*partial file was deleted"):
         fetch_model(NAME, tmp_path, url=url, expected_size=len(archive), expected_sha256=sha256(archive))
     assert list(tmp_path.iterdir()) == []
 

@@ -20,6 +20,7 @@ from ivr.speech.engine import (
     SpeechEngine,
     Transcript,
     load_model,
+    model_is_loaded,
     model_sample_rate,
     resolve_model_path,
 )
@@ -44,6 +45,7 @@ def test_missing_model_names_the_path_and_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "vosk-model-small-cn-0.22"
     with pytest.raises(ModelMissing) as caught:
         load_model(path)
+    assert not model_is_loaded(path)
     message = str(caught.value)
     assert str(path) in message
     assert "ivr models fetch" in message
@@ -107,6 +109,7 @@ def assert_well_timed(transcript: Transcript) -> None:
 @pytest.mark.slow
 def test_the_model_is_loaded_once_per_process(korean_model_path: Path, korean_engine: SpeechEngine) -> None:
     assert load_model(korean_model_path) is korean_engine.model
+    assert model_is_loaded(korean_model_path)
     assert load_model(str(korean_model_path) + "/") is korean_engine.model
     assert korean_engine.sample_rate == 16000  # mfcc.conf has no --sample-frequency
 
@@ -126,9 +129,7 @@ def test_phone_audio_becomes_korean_text(korean_engine: SpeechEngine, audio_dir:
 
 
 @pytest.mark.slow
-def test_dual_channel_recording_gives_one_transcript_per_side(
-    korean_engine: SpeechEngine, audio_dir: Path
-) -> None:
+def test_dual_channel_recording_gives_one_transcript_per_side(korean_engine: SpeechEngine, audio_dir: Path) -> None:
     caller, staff = korean_engine.transcribe_audio(audio_dir / "ko_dual_8k.wav")
     assert (caller.channel, staff.channel) == ("caller", "staff")
     assert has_hangul(caller.text)
