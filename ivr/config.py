@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -74,13 +75,25 @@ def _dev_secrets(instance_dir: Path) -> dict[str, str]:
     return values
 
 
+def read_environment() -> dict[str, str]:
+    """os.environ plus the repository's `.env` (which never overrides a variable already set)."""
+    from dotenv import load_dotenv
+
+    load_dotenv(REPO_ROOT / ".env", override=False)
+    return dict(os.environ)
+
+
+def speech_model_location(environ: Mapping[str, str]) -> tuple[str | None, Path]:
+    """IVR_VOSK_MODEL (a model name or path, None = the default model) and IVR_MODELS_DIR.
+    Read on their own too, so the model commands work before the line's secrets are configured."""
+    models_dir = Path(environ.get("IVR_MODELS_DIR") or REPO_ROOT / "models").resolve()
+    return environ.get("IVR_VOSK_MODEL") or None, models_dir
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Build validated settings from `environ` (default: os.environ after loading `.env`)."""
     if environ is None:
-        from dotenv import load_dotenv
-
-        load_dotenv(REPO_ROOT / ".env", override=False)
-        environ = dict(os.environ)
+        environ = read_environment()
     env = environ.get("IVR_ENV", "production").strip().lower()
     if env not in ENVIRONMENTS:
         raise ConfigError(f"IVR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
@@ -140,6 +153,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
     except Exception as exc:
         raise ConfigError(f"IVR_TIMEZONE {timezone!r} is not a known time zone") from exc
 
+    speech_model, models_dir = speech_model_location(environ)
     settings = Settings(
         env=env,
         instance_dir=instance_dir,
@@ -155,8 +169,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         secret_key=secret_key,
         timezone=timezone,
         huey_path=instance_dir / "huey.sqlite3",
-        speech_model=environ.get("IVR_VOSK_MODEL") or None,
-        models_dir=Path(environ.get("IVR_MODELS_DIR") or REPO_ROOT / "models").resolve(),
+        speech_model=speech_model,
+        models_dir=models_dir,
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

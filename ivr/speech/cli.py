@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ivr.config import REPO_ROOT
-from ivr.speech.model_store import DEFAULT_MODELS_DIR
+from ivr.config import read_environment, speech_model_location
 
 # Heavy modules (vosk, cn2an) are imported inside the commands so `ivr --help` stays fast.
 
@@ -23,27 +21,14 @@ models_dir_option = click.option(
 )
 
 
-def _environment_value(name: str) -> str | None:
-    """A setting from the environment, else from the repository's `.env` (read, not loaded into the
-    process), as ivr.config reads it. The speech commands do not need the line's secrets, so they read
-    their two settings directly instead of validating the whole configuration."""
-    from dotenv import dotenv_values
-
-    value = os.environ.get(name)
-    if value is None:
-        value = dotenv_values(REPO_ROOT / ".env").get(name)
-    return value or None
-
-
 def configured_model_setting() -> str | None:
     """IVR_VOSK_MODEL: a model name under the models folder, or a path."""
-    return _environment_value("IVR_VOSK_MODEL")
+    return speech_model_location(read_environment())[0]
 
 
 def configured_models_dir() -> Path:
     """IVR_MODELS_DIR, else models/ at the repository root."""
-    value = _environment_value("IVR_MODELS_DIR")
-    return Path(value).resolve() if value else DEFAULT_MODELS_DIR
+    return speech_model_location(read_environment())[1]
 
 
 class _DownloadProgress:

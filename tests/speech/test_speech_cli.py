@@ -39,7 +39,7 @@ def runner() -> CliRunner:
 def repo_dotenv(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Where the commands look for `.env`: a temporary folder, so a developer's own `.env` cannot leak in."""
     folder = tmp_path_factory.mktemp("repo")
-    monkeypatch.setattr("ivr.speech.cli.REPO_ROOT", folder)
+    monkeypatch.setattr("ivr.config.REPO_ROOT", folder)
     return folder / ".env"
 
 
