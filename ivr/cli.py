@@ -70,6 +70,7 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     from waitress import serve as waitress_serve
 
     from ivr import create_app
+    from ivr.recordings.transcribe import speech_model_installed, speech_model_status
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = state.settings
@@ -83,6 +84,9 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     click.echo(f"Twilio status callback: {settings.public_url}/twilio/status")
     click.echo(f"Twilio fallback URL:   {settings.public_url}/twilio/fallback")
     click.echo(f"Jobs: {'embedded worker (SQLite queue)' if embedded else 'Redis queue — run `ivr worker`'}")
+    click.echo(f"Speech model: {speech_model_status(settings)}")
+    if not speech_model_installed(settings):
+        logging.getLogger("ivr").warning("speech model %s", speech_model_status(settings))
     click.echo(f"Try a call without Twilio:  .venv/bin/ivr call --server http://127.0.0.1:{port}")
     try:
         waitress_serve(app, host=host, port=port, threads=threads, ident="ivr")

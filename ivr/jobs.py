@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 STUCK_RUNNING_AFTER = timedelta(minutes=15)
 LOST_QUEUED_AFTER = timedelta(minutes=2)
-POLL_CEILING_SECONDS = 0.25
+POLL_CEILING_SECONDS = 0.1
 
 
 class PermanentJobError(Exception):

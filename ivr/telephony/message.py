@@ -72,16 +72,21 @@ def message_recorded(turn: Turn) -> VoiceResponse:
     if take is not None and speech_model_installed(turn.settings):
         reset_counter(turn.call, "read_back_wait")
         say_prompt(response, "hold_while_transcribing")
-        wait_for_transcript(response, take)
+        # While the hold phrase plays the job is already running; check right after it.
+        response.redirect(read_back_url(take), method="POST")
         return response
     say_prompt(response, "message_kept")
     read_back(turn, response)
     return response
 
 
+def read_back_url(take: Recording) -> str:
+    return webhook_url("read-back", take=take.recording_sid)
+
+
 def wait_for_transcript(response: VoiceResponse, take: Recording) -> None:
     response.pause(length=POLL_SECONDS)
-    response.redirect(webhook_url("read-back", take=take.recording_sid), method="POST")
+    response.redirect(read_back_url(take), method="POST")
 
 
 def _transcription_settled(take: Recording) -> bool:

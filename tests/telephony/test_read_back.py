@@ -116,3 +116,14 @@ def _kinds_without_transcription():
     from ivr.recordings.download import download_recording, recording_download_failed
 
     return {"download_recording": JobKind(download_recording, recording_download_failed)}
+
+
+def test_healthz_says_whether_messages_are_being_transcribed(client, settings):
+    missing = client.get("/healthz").json["speech_model"]
+    assert missing.startswith("missing:") and "not transcribed" in missing
+
+
+@pytest.mark.slow
+def test_healthz_names_the_installed_model(speech_app):
+    with speech_app.test_client() as client:
+        assert client.get("/healthz").json["speech_model"].startswith(("installed", "loaded"))
