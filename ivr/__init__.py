@@ -29,8 +29,10 @@ def create_app(settings: Settings | None = None, *, with_queue: bool = True, **q
     from ivr.api import init_app as init_api
     from ivr.health import init_app as init_health
     from ivr.telephony import init_app as init_telephony
+    from ivr.web import init_app as init_console
 
     init_telephony(app)
     init_api(app)
     init_health(app)
+    init_console(app)
     return app

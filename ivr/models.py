@@ -113,10 +113,95 @@ class Ticket(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     transcript: Mapped[str | None] = mapped_column(Text)
+    # Staff's correction of the machine transcript; the machine's text stays in `transcript`.
+    corrected_transcript: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
+    # The procedure (投诉处理程序): who has it, and when each step happened.
+    major: Mapped[bool] = mapped_column(default=False)  # 重大投诉: the manager is told at once
+    department: Mapped[str | None] = mapped_column(String(32), index=True)
+    handler: Mapped[str | None] = mapped_column(String(64))  # 处理人, the receiver who signs for it
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cause_analysis: Mapped[str | None] = mapped_column(Text)  # 原因分析与纠正措施
+    analysis_approved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reply_to_caller: Mapped[str | None] = mapped_column(Text)  # what the caller was told
+    followed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    follow_up_result: Mapped[str | None] = mapped_column(Text)
+    satisfaction: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     call: Mapped[Call | None] = relationship(back_populates="ticket")
     recordings: Mapped[list[Recording]] = relationship(back_populates="ticket", order_by="Recording.id")
+    events: Mapped[list[TicketEvent]] = relationship(back_populates="ticket", order_by="TicketEvent.id")
+    notes: Mapped[list[TicketNote]] = relationship(back_populates="ticket", order_by="TicketNote.id")
+
+    @property
+    def text(self) -> str | None:
+        """What the caller said, as staff last corrected it."""
+        return self.corrected_transcript or self.transcript
+
+
+class TicketEvent(Base):
+    """The ticket's timeline and audit log: who did, viewed or listened to what, and when."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(64))  # username; None for the line itself
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketNote(Base):
+    """A note on a ticket: internal, or what was told to the caller — kept apart."""
+
+    __tablename__ = "ticket_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    author: Mapped[str] = mapped_column(String(64))
+    told_caller: Mapped[bool] = mapped_column(default=False)
+    text: Mapped[str] = mapped_column(Text)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="notes")
+
+
+class Notice(Base):
+    """A console notice for a role (e.g. a major complaint for the manager), and its SMS if sent."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    read_by: Mapped[str | None] = mapped_column(String(64))
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sms_sids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sms_error: Mapped[str | None] = mapped_column(Text)
+
+    ticket: Mapped[Ticket | None] = relationship()
+
+
+class LoginAttempt(Base):
+    """Failed and successful logins, for rate limiting and the audit."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    succeeded: Mapped[bool] = mapped_column(default=False)
 
 
 class Recording(Base):

@@ -35,8 +35,7 @@ def create_user(
         raise StaffError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if role == "department" and not department:
         raise StaffError("a department account needs --department (e.g. 工程部)")
-    if len(password) < 10:
-        raise StaffError("passwords must be at least 10 characters")
+    check_password_rules(password)
     if session.scalars(select(User).where(User.username == username)).first():
         raise StaffError(f"user {username!r} already exists")
     user = User(username=username, password_hash=generate_password_hash(password), role=role,
@@ -44,6 +43,12 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+def check_password_rules(password: str) -> None:
+    """Long enough to resist guessing (login attempts are rate-limited too)."""
+    if len(password) < 10:
+        raise StaffError("passwords must be at least 10 characters")
 
 
 def token_digest(token: str) -> str:

@@ -56,3 +56,51 @@ def call_params(call_sid: str = "CA" + "1" * 32, **extra: str) -> dict[str, str]
               "To": "+861062345678", "CallStatus": "in-progress", "Direction": "inbound"}
     params.update(extra)
     return params
+
+
+PASSWORD = "night-shift-password"
+
+
+def create_staff(database: Database, username: str, role: str, department: str | None = None) -> None:
+    """A staff account with the shared test password."""
+    from ivr.staff import create_user
+
+    with database.session() as session:
+        create_user(session, username, PASSWORD, role, department=department, display_name=username)
+
+
+def create_ticket(database: Database, **fields) -> int:
+    """A ticket as the line would open it (with its call), returning its id."""
+    import secrets
+
+    from ivr.models import Category, Ticket
+    from ivr.tickets.operations import get_or_create_call, next_ticket_number
+
+    with database.session() as session:
+        call = get_or_create_call(session, "CA" + secrets.token_hex(16), from_number=fields.pop("caller", "+8613900001111"))
+        ticket = Ticket(number=next_ticket_number(session, "Asia/Shanghai"), call=call,
+                        category=fields.pop("category", Category.REPAIR), caller_number=call.from_number,
+                        room=fields.pop("room", "3-2-501"), **fields)
+        session.add(ticket)
+        session.flush()
+        return ticket.id
+
+
+def login(client, username: str, password: str = PASSWORD):
+    """Log in through the form (fetching its CSRF token first)."""
+    import re
+
+    page = client.get("/console/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert token, page
+    return client.post("/console/login", data={"username": username, "password": password,
+                                               "csrf_token": token.group(1)})
+
+
+def csrf_from(client, path: str) -> str:
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, g, jsonify, request, send_file
+from flask import Blueprint, abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
 
 from ivr.models import Call, Category, Recording, RecordingState, Ticket, TicketStatus
+from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
 from ivr.staff import token_owner
 
@@ -144,13 +144,4 @@ def recording_audio(sid: str) -> ResponseReturnValue:
         recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
         if recording is None:
             abort(404, "no such recording")
-        if recording.state != RecordingState.STORED or not recording.path:
-            abort(404, f"recording not stored ({recording.state.value})")
-        root = current_settings().recordings_dir.resolve()
-        path = (root / recording.path).resolve()
-        content_type = recording.content_type or "audio/wav"
-    if not path.is_relative_to(root) or not Path(path).is_file():
-        abort(404, "recording file missing from storage")
-    response = send_file(path, mimetype=content_type, conditional=True, download_name=f"{sid}.wav")
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+        return stored_recording_response(recording)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 00:13:54.464472
+Create Date: 2026-11-27 00:30:24.075147
 """
 
 from alembic import op
@@ -68,6 +68,17 @@ def upgrade() -> None:
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_state_run_after', ['state', 'run_after'], unique=False)
 
+    op.create_table('login_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('remote_addr', sa.String(length=64), nullable=True),
+    sa.Column('at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('succeeded', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
+    )
+    with op.batch_alter_table('login_attempts', schema=None) as batch_op:
+        batch_op.create_index('ix_login_attempts_username_at', ['username', 'at'], unique=False)
+
     op.create_table('ticket_counters',
     sa.Column('day', sa.String(length=8), nullable=False),
     sa.Column('last', sa.Integer(), nullable=False),
@@ -128,7 +139,22 @@ def upgrade() -> None:
     sa.Column('confirmed_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', ivr.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('transcript', sa.Text(), nullable=True),
+    sa.Column('corrected_transcript', sa.Text(), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('major', sa.Boolean(), nullable=False),
+    sa.Column('department', sa.String(length=32), nullable=True),
+    sa.Column('handler', sa.String(length=64), nullable=True),
+    sa.Column('dispatched_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cause_analysis', sa.Text(), nullable=True),
+    sa.Column('analysis_approved_by', sa.String(length=64), nullable=True),
+    sa.Column('resolved_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('replied_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reply_to_caller', sa.Text(), nullable=True),
+    sa.Column('followed_up_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('follow_up_result', sa.Text(), nullable=True),
+    sa.Column('satisfaction', sa.String(length=16), nullable=True),
+    sa.Column('closed_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['call_id'], ['calls.id'], name=op.f('fk_tickets_call_id_calls')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets')),
     sa.UniqueConstraint('call_id', name=op.f('uq_tickets_call_id')),
@@ -136,7 +162,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tickets_department'), ['department'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_room'), ['room'], unique=False)
+
+    op.create_table('notices',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('role', sa.String(length=32), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('created_at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('read_by', sa.String(length=64), nullable=True),
+    sa.Column('read_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sms_sids', sa.JSON(), nullable=False),
+    sa.Column('sms_error', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_notices_ticket_id_tickets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notices'))
+    )
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notices_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('recordings',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -167,6 +210,32 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_recordings_call_id'), ['call_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_recordings_ticket_id'), ['ticket_id'], unique=False)
 
+    op.create_table('ticket_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=True),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_events_ticket_id_tickets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_events'))
+    )
+    with op.batch_alter_table('ticket_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ticket_events_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('ticket_notes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('author', sa.String(length=64), nullable=False),
+    sa.Column('told_caller', sa.Boolean(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_notes_ticket_id_tickets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_notes'))
+    )
+    with op.batch_alter_table('ticket_notes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ticket_notes_ticket_id'), ['ticket_id'], unique=False)
+
     op.create_table('transcripts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('recording_id', sa.Integer(), nullable=False),
@@ -193,13 +262,26 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_transcripts_recording_id'))
 
     op.drop_table('transcripts')
+    with op.batch_alter_table('ticket_notes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_notes_ticket_id'))
+
+    op.drop_table('ticket_notes')
+    with op.batch_alter_table('ticket_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_events_ticket_id'))
+
+    op.drop_table('ticket_events')
     with op.batch_alter_table('recordings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_recordings_ticket_id'))
         batch_op.drop_index(batch_op.f('ix_recordings_call_id'))
 
     op.drop_table('recordings')
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notices_ticket_id'))
+
+    op.drop_table('notices')
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tickets_room'))
+        batch_op.drop_index(batch_op.f('ix_tickets_department'))
         batch_op.drop_index(batch_op.f('ix_tickets_created_at'))
 
     op.drop_table('tickets')
@@ -210,6 +292,10 @@ def downgrade() -> None:
     op.drop_table('api_tokens')
     op.drop_table('users')
     op.drop_table('ticket_counters')
+    with op.batch_alter_table('login_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_login_attempts_username_at')
+
+    op.drop_table('login_attempts')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_state_run_after')
 

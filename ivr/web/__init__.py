@@ -1,0 +1,58 @@
+"""The night-shift console: log-in, the queue, tickets, the dashboard, accounts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, redirect, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import select
+
+from ivr.models import Notice
+from ivr.runtime import close_request_session, request_session
+
+csrf = CSRFProtect()
+
+
+def unread_notices() -> dict[str, Any]:
+    """Notices for the logged-in user's role (e.g. major complaints for managers), on every page."""
+    if not current_user.is_authenticated:
+        return {"notices": []}
+    query = select(Notice).where(Notice.role == current_user.role, Notice.read_at.is_(None)).order_by(Notice.id.desc())
+    return {"notices": list(request_session().scalars(query))}
+
+
+def init_app(app: Flask) -> None:
+    from ivr.api.views import blueprint as api_blueprint
+    from ivr.telephony import blueprint as telephony_blueprint
+    from ivr.web import admin, dashboard, formatting, queue, ticket  # noqa: F401  (views register themselves)
+    from ivr.web.auth import blueprint as auth_blueprint
+    from ivr.web.auth import login_manager
+    from ivr.web.blueprint import blueprint
+
+    settings = app.config["IVR"]
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        REMEMBER_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),  # one night shift
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
+    )
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    # Twilio and API clients do not hold a session: signatures and bearer tokens protect them instead.
+    csrf.exempt(telephony_blueprint)
+    csrf.exempt(api_blueprint)
+    formatting.init_app(app)
+    app.register_blueprint(auth_blueprint)
+    app.register_blueprint(blueprint)
+    app.context_processor(unread_notices)
+    app.teardown_request(close_request_session)
+
+    @app.get("/")
+    def home() -> ResponseReturnValue:
+        return redirect(url_for("console.queue"))

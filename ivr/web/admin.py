@@ -1,0 +1,65 @@
+"""Staff accounts, for admins: create, deactivate / reactivate, reset a password."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from ivr.models import User
+from ivr.runtime import request_transaction
+from ivr.staff import ROLES, StaffError, check_password_rules, create_user
+from ivr.tickets.procedure import DEPARTMENTS
+from ivr.web.access import MANAGE_USERS, roles_required
+from ivr.web.blueprint import blueprint
+
+
+@blueprint.get("/users")
+@roles_required(*MANAGE_USERS)
+def users() -> ResponseReturnValue:
+    with request_transaction() as session:
+        accounts = list(session.scalars(select(User).order_by(User.username)))
+        return render_template("users.html", users=accounts, roles=ROLES, departments=DEPARTMENTS)
+
+
+@blueprint.post("/users")
+@roles_required(*MANAGE_USERS)
+def create_account() -> ResponseReturnValue:
+    form = request.form
+    try:
+        with request_transaction() as session:
+            create_user(session, form.get("username", "").strip(), form.get("password", ""), form.get("role", ""),
+                        department=form.get("department") or None, display_name=form.get("display_name") or None,
+                        phone=form.get("phone") or None)
+    except StaffError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"已创建账号 {form.get('username')}", "ok")
+    return redirect(url_for("console.users"))
+
+
+@blueprint.post("/users/<int:user_id>")
+@roles_required(*MANAGE_USERS)
+def update_account(user_id: int) -> ResponseReturnValue:
+    """Deactivate / reactivate, or set a new password."""
+    with request_transaction() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            abort(404)
+        if request.form.get("action") == "toggle":
+            if user.id == current_user.id:
+                flash("不能停用自己的账号", "error")
+            else:
+                user.active = not user.active
+                flash(f"{user.username} 已{'启用' if user.active else '停用'}", "ok")
+        elif password := request.form.get("password", ""):
+            try:
+                check_password_rules(password)
+            except StaffError as exc:
+                flash(str(exc), "error")
+            else:
+                user.password_hash = generate_password_hash(password)
+                flash(f"{user.username} 的密码已重置", "ok")
+    return redirect(url_for("console.users"))

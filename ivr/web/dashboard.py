@@ -1,0 +1,77 @@
+"""The overview: tickets by category and state, overdue counts on both clocks, this week's follow-ups."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from flask import render_template
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ivr.db import utcnow
+from ivr.models import Category, Ticket, TicketStatus
+from ivr.runtime import current_settings, request_transaction
+from ivr.tickets.procedure import CATEGORY_LABELS, STATUS_LABELS
+from ivr.tickets.sla import SlaState, clocks
+from ivr.web.access import visible
+from ivr.web.blueprint import blueprint
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: int
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Overview:
+    by_category: list[Bar]
+    by_status: list[Bar]
+    overdue_dispatch: int
+    overdue_resolve: int
+    due_soon: int
+    follow_ups_due: list[Ticket]
+    urgent_open: int
+    total_open: int
+
+
+def overview(tickets: list[Ticket], timezone: str) -> Overview:
+    """Counts for the dashboard from the tickets the user may see."""
+    now = utcnow()
+    open_tickets = [t for t in tickets if t.status != TicketStatus.CLOSED]
+    categories = Counter(t.category for t in open_tickets)
+    statuses = Counter(t.status for t in tickets)
+    overdue: Counter[str] = Counter()
+    due_soon = 0
+    follow_ups = []
+    for ticket in open_tickets:
+        for clock in clocks(ticket, now, timezone):
+            if clock.state == SlaState.OVERDUE:
+                overdue[clock.name] += 1
+            elif clock.state == SlaState.DUE_SOON:
+                due_soon += 1
+            if clock.name == "follow_up" and clock.state != SlaState.DONE:
+                follow_ups.append(ticket)
+    return Overview(
+        by_category=[Bar(CATEGORY_LABELS[c], categories[c], c.value) for c in Category],
+        by_status=[Bar(STATUS_LABELS[s], statuses[s], s.value) for s in TicketStatus],
+        overdue_dispatch=overdue["dispatch"],
+        overdue_resolve=overdue["resolve"],
+        due_soon=due_soon,
+        follow_ups_due=sorted(follow_ups, key=lambda t: t.resolved_at or now),
+        urgent_open=sum(1 for t in open_tickets if t.urgent),
+        total_open=len(open_tickets),
+    )
+
+
+@blueprint.get("/dashboard")
+@login_required
+def dashboard() -> ResponseReturnValue:
+    with request_transaction() as session:
+        query = visible(select(Ticket).options(selectinload(Ticket.call)), current_user)
+        tickets: list[Ticket] = list(session.scalars(query))
+        return render_template("dashboard.html", overview=overview(tickets, current_settings().timezone))

@@ -1,0 +1,90 @@
+"""The night queue: urgent first, then by SLA clock; filters, full-text search, self-refreshing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import render_template, request
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy.orm import selectinload
+
+from ivr.db import utcnow
+from ivr.models import Category, Ticket, TicketNote, TicketStatus
+from ivr.runtime import current_settings, request_transaction
+from ivr.tickets.procedure import CATEGORY_LABELS, DEPARTMENTS, STATUS_LABELS
+from ivr.tickets.sla import current_clock, queue_order
+from ivr.web.access import visible
+from ivr.web.blueprint import blueprint
+
+QUEUE_LIMIT = 500
+OPEN = "open"
+
+
+def search_condition(text: str) -> ColumnElement[bool]:
+    """Words staff type match the transcript (machine or corrected), notes, number, room or caller."""
+    pattern = text.strip()
+    note_matches = exists().where(TicketNote.ticket_id == Ticket.id,
+                                  TicketNote.text.contains(pattern, autoescape=True))
+    return or_(
+        Ticket.transcript.contains(pattern, autoescape=True),
+        Ticket.corrected_transcript.contains(pattern, autoescape=True),
+        Ticket.note.contains(pattern, autoescape=True),
+        Ticket.number.contains(pattern, autoescape=True),
+        Ticket.room.contains(pattern, autoescape=True),
+        Ticket.caller_number.contains(pattern, autoescape=True),
+        note_matches,
+    )
+
+
+def _local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    return start, start + timedelta(days=1)
+
+
+def filtered_query(args: dict[str, str]) -> Select[Any]:
+    """The tickets matching the queue's filters (status defaults to everything not closed)."""
+    query = select(Ticket).options(selectinload(Ticket.call))
+    status = args.get("status", OPEN)
+    if status == OPEN:
+        query = query.where(Ticket.status != TicketStatus.CLOSED)
+    elif status in set(TicketStatus):
+        query = query.where(Ticket.status == TicketStatus(status))
+    if (category := args.get("category", "")) in set(Category):
+        query = query.where(Ticket.category == Category(category))
+    if room := args.get("room", "").strip():
+        query = query.where(Ticket.room.startswith(room, autoescape=True))
+    if (department := args.get("department")) in DEPARTMENTS:
+        query = query.where(Ticket.department == department)
+    if args.get("urgent") == "1":
+        query = query.where(Ticket.urgent.is_(True))
+    if day := args.get("date", ""):
+        try:
+            start, end = _local_day_bounds(date.fromisoformat(day), current_settings().timezone)
+        except ValueError:
+            pass
+        else:
+            query = query.where(Ticket.created_at >= start, Ticket.created_at < end)
+    if text := args.get("q", "").strip():
+        query = query.where(search_condition(text))
+    return query
+
+
+@blueprint.get("/")
+@login_required
+def queue() -> ResponseReturnValue:
+    """The queue page (or just its rows, for the page's own refresh)."""
+    args = {key: value for key, value in request.args.items() if value}
+    timezone = current_settings().timezone
+    now = utcnow()
+    with request_transaction() as session:
+        tickets: list[Ticket] = list(session.scalars(visible(filtered_query(args), current_user).limit(QUEUE_LIMIT)))
+        tickets.sort(key=lambda ticket: queue_order(ticket, now, timezone))
+        rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
+        template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"
+        return render_template(template, rows=rows, args=args, categories=CATEGORY_LABELS,
+                               statuses=STATUS_LABELS, departments=DEPARTMENTS, limit=QUEUE_LIMIT)

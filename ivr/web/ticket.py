@@ -1,0 +1,191 @@
+"""A ticket: the record (E3), every take with its transcript, the procedure, notes and the timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivr.db import utcnow
+from ivr.models import Job, Notice, Recording, Ticket
+from ivr.recordings.serving import stored_recording_response
+from ivr.runtime import current_settings, request_transaction
+from ivr.tickets import procedure
+from ivr.tickets.procedure import DEPARTMENTS, SATISFACTION, ProcedureError, record_event
+from ivr.tickets.sla import clocks
+from ivr.web.access import can_edit_ticket, can_see, can_take_step
+from ivr.web.blueprint import blueprint
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    who: str
+    what: str
+    detail: dict[str, Any]
+
+
+def _ticket_or_404(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or not can_see(ticket, current_user):
+        abort(404)
+    return ticket
+
+
+EVENT_LABELS = {
+    "viewed": "查看工单", "listened": "收听录音", "status": "状态变更", "transcript_corrected": "修改转写",
+    "note": "添加备注", "flagged": "报告经理",
+}
+
+
+def timeline(session: Session, ticket: Ticket) -> list[TimelineEntry]:
+    """Everything that happened: the call's webhooks, the jobs on its recordings, and staff actions."""
+    entries = [TimelineEntry(event.at, event.actor or "系统", EVENT_LABELS.get(event.kind, event.kind), event.detail)
+               for event in ticket.events]
+    if ticket.call is not None:
+        entries += [TimelineEntry(event.at, "电话线路", f"来电步骤 {event.endpoint}",
+                                  {key: value for key, value in event.params.items()
+                                   if key in ("Digits", "CallStatus", "DialCallStatus", "RecordingStatus")})
+                    for event in ticket.call.events]
+    recording_ids = [recording.id for recording in ticket.recordings]
+    if recording_ids:
+        for job in session.scalars(select(Job).where(Job.subject_id.in_(recording_ids),
+                                                     Job.kind.in_(["download_recording", "transcribe_recording"]))):
+            label = {"download_recording": "下载录音", "transcribe_recording": "语音转写"}[job.kind]
+            entries.append(TimelineEntry(job.finished_at or job.created_at, "后台任务", f"{label}({job.state.value})",
+                                         {"attempts": job.attempts, "error": job.last_error} if job.last_error
+                                         else {"attempts": job.attempts}))
+    return sorted(entries, key=lambda entry: entry.at)
+
+
+@blueprint.get("/tickets/<int:ticket_id>")
+@login_required
+def show_ticket(ticket_id: int) -> ResponseReturnValue:
+    with request_transaction() as session:
+        ticket = _ticket_or_404(session, ticket_id)
+        record_event(session, ticket, "viewed", current_user.username)
+        session.flush()
+        allowed = [step for step in procedure.next_steps(ticket) if can_take_step(step.name, ticket, current_user)]
+        return render_template(
+            "ticket.html", ticket=ticket, steps=allowed, clocks=clocks(ticket, utcnow(), current_settings().timezone),
+            timeline=timeline(session, ticket), departments=DEPARTMENTS, satisfaction=SATISFACTION,
+            can_edit=can_edit_ticket(ticket, current_user),
+            internal_notes=[n for n in ticket.notes if not n.told_caller],
+            caller_notes=[n for n in ticket.notes if n.told_caller],
+        )
+
+
+def _run_step(session: Session, ticket: Ticket, step: str, form: dict[str, str]) -> None:
+    actor = current_user.username
+    match step:
+        case "dispatch":
+            procedure.dispatch(session, ticket, actor, form.get("department", ""), form.get("handler", ""))
+        case "start":
+            procedure.start_work(session, ticket, actor)
+        case "analysis":
+            procedure.write_analysis(session, ticket, actor, form.get("analysis", ""), form.get("approved_by"))
+        case "resolve":
+            procedure.resolve(session, ticket, actor)
+        case "reply":
+            procedure.reply_to_caller(session, ticket, actor, form.get("told", ""))
+        case "follow_up":
+            procedure.follow_up(session, ticket, actor, form.get("result", ""), form.get("satisfaction", ""))
+        case "close":
+            procedure.close(session, ticket, actor)
+        case "reopen":
+            procedure.reopen(session, ticket, actor, form.get("reason", ""))
+        case _:
+            abort(404)
+
+
+@blueprint.post("/tickets/<int:ticket_id>/steps/<step>")
+@login_required
+def take_step(ticket_id: int, step: str) -> ResponseReturnValue:
+    """One step of the procedure; a missing field or a wrong order comes back as a message."""
+    try:
+        with request_transaction() as session:
+            ticket = _ticket_or_404(session, ticket_id)
+            if not can_take_step(step, ticket, current_user):
+                abort(403)
+            _run_step(session, ticket, step, request.form.to_dict())
+    except ProcedureError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"已完成:{procedure.STEP_NAMES.get(step, step)}", "ok")
+    return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
+
+
+@blueprint.post("/tickets/<int:ticket_id>/transcript")
+@login_required
+def correct_transcript(ticket_id: int) -> ResponseReturnValue:
+    with request_transaction() as session:
+        ticket = _ticket_or_404(session, ticket_id)
+        if not can_edit_ticket(ticket, current_user):
+            abort(403)
+        procedure.correct_transcript(session, ticket, current_user.username, request.form.get("text", "")[:10000])
+    flash("转写已保存,原始转写保留在旁", "ok")
+    return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
+
+
+@blueprint.post("/tickets/<int:ticket_id>/notes")
+@login_required
+def add_note(ticket_id: int) -> ResponseReturnValue:
+    try:
+        with request_transaction() as session:
+            ticket = _ticket_or_404(session, ticket_id)
+            if not can_edit_ticket(ticket, current_user):
+                abort(403)
+            procedure.add_note(session, ticket, current_user.username, request.form.get("text", "")[:10000],
+                               told_caller=request.form.get("told_caller") == "1")
+    except ProcedureError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("console.show_ticket", ticket_id=ticket_id) + "#notes")
+
+
+@blueprint.post("/tickets/<int:ticket_id>/flag")
+@login_required
+def flag_ticket(ticket_id: int) -> ResponseReturnValue:
+    """重大投诉: report to the manager at once."""
+    with request_transaction() as session:
+        ticket = _ticket_or_404(session, ticket_id)
+        if not can_edit_ticket(ticket, current_user):
+            abort(403)
+        reason = request.form.get("reason", "").strip()[:500] or "值班人员标记为重大投诉"
+        procedure.flag_for_manager(session, ticket, current_user.username, reason)
+    flash("已报告经理", "ok")
+    return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
+
+
+@blueprint.post("/notices/<int:notice_id>/read")
+@login_required
+def read_notice(notice_id: int) -> ResponseReturnValue:
+    with request_transaction() as session:
+        notice = session.get(Notice, notice_id)
+        if notice is None or notice.role != current_user.role:
+            abort(404)
+        notice.read_by, notice.read_at = current_user.username, utcnow()
+    return redirect(request.referrer or url_for("console.queue"))
+
+
+@blueprint.get("/recordings/<sid>/audio")
+@login_required
+def recording_audio(sid: str) -> ResponseReturnValue:
+    """The stored audio for logged-in staff (range requests for seeking); each listen is audited."""
+    with request_transaction() as session:
+        recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
+        if recording is None:
+            abort(404)
+        if recording.ticket is not None:
+            if not can_see(recording.ticket, current_user):
+                abort(404)
+            if request.headers.get("Range", "bytes=0-").startswith("bytes=0-"):
+                record_event(session, recording.ticket, "listened", current_user.username, recording=sid)
+        elif current_user.role == "department":
+            abort(404)
+        return stored_recording_response(recording)

@@ -1,0 +1,210 @@
+"""The console through the test client: log-in, roles, CSRF, the procedure, escaping, the audit."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from ivr.models import Category, LoginAttempt, Ticket, TicketEvent, TicketStatus
+from tests.factories import count, create_staff, create_ticket, csrf_from, login
+
+
+@pytest.fixture
+def night(database, client):
+    create_staff(database, "wang", "night_shift")
+    assert login(client, "wang").status_code == 302
+    return client
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/dashboard", "/console/tickets/1", "/console/users",
+                                  "/console/recordings/RE123/audio"])
+def test_logged_out_requests_are_sent_to_the_login_page(client, path):
+    response = client.get(path)
+    assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+
+
+def test_a_wrong_password_is_refused_and_recorded(client, database):
+    create_staff(database, "wang", "night_shift")
+    response = login(client, "wang", "wrong-password")
+    assert response.status_code == 401 and "用户名或密码错误" in response.get_data(as_text=True)
+    assert count(database, LoginAttempt) == 1
+    assert client.get("/console/").status_code == 302
+
+
+def test_repeated_failures_lock_the_account_for_a_while(client, database):
+    create_staff(database, "wang", "night_shift")
+    for _ in range(5):
+        assert login(client, "wang", "wrong-password").status_code == 401
+    locked = login(client, "wang")  # even the right password, until the window passes
+    assert locked.status_code == 429 and "15分钟" in locked.get_data(as_text=True)
+
+
+def test_login_without_csrf_token_is_refused(client, database):
+    create_staff(database, "wang", "night_shift")
+    response = client.post("/console/login", data={"username": "wang", "password": "night-shift-password"})
+    assert response.status_code == 400
+
+
+def test_next_parameter_cannot_send_staff_off_site(client, database):
+    create_staff(database, "wang", "night_shift")
+    page = client.get("/console/login?next=//evil.example/")
+    import re
+
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    response = client.post("/console/login?next=//evil.example/",
+                           data={"username": "wang", "password": "night-shift-password", "csrf_token": token})
+    assert response.headers["Location"] == "/console/"
+
+
+def test_the_queue_puts_urgent_first_then_overdue(night, database):
+    calm = create_ticket(database, room="1-1-101")
+    urgent = create_ticket(database, room="2-2-202", urgent=True, urgent_reason="跑水")
+    page = night.get("/console/").get_data(as_text=True)
+    assert page.index("2-2-202") < page.index("1-1-101")
+    assert "紧急" in page and str(calm) and str(urgent)
+
+
+def test_queue_filters_and_search(night, database):
+    create_ticket(database, room="1-1-101", transcript="楼上漏水了")
+    create_ticket(database, room="2-2-202", category=Category.COMPLAINT, transcript="晚上很吵")
+    assert "2-2-202" not in night.get("/console/?q=漏水").get_data(as_text=True)
+    assert "1-1-101" in night.get("/console/?q=漏水").get_data(as_text=True)
+    complaints = night.get("/console/?category=complaint").get_data(as_text=True)
+    assert "2-2-202" in complaints and "1-1-101" not in complaints
+    partial = night.get("/console/", headers={"X-Partial": "rows"}).get_data(as_text=True)
+    assert partial.lstrip().startswith('<tbody id="queue-rows">')
+
+
+def test_caller_speech_is_shown_as_text_never_as_markup(night, database):
+    ticket_id = create_ticket(database, transcript='<script>alert("x")</script><b>楼上漏水</b>')
+    page = night.get(f"/console/tickets/{ticket_id}").get_data(as_text=True)
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    queue = night.get("/console/").get_data(as_text=True)
+    assert "<script>alert" not in queue
+
+
+def test_pages_send_a_strict_content_security_policy(night):
+    response = night.get("/console/")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_complaint_through_the_whole_procedure(night, database):
+    ticket_id = create_ticket(database, category=Category.COMPLAINT)
+    path = f"/console/tickets/{ticket_id}"
+
+    def step(name: str, **form: str) -> str:
+        response = night.post(f"{path}/steps/{name}", data={"csrf_token": csrf_from(night, path), **form},
+                              follow_redirects=True)
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    assert "请填写处理人" in step("dispatch", department="工程部", handler="")
+    step("dispatch", department="工程部", handler="李工")
+    step("start")
+    assert "投诉工单须先填写原因分析与纠正措施" in step("resolve")
+    step("analysis", analysis="水管老化,已更换", approved_by="工程部张经理")
+    step("resolve")
+    step("reply", told="已更换水管,请您放心")
+    step("follow_up", result="业主确认不再漏水", satisfaction="满意")
+    step("close")
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.status == TicketStatus.CLOSED and ticket.handler == "李工"
+        assert ticket.cause_analysis == "水管老化,已更换" and ticket.satisfaction == "满意"
+        kinds = [e.kind for e in session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id))]
+        assert kinds.count("status") == 7 and "viewed" in kinds
+    assert "已更换水管,请您放心" in night.get(path).get_data(as_text=True)
+
+
+def test_steps_without_a_csrf_token_are_refused(night, database):
+    ticket_id = create_ticket(database)
+    response = night.post(f"/console/tickets/{ticket_id}/steps/dispatch", data={"department": "工程部", "handler": "李工"})
+    assert response.status_code == 400
+
+
+def test_correcting_the_transcript_keeps_the_machine_text(night, database):
+    ticket_id = create_ticket(database, transcript="楼上漏税")
+    path = f"/console/tickets/{ticket_id}"
+    night.post(f"{path}/transcript", data={"csrf_token": csrf_from(night, path), "text": "楼上漏水"})
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.transcript, ticket.corrected_transcript) == ("楼上漏税", "楼上漏水")
+    assert "?q=漏水" and "漏水" in night.get("/console/?q=漏水").get_data(as_text=True)
+
+
+def test_internal_notes_and_what_the_caller_was_told_are_kept_apart(night, database):
+    ticket_id = create_ticket(database)
+    path = f"/console/tickets/{ticket_id}"
+    night.post(f"{path}/notes", data={"csrf_token": csrf_from(night, path), "text": "内部:需要备件", "told_caller": "0"})
+    night.post(f"{path}/notes", data={"csrf_token": csrf_from(night, path), "text": "已告知明早上门", "told_caller": "1"})
+    page = night.get(path).get_data(as_text=True)
+    internal, told = page.index("内部备注"), page.index("已告知业主</h3>")
+    assert internal < page.index("内部:需要备件") < told < page.index("已告知明早上门")
+
+
+def test_a_department_sees_only_its_own_tickets(client, database):
+    mine = create_ticket(database, room="1-1-101", department="工程部", status=TicketStatus.DISPATCHED)
+    theirs = create_ticket(database, room="2-2-202", department="秩序维护部", status=TicketStatus.DISPATCHED)
+    create_staff(database, "gong", "department", department="工程部")
+    login(client, "gong")
+    queue = client.get("/console/").get_data(as_text=True)
+    assert "1-1-101" in queue and "2-2-202" not in queue
+    assert client.get(f"/console/tickets/{mine}").status_code == 200
+    assert client.get(f"/console/tickets/{theirs}").status_code == 404
+    # and may only take the department's own steps
+    path = f"/console/tickets/{mine}"
+    response = client.post(f"{path}/steps/dispatch", data={"csrf_token": csrf_from(client, path),
+                                                           "department": "秩序维护部", "handler": "x"})
+    assert response.status_code == 403
+
+
+def test_flagging_a_major_complaint_tells_managers(client, database):
+    ticket_id = create_ticket(database, category=Category.COMPLAINT)
+    create_staff(database, "wang", "night_shift")
+    create_staff(database, "boss", "manager")
+    login(client, "wang")
+    path = f"/console/tickets/{ticket_id}"
+    client.post(f"{path}/flag", data={"csrf_token": csrf_from(client, path), "reason": "多户联名投诉"})
+    client.post("/console/logout", data={"csrf_token": csrf_from(client, "/console/")})
+    login(client, "boss")
+    page = client.get("/console/").get_data(as_text=True)
+    assert "多户联名投诉" in page
+
+
+def test_only_admins_manage_accounts(client, database):
+    create_staff(database, "wang", "night_shift")
+    login(client, "wang")
+    assert client.get("/console/users").status_code == 403
+
+
+def test_admin_creates_and_deactivates_an_account(client, database):
+    create_staff(database, "root", "admin")
+    login(client, "root")
+    token = csrf_from(client, "/console/users")
+    client.post("/console/users", data={"csrf_token": token, "username": "li", "password": "long-enough-pw",
+                                        "role": "qa"})
+    from ivr.models import User
+
+    with database.session() as session:
+        user = session.scalars(select(User).where(User.username == "li")).one()
+        user_id = user.id
+    client.post(f"/console/users/{user_id}", data={"csrf_token": token, "action": "toggle"})
+    with database.session() as session:
+        assert session.get(User, user_id).active is False
+
+
+def test_dashboard_counts_overdue_tickets(night, database):
+    from datetime import timedelta
+
+    from ivr.db import utcnow
+    from ivr.models import Call
+
+    ticket_id = create_ticket(database)
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        session.get(Call, ticket.call_id).started_at = utcnow() - timedelta(hours=2)
+    page = night.get("/console/dashboard").get_data(as_text=True)
+    import re
+
+    assert re.search(r'id="overdue-dispatch"><span class="big">1<', page), page
