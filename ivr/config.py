@@ -43,6 +43,7 @@ class Settings:
     huey_path: Path | None = None
     speech_model: str | None = None  # IVR_VOSK_MODEL: a model name under models_dir, or a path
     models_dir: Path = REPO_ROOT / "models"
+    sms_from: str | None = None  # IVR_SMS_FROM: the Twilio number SMS to managers are sent from
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -171,6 +172,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         huey_path=instance_dir / "huey.sqlite3",
         speech_model=speech_model,
         models_dir=models_dir,
+        sms_from=environ.get("IVR_SMS_FROM") or None,
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

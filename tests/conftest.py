@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
@@ -151,3 +152,14 @@ def api_token(database: Database) -> str:
     """A bearer token for the JSON API."""
     with database.session() as session:
         return create_token(session, "tests")
+
+
+@pytest.fixture
+def twilio_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[responses.RequestsMock]:
+    """Twilio's REST API replaced by recorded exchanges (tests.factories.replay); all must be used."""
+    # The client would send these to a regional host instead of api.twilio.com.
+    monkeypatch.delenv("TWILIO_REGION", raising=False)
+    monkeypatch.delenv("TWILIO_EDGE", raising=False)
+    assert settings.twilio_account_sid == "AC" + "0" * 32, "fixtures are recorded for this account"
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock

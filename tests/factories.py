@@ -77,7 +77,8 @@ def create_ticket(database: Database, **fields) -> int:
     from ivr.tickets.operations import get_or_create_call, next_ticket_number
 
     with database.session() as session:
-        call = get_or_create_call(session, "CA" + secrets.token_hex(16), from_number=fields.pop("caller", "+8613900001111"))
+        caller = fields.pop("caller", "+8613900001111")
+        call = get_or_create_call(session, "CA" + secrets.token_hex(16), from_number=caller)
         ticket = Ticket(number=next_ticket_number(session, "Asia/Shanghai"), call=call,
                         category=fields.pop("category", Category.REPAIR), caller_number=call.from_number,
                         room=fields.pop("room", "3-2-501"), **fields)
@@ -104,3 +105,30 @@ def csrf_from(client, path: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert match, page
     return match.group(1)
+
+
+TWILIO_API_FIXTURES = FIXTURES / "twilio_api"
+
+
+def replay(mock, *names: str) -> None:
+    """Register recorded Twilio REST exchanges (tests/fixtures/twilio_api), matching method, path and the
+    exact query string."""
+    import json
+    from urllib.parse import urlsplit
+
+    from responses import matchers
+
+    for name in names:
+        exchange = json.loads((TWILIO_API_FIXTURES / name).read_text())
+        request, response = exchange["request"], exchange["response"]
+        url = urlsplit(request["url"])
+        headers = dict(response["headers"])
+        mock.add(
+            request["method"],
+            url._replace(query="").geturl(),
+            body=json.dumps(response["body"]),
+            status=response["status"],
+            content_type=headers.pop("Content-Type"),
+            headers=headers,
+            match=[matchers.query_string_matcher(url.query)],
+        )

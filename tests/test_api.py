@@ -81,3 +81,18 @@ def test_healthz_reports_database_queue_and_model(client):
     assert response.status_code == 200
     assert response.json["database"] == "ok" and response.json["queue"] == "sqlite"
     assert "not" in response.json["speech_model"]
+
+
+def test_a_department_token_sees_only_its_department(client, database):
+    from ivr.models import TicketStatus
+    from ivr.staff import create_token, create_user
+    from tests.factories import create_ticket
+
+    mine = create_ticket(database, room="1-1-101", department="工程部", status=TicketStatus.DISPATCHED)
+    theirs = create_ticket(database, room="2-2-202", department="秩序维护部", status=TicketStatus.DISPATCHED)
+    with database.session() as session:
+        user = create_user(session, "gong", "department-password", "department", department="工程部")
+        token = create_token(session, "gong-phone", user)
+    listed = client.get("/api/tickets", headers=bearer(token)).json["tickets"]
+    assert [t["id"] for t in listed] == [mine]
+    assert client.get(f"/api/tickets/{theirs}", headers=bearer(token)).status_code == 404

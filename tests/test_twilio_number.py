@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,46 +10,17 @@ import pytest
 import requests
 import responses
 from click.testing import CliRunner, Result
-from responses import matchers
 
 from ivr.cli import CliState, main
 from ivr.config import Settings
 from ivr.twilio_number import TwilioSetupError, check_public_url, normalise_phone_number, webhook_urls
+from tests.factories import replay
 
 FIXTURES = Path(__file__).parent / "fixtures" / "twilio_api"
 NUMBER = "+861012345678"
 NUMBER_SID = "PN5e1c6a0b9d4f4e2a8c7b3d2e1f0a9b8c"
 LIST_URL = "https://api.twilio.com/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
 UPDATE_URL = "https://api.twilio.com/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/" + NUMBER_SID + ".json"
-
-
-@pytest.fixture
-def twilio_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[responses.RequestsMock]:
-    """Twilio's API replaced by recorded exchanges; every registered exchange must be used."""
-    # The client would send these to a regional host instead of api.twilio.com.
-    monkeypatch.delenv("TWILIO_REGION", raising=False)
-    monkeypatch.delenv("TWILIO_EDGE", raising=False)
-    assert settings.twilio_account_sid == "AC" + "0" * 32, "fixtures are recorded for this account"
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-def replay(mock: responses.RequestsMock, *names: str) -> None:
-    """Register recorded exchanges, matching method, path and the exact query string."""
-    for name in names:
-        exchange = json.loads((FIXTURES / name).read_text())
-        request, response = exchange["request"], exchange["response"]
-        url = urlsplit(request["url"])
-        headers = dict(response["headers"])
-        mock.add(
-            request["method"],
-            url._replace(query="").geturl(),
-            body=json.dumps(response["body"]),
-            status=response["status"],
-            content_type=headers.pop("Content-Type"),
-            headers=headers,
-            match=[matchers.query_string_matcher(url.query)],
-        )
 
 
 def configure(settings: Settings, *args: str) -> Result:

@@ -15,6 +15,8 @@ from ivr.models import Call, Category, Recording, RecordingState, Ticket, Ticket
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
 from ivr.staff import token_owner
+from ivr.web.access import can_see, visible
+from ivr.web.auth import StaffUser
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 200
@@ -41,6 +43,12 @@ def require_token() -> None:
         if record is None:
             abort(401, "invalid or revoked token")
         g.api_token_id = record.id
+        # A token carries its account's role; a token made without --user is a service token (sees all).
+        g.api_staff = StaffUser(record.user) if record.user is not None else None
+
+
+def _may_see(ticket: Ticket) -> bool:
+    return g.api_staff is None or can_see(ticket, g.api_staff)
 
 
 def recording_json(recording: Recording) -> dict[str, Any]:
@@ -122,6 +130,8 @@ def list_tickets() -> ResponseReturnValue:
         query = query.where(Ticket.room == room)
     if (urgent := request.args.get("urgent")) is not None:
         query = query.where(Ticket.urgent.is_(urgent.lower() in ("1", "true", "yes")))
+    if g.api_staff is not None:
+        query = visible(query, g.api_staff)
     limit, offset = _int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0, 10**9)
     with current_database().session() as session:
         tickets = session.scalars(query.limit(limit).offset(offset)).all()
@@ -132,7 +142,7 @@ def list_tickets() -> ResponseReturnValue:
 def show_ticket(ticket_id: int) -> ResponseReturnValue:
     with current_database().session() as session:
         ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
+        if ticket is None or not _may_see(ticket):
             abort(404, f"no ticket {ticket_id}")
         return jsonify(ticket_json(ticket))
 
@@ -142,6 +152,8 @@ def recording_audio(sid: str) -> ResponseReturnValue:
     """The stored bytes, exactly as Twilio sent them; supports HTTP range requests for seeking."""
     with current_database().session() as session:
         recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
-        if recording is None:
+        hidden = g.api_staff is not None and (recording is None or recording.ticket is None
+                                              or not _may_see(recording.ticket))
+        if recording is None or hidden:
             abort(404, "no such recording")
         return stored_recording_response(recording)

@@ -80,11 +80,21 @@ def ensure_ticket(
             ticket.room = call.room
         if call.category and ticket.category == Category.OTHER:
             ticket.category = call.category
-    if urgent and not ticket.urgent:
-        ticket.urgent = True
-        ticket.urgent_reason = reason
     session.flush()
+    if urgent:
+        mark_urgent(session, ticket, reason or "紧急情况")
     return ticket
+
+
+def mark_urgent(session: Session, ticket: Ticket, reason: str) -> None:
+    """Raise the ticket to urgent (once) and tell the managers at once."""
+    if ticket.urgent:
+        return
+    from ivr.notifications import notify_managers
+
+    ticket.urgent = True
+    ticket.urgent_reason = reason
+    notify_managers(session, ticket, None, f"紧急:{reason}")
 
 
 def confirm_ticket(session: Session, ticket: Ticket) -> Ticket:
@@ -141,7 +151,6 @@ def refresh_ticket_transcript(session: Session, ticket: Ticket) -> None:
     else:
         return
     found = triage(ticket.transcript)
-    if found.urgent and not ticket.urgent:
-        ticket.urgent = True
-        ticket.urgent_reason = "留言提到:" + "、".join(found.matched)
+    if found.urgent:
+        mark_urgent(session, ticket, "留言提到:" + "、".join(found.matched))
     session.flush()

@@ -139,13 +139,11 @@ def add_note(session: Session, ticket: Ticket, actor: str, text: str, *, told_ca
 
 
 def flag_for_manager(session: Session, ticket: Ticket, actor: str | None, reason: str) -> Notice:
-    """重大投诉必须马上报告经理: a console notice for managers (the SMS goes out as a job)."""
+    """重大投诉必须马上报告经理: mark the ticket major and tell the managers."""
+    from ivr.notifications import notify_managers
+
     ticket.major = True
-    notice = Notice(ticket=ticket, role="manager", message=f"工单 {ticket.number}:{reason}")
-    session.add(notice)
-    record_event(session, ticket, "flagged", actor, reason=reason)
-    session.flush()
-    return notice
+    return notify_managers(session, ticket, actor, reason)
 
 
 STEP_NAMES = {

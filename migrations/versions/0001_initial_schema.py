@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 00:30:24.075147
+Create Date: 2026-11-27 00:34:14.209158
 """
 
 from alembic import op

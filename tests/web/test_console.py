@@ -119,7 +119,8 @@ def test_a_complaint_through_the_whole_procedure(night, database):
 
 def test_steps_without_a_csrf_token_are_refused(night, database):
     ticket_id = create_ticket(database)
-    response = night.post(f"/console/tickets/{ticket_id}/steps/dispatch", data={"department": "工程部", "handler": "李工"})
+    response = night.post(f"/console/tickets/{ticket_id}/steps/dispatch",
+                          data={"department": "工程部", "handler": "李工"})
     assert response.status_code == 400
 
 
@@ -136,8 +137,9 @@ def test_correcting_the_transcript_keeps_the_machine_text(night, database):
 def test_internal_notes_and_what_the_caller_was_told_are_kept_apart(night, database):
     ticket_id = create_ticket(database)
     path = f"/console/tickets/{ticket_id}"
-    night.post(f"{path}/notes", data={"csrf_token": csrf_from(night, path), "text": "内部:需要备件", "told_caller": "0"})
-    night.post(f"{path}/notes", data={"csrf_token": csrf_from(night, path), "text": "已告知明早上门", "told_caller": "1"})
+    for text, told_caller in (("内部:需要备件", "0"), ("已告知明早上门", "1")):
+        form = {"csrf_token": csrf_from(night, path), "text": text, "told_caller": told_caller}
+        night.post(f"{path}/notes", data=form)
     page = night.get(path).get_data(as_text=True)
     internal, told = page.index("内部备注"), page.index("已告知业主</h3>")
     assert internal < page.index("内部:需要备件") < told < page.index("已告知明早上门")
