@@ -57,6 +57,7 @@ class JobKind:
 def job_kinds() -> dict[str, JobKind]:
     """Every job kind by name (imported here to keep the queue free of domain imports at load)."""
     from ivr.notifications import SMS_JOB, send_notice_sms, sms_failed
+    from ivr.qa.evaluations import evaluate_call_job, evaluation_failed
     from ivr.recordings.download import download_recording, recording_download_failed
     from ivr.recordings.transcribe import transcribe_recording, transcription_failed
 
@@ -64,6 +65,7 @@ def job_kinds() -> dict[str, JobKind]:
         "download_recording": JobKind(download_recording, recording_download_failed),
         "transcribe_recording": JobKind(transcribe_recording, transcription_failed),
         SMS_JOB: JobKind(send_notice_sms, sms_failed),
+        "evaluate_call": JobKind(evaluate_call_job, evaluation_failed),
     }
 
 

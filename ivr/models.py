@@ -250,6 +250,9 @@ class Transcript(Base):
     duration: Mapped[float | None]
     model: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A person's correction (console or API); the machine's words stay for timings.
+    corrected_text: Mapped[str | None] = mapped_column(Text)
+    corrected_by: Mapped[str | None] = mapped_column(String(64))
 
     recording: Mapped[Recording] = relationship(back_populates="transcripts")
 
@@ -332,3 +335,39 @@ class TicketCounter(Base):
 
     day: Mapped[str] = mapped_column(String(8), primary_key=True)
     last: Mapped[int] = mapped_column(default=0)
+
+
+class EvaluationStatus(enum.StrEnum):
+    SUGGESTED = "suggested"  # the system's answers only
+    REVIEWED = "reviewed"  # a QA reviewer confirmed or overrode them
+    ACKNOWLEDGED = "acknowledged"  # the staff member accepted the result
+    DISPUTED = "disputed"  # the staff member disputes it
+
+
+class Evaluation(Base):
+    """A transferred call scored against the etiquette scorecard: the system's suggested answers with their
+    evidence, kept apart from the reviewer's final answers."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    form_name: Mapped[str] = mapped_column(String(64))
+    form_version: Mapped[int]
+    agent_number: Mapped[str | None] = mapped_column(String(64))  # the on-duty number that answered
+    agent_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    suggested: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # question id → answer + evidence
+    final: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # question id → override + comment
+    suggested_score: Mapped[float | None]
+    final_score: Mapped[float | None]
+    critical_failed: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[EvaluationStatus] = mapped_column(_enum(EvaluationStatus), default=EvaluationStatus.SUGGESTED)
+    reviewer: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    agent_comment: Mapped[str | None] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    call: Mapped[Call] = relationship()
+    agent: Mapped[User | None] = relationship()

@@ -8,4 +8,6 @@ from ivr.api.views import blueprint
 
 
 def init_app(app: Flask) -> None:
+    from ivr.api import qa  # noqa: F401  (its routes register on the blueprint)
+
     app.register_blueprint(blueprint)

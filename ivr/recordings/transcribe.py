@@ -7,12 +7,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ivr.config import Settings
-from ivr.jobs import JobContext, PermanentJobError
+from ivr.jobs import JobContext, PermanentJobError, schedule_job
 from ivr.models import Recording, RecordingState, Transcript
 from ivr.speech.audio import UnreadableAudio
 from ivr.speech.engine import SpeechEngine, SpeechModelError, model_is_loaded, resolve_model_path
 from ivr.speech.model_store import model_layout_problems
 from ivr.tickets.operations import refresh_ticket_transcript
+
+EVALUATE_JOB = "evaluate_call"
 
 
 def speech_model_path(settings: Settings) -> Path:
@@ -67,6 +69,8 @@ def transcribe_recording(context: JobContext, recording_id: int) -> None:
         session.flush()
         if recording.ticket is not None and recording.source == "message":
             refresh_ticket_transcript(session, recording.ticket)
+        if recording.source == "dial":
+            schedule_job(session, EVALUATE_JOB, recording.call_id)
 
 
 def transcription_failed(context: JobContext, recording_id: int, error: str) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 00:34:14.209158
+Create Date: 2026-11-27 00:37:30.238012
 """
 
 from alembic import op
@@ -123,6 +123,33 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('call_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_call_events_call_id'), ['call_id'], unique=False)
+
+    op.create_table('evaluations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('call_id', sa.Integer(), nullable=False),
+    sa.Column('form_name', sa.String(length=64), nullable=False),
+    sa.Column('form_version', sa.Integer(), nullable=False),
+    sa.Column('agent_number', sa.String(length=64), nullable=True),
+    sa.Column('agent_user_id', sa.Integer(), nullable=True),
+    sa.Column('suggested', sa.JSON(), nullable=False),
+    sa.Column('final', sa.JSON(), nullable=False),
+    sa.Column('suggested_score', sa.Double(), nullable=True),
+    sa.Column('final_score', sa.Double(), nullable=True),
+    sa.Column('critical_failed', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.Enum('suggested', 'reviewed', 'acknowledged', 'disputed', name='evaluationstatus', native_enum=False, length=24), nullable=False),
+    sa.Column('reviewer', sa.String(length=64), nullable=True),
+    sa.Column('reviewed_at', ivr.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('review_comment', sa.Text(), nullable=True),
+    sa.Column('agent_comment', sa.Text(), nullable=True),
+    sa.Column('scored_at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['agent_user_id'], ['users.id'], name=op.f('fk_evaluations_agent_user_id_users')),
+    sa.ForeignKeyConstraint(['call_id'], ['calls.id'], name=op.f('fk_evaluations_call_id_calls'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_evaluations')),
+    sa.UniqueConstraint('call_id', name=op.f('uq_evaluations_call_id'))
+    )
+    with op.batch_alter_table('evaluations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_evaluations_agent_user_id'), ['agent_user_id'], unique=False)
 
     op.create_table('tickets',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -246,6 +273,8 @@ def upgrade() -> None:
     sa.Column('duration', sa.Double(), nullable=True),
     sa.Column('model', sa.String(length=128), nullable=True),
     sa.Column('created_at', ivr.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('corrected_text', sa.Text(), nullable=True),
+    sa.Column('corrected_by', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['recording_id'], ['recordings.id'], name=op.f('fk_transcripts_recording_id_recordings'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_transcripts')),
     sa.UniqueConstraint('recording_id', 'channel', name='uq_transcripts_recording_channel')
@@ -285,6 +314,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_created_at'))
 
     op.drop_table('tickets')
+    with op.batch_alter_table('evaluations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_evaluations_agent_user_id'))
+
+    op.drop_table('evaluations')
     with op.batch_alter_table('call_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_call_events_call_id'))
 

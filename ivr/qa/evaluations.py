@@ -1,0 +1,177 @@
+"""Evaluations of transferred calls: gather the facts from the database, run the rules, keep the
+suggestions apart from the reviewer's final answers, re-score when a transcript is corrected."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivr.db import utcnow
+from ivr.jobs import JobContext
+from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, User
+from ivr.qa.rules import RULES, CallFacts, EventFact
+from ivr.qa.scorecard import ANSWERS, Form, effective_answers, load_form, score
+from ivr.qa.speech import ChannelSpeech
+
+STAFF_CHANNEL = 1  # record-from-answer-dual: the first channel is the caller's leg, the second the dialled one
+
+
+class ReviewError(ValueError):
+    """A review or response that cannot be accepted (message in Chinese)."""
+
+
+def _event_time(event: CallEvent) -> datetime:
+    stamp = event.params.get("Timestamp")
+    if stamp:
+        try:
+            return parsedate_to_datetime(stamp)
+        except (TypeError, ValueError):
+            pass
+    return event.at
+
+
+def transfer_recording(call: Call) -> Recording | None:
+    """The dual-channel recording of the call's transfer, if there was one."""
+    return next((r for r in reversed(call.recordings) if r.source == "dial"), None)
+
+
+def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFacts, str | None, User | None]:
+    """What the rules need, plus the number that answered and its staff account."""
+    started = call.started_at
+    dial_events = [e for e in call.events if e.endpoint == "dial-status"]
+    legs: dict[str, dict[str, CallEvent]] = {}
+    for event in dial_events:
+        legs.setdefault(event.params.get("CallSid", ""), {})[event.params.get("CallStatus", "")] = event
+    answered_leg = next((leg for leg in legs.values() if "in-progress" in leg), None)
+    ring_seconds = None
+    ring_facts = []
+    agent_number = None
+    if answered_leg is not None:
+        answered = answered_leg["in-progress"]
+        rang = answered_leg.get("ringing") or answered_leg.get("initiated") or answered
+        ring_seconds = max((_event_time(answered) - _event_time(rang)).total_seconds(), 0.0)
+        agent_number = answered.params.get("To") or answered.params.get("Called")
+        ring_facts = [EventFact(f"开始响铃 {agent_number}", (_event_time(rang) - started).total_seconds()),
+                      EventFact(f"接听 {agent_number}", (_event_time(answered) - started).total_seconds())]
+    dial_result = next((e for e in reversed(call.events) if e.endpoint == "dial-result"), None)
+    ended_by = ended_fact = None
+    if dial_result is not None and dial_result.params.get("DialCallStatus") == "completed":
+        caller_gone = dial_result.params.get("CallStatus") == "completed"
+        ended_by = "caller" if caller_gone else "staff"
+        ended_fact = EventFact("来电人挂断" if caller_gone else "值班人员挂断(来电人仍在线)",
+                               (dial_result.at - started).total_seconds())
+    recording = transfer_recording(call)
+    channels = {t.channel: ChannelSpeech.from_words(t.channel, t.words, t.corrected_text)
+                for t in (recording.transcripts if recording else [])}
+    agent = None
+    if agent_number:
+        agent = session.scalars(select(User).where(User.phone == agent_number)).first()
+    ticket = call.ticket
+    record = {
+        "room": bool(ticket and ticket.room), "name": bool(ticket and ticket.caller_name),
+        "phone": bool(ticket and ticket.caller_number), "matter": bool(ticket and ticket.text),
+    }
+    facts = CallFacts(
+        property_name=property_name,
+        agent_name=(agent.display_name if agent else None),
+        staff=channels.get(STAFF_CHANNEL),
+        caller=channels.get(0),
+        transferred=bool(dial_events or dial_result),
+        ring_seconds=ring_seconds,
+        ring_facts=ring_facts,
+        ended_by=ended_by,  # type: ignore[arg-type]
+        ended_fact=ended_fact,
+        record=record,
+    )
+    return facts, agent_number, agent
+
+
+def suggest(form: Form, facts: CallFacts) -> dict[str, Any]:
+    """The system's answer and evidence for every question."""
+    return {question.id: RULES[question.rule](facts).as_dict() for question in form.questions}
+
+
+def evaluate_call(session: Session, call: Call, property_name: str, form: Form | None = None) -> Evaluation | None:
+    """Create or refresh the call's evaluation (only calls that were put through to a person)."""
+    form = form or load_form()
+    facts, agent_number, agent = call_facts(session, call, property_name)
+    if not facts.transferred:
+        return None
+    evaluation = session.scalars(select(Evaluation).where(Evaluation.call_id == call.id)).first()
+    if evaluation is None:
+        evaluation = Evaluation(call=call, form_name=form.name, form_version=form.version, final={})
+        session.add(evaluation)
+    evaluation.agent_number = agent_number
+    evaluation.agent = agent
+    evaluation.suggested = suggest(form, facts)
+    evaluation.scored_at = utcnow()
+    _rescore(form, evaluation)
+    session.flush()
+    return evaluation
+
+
+def _rescore(form: Form, evaluation: Evaluation) -> None:
+    suggested_only = score(form, effective_answers(evaluation.suggested, {}))
+    final = score(form, effective_answers(evaluation.suggested, evaluation.final or {}))
+    evaluation.suggested_score = suggested_only.score
+    evaluation.final_score = final.score
+    evaluation.critical_failed = final.critical_failed
+
+
+def review(session: Session, evaluation: Evaluation, reviewer: str, answers: dict[str, dict[str, str]],
+           comment: str | None = None) -> None:
+    """A QA reviewer agrees with or overrides answers; an override needs a comment."""
+    form = load_form()
+    known = {q.id for q in form.questions}
+    final = dict(evaluation.final or {})
+    for qid, item in answers.items():
+        if qid not in known or item.get("answer") not in ANSWERS:
+            raise ReviewError(f"无效的评分项 {qid}")
+        suggested = evaluation.suggested.get(qid, {}).get("answer")
+        note = (item.get("comment") or "").strip()
+        if item["answer"] != suggested and not note:
+            raise ReviewError(f"{qid} 改判需要填写说明")
+        if item["answer"] == suggested and not note:
+            final.pop(qid, None)
+            continue
+        final[qid] = {"answer": item["answer"], "comment": note, "by": reviewer, "at": utcnow().isoformat()}
+    evaluation.final = final
+    evaluation.reviewer = reviewer
+    evaluation.reviewed_at = utcnow()
+    evaluation.review_comment = (comment or "").strip() or evaluation.review_comment
+    evaluation.status = EvaluationStatus.REVIEWED
+    _rescore(form, evaluation)
+    session.flush()
+
+
+def respond(session: Session, evaluation: Evaluation, agent: User, accept: bool, comment: str | None) -> None:
+    """The staff member acknowledges or disputes their evaluation (a dispute needs a reason)."""
+    if evaluation.agent_user_id != agent.id:
+        raise ReviewError("只能回应自己的评分")
+    if not accept and not (comment or "").strip():
+        raise ReviewError("申诉需要说明理由")
+    evaluation.status = EvaluationStatus.ACKNOWLEDGED if accept else EvaluationStatus.DISPUTED
+    evaluation.agent_comment = (comment or "").strip() or None
+    session.flush()
+
+
+def evaluate_after_transcription(session: Session, recording: Recording, property_name: str) -> None:
+    """Once a transfer's channels are transcribed (or corrected), (re)score its call."""
+    if recording.source == "dial":
+        evaluate_call(session, recording.call, property_name)
+
+
+def evaluate_call_job(context: JobContext, call_id: int) -> None:
+    """Job handler: score a transferred call after its recording is transcribed."""
+    with context.database.session() as session:
+        call = session.get(Call, call_id)
+        if call is not None:
+            evaluate_call(session, call, context.settings.property_name)
+
+
+def evaluation_failed(context: JobContext, call_id: int, error: str) -> None:
+    """Give-up hook: nothing to undo; the job row keeps the error for the timeline and the QA list."""
