@@ -10,7 +10,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from ivr.config import Settings
-from ivr.db import Database
+from ivr.db import Database, unit_of_work
 
 if TYPE_CHECKING:
     from ivr.jobs import JobQueue
@@ -46,10 +46,5 @@ def close_request_session(_error: BaseException | None = None) -> None:
 @contextmanager
 def request_transaction() -> Iterator[Session]:
     """A unit of work on the request's session: commits on success, rolls back on error."""
-    session = request_session()
-    try:
+    with unit_of_work(request_session()) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise

@@ -15,7 +15,6 @@ import argparse
 import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,15 +23,13 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ivr.devphone.emulator import Message, TwilioEmulator  # noqa: E402
 from ivr.devphone.recording_server import RecordingServer  # noqa: E402
 from ivr.devphone.transport import HttpTransport, Reply  # noqa: E402
-from scripts.load_calls import free_port, percentile  # noqa: E402
+from scripts.benchkit import local_server, percentile  # noqa: E402
 
 ACCOUNT_SID = "AC" + "8" * 32
 AUTH_TOKEN = "read-back-bench-token"
@@ -74,25 +71,11 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ivr-readback-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IVR_ENV": "development", "IVR_INSTANCE_DIR": str(workdir / "instance"),
-           "IVR_RECORDINGS_DIR": str(workdir / "recordings"), "IVR_PUBLIC_URL": url,
-           "IVR_VOSK_MODEL": model_folder(args.model), "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "bench-" + "k" * 32}
-    ivr = str(REPO / ".venv" / "bin" / "ivr")
-    subprocess.run([ivr, "init-db"], env=env, check=True, capture_output=True)
-    log = open(workdir / "server.log", "w")  # noqa: SIM115
-    server = subprocess.Popen([ivr, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    settings = {"IVR_VOSK_MODEL": model_folder(args.model), "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "bench-" + "k" * 32}
     waits: list[float] = []
     with_text = 0
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+    with local_server(workdir, settings) as (url, _):
         transport = StampedTransport(url)
         with RecordingServer(ACCOUNT_SID, AUTH_TOKEN) as recordings:
             phone = TwilioEmulator(transport, url, ACCOUNT_SID, AUTH_TOKEN, recordings, real_pauses_up_to=2)
@@ -111,10 +94,6 @@ def main() -> int:
             answered, body = next((done, body) for _, done, _, body in entries if "尾号" in body)
             waits.append(answered - recorded)
             with_text += "您反映的问题是" in body
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
     model = Path(model_folder(args.model))
     print(f"model: {model.parent.name if model.name == 'model' else model.name}; message: {args.message.name}; "

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from ivr.devphone.emulator import Message, TwilioEmulator, write_tone_wav  # noqa: E402
 from ivr.devphone.recording_server import RecordingServer  # noqa: E402
 from ivr.devphone.transport import HttpTransport, Reply  # noqa: E402
+from scripts.benchkit import ivr, local_server, percentile  # noqa: E402
 
 ACCOUNT_SID = "AC" + "7" * 32
 AUTH_TOKEN = "load-test-auth-token"
@@ -54,17 +52,6 @@ class TimedTransport(HttpTransport):
         return reply
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=100)
@@ -74,37 +61,12 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ivr-load-"))
-    port = free_port()
-    public_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "IVR_ENV": "development",
-        "IVR_INSTANCE_DIR": str(workdir / "instance"),
-        "IVR_RECORDINGS_DIR": str(workdir / "recordings"),
-        "IVR_PUBLIC_URL": public_url,
-        "IVR_DUTY_NUMBERS": "+8613800000001",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "IVR_SECRET_KEY": "load-test-" + "k" * 32,
-    }
+    settings = {"IVR_DUTY_NUMBERS": "+8613800000001", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "load-test-" + "k" * 32}
     if args.database_url:
-        env["IVR_DATABASE_URL"] = args.database_url
-    ivr = str(REPO / ".venv" / "bin" / "ivr")
-    subprocess.run([ivr, "init-db"], env=env, check=True, capture_output=True)
-    token = subprocess.run([ivr, "token", "create", "load"], env=env, check=True, capture_output=True,
-                           text=True).stdout.strip().splitlines()[-1]
-    server = subprocess.Popen([ivr, "serve", "--port", str(port), "--threads", str(args.threads)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))  # noqa: SIM115
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{public_url}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit(f"server did not start; see {workdir / 'server.log'}")
-
+        settings["IVR_DATABASE_URL"] = args.database_url
+    with local_server(workdir, settings, "--threads", str(args.threads)) as (public_url, env):
+        token = ivr(env, "token", "create", "load").strip().splitlines()[-1]
         message = write_tone_wav(workdir / "message.wav", seconds=3.0)
         expected_sha = hashlib.sha256(message.read_bytes()).hexdigest()
         transport = TimedTransport(public_url, public_url)
@@ -140,9 +102,6 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             drain_seconds = time.perf_counter() - started - call_seconds
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     webhook = [seconds * 1000 for _, seconds in transport.latencies]
     failed_calls = sum(1 for _, ok in outcomes if not ok)

