@@ -176,16 +176,29 @@ def read_notice(notice_id: int) -> ResponseReturnValue:
 @blueprint.get("/recordings/<sid>/audio")
 @login_required
 def recording_audio(sid: str) -> ResponseReturnValue:
-    """The stored audio for logged-in staff (range requests for seeking); each listen is audited."""
+    """The stored audio for logged-in staff (range requests for seeking)."""
     with request_transaction() as session:
-        recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
-        if recording is None:
-            abort(404)
+        return stored_recording_response(_visible_recording(session, sid))
+
+
+@blueprint.post("/recordings/<sid>/listened")
+@login_required
+def recording_listened(sid: str) -> ResponseReturnValue:
+    """The player reports a listen when playback starts (loading the page is not listening)."""
+    with request_transaction() as session:
+        recording = _visible_recording(session, sid)
         if recording.ticket is not None:
-            if not can_see(recording.ticket, current_user):
-                abort(404)
-            if request.headers.get("Range", "bytes=0-").startswith("bytes=0-"):
-                record_event(session, recording.ticket, "listened", current_user.username, recording=sid)
-        elif current_user.role == "department":
-            abort(404)
-        return stored_recording_response(recording)
+            record_event(session, recording.ticket, "listened", current_user.username, recording=sid)
+    return "", 204
+
+
+def _visible_recording(session: Session, sid: str) -> Recording:
+    """The recording if this user may hear it: a department only its own tickets' recordings."""
+    recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
+    if recording is None:
+        abort(404)
+    if recording.ticket is not None and not can_see(recording.ticket, current_user):
+        abort(404)
+    if recording.ticket is None and current_user.role == "department":
+        abort(404)
+    return recording

@@ -210,3 +210,30 @@ def test_dashboard_counts_overdue_tickets(night, database):
     import re
 
     assert re.search(r'id="overdue-dispatch"><span class="big">1<', page), page
+
+
+def test_a_listen_is_audited_when_playback_starts_not_when_the_page_loads(night, database, settings):
+    from ivr.models import Recording, RecordingState
+    from tests.factories import HELLO_WAV
+
+    ticket_id = create_ticket(database)
+    stored = settings.recordings_dir / "2026/11/27/x/RE1.wav"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(HELLO_WAV.read_bytes())
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        session.add(Recording(recording_sid="RE" + "1" * 32, call_id=ticket.call_id, ticket=ticket,
+                              state=RecordingState.STORED, path="2026/11/27/x/RE1.wav"))
+    path = f"/console/tickets/{ticket_id}"
+    token = csrf_from(night, path)
+    with night.get(f"/console/recordings/{'RE' + '1' * 32}/audio", headers={"Range": "bytes=0-"}) as audio:
+        assert audio.status_code == 206 and audio.data == HELLO_WAV.read_bytes()
+
+    def listens() -> int:
+        with database.session() as session:
+            return len(session.scalars(select(TicketEvent).where(TicketEvent.kind == "listened")).all())
+
+    assert listens() == 0
+    assert night.post(f"/console/recordings/{'RE' + '1' * 32}/listened").status_code == 400  # CSRF
+    response = night.post(f"/console/recordings/{'RE' + '1' * 32}/listened", headers={"X-CSRFToken": token})
+    assert response.status_code == 204 and listens() == 1
