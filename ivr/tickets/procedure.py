@@ -130,6 +130,25 @@ def correct_transcript(session: Session, ticket: Ticket, actor: str, text: str) 
     session.flush()
 
 
+def update_caller(session: Session, ticket: Ticket, actor: str, caller_name: str, room: str) -> None:
+    """Who called and from which room, as staff complete or correct the record (E3)."""
+    from ivr.tickets.rooms import parse_room_code
+
+    name, room = caller_name.strip()[:64], room.strip()
+    if room and parse_room_code(room) is None:
+        raise ProcedureError("房号格式应为 楼栋-单元-房号,例如 3-2-501")
+    changes = {}
+    if name != (ticket.caller_name or ""):
+        changes["caller_name"] = [ticket.caller_name, name or None]
+        ticket.caller_name = name or None
+    if room and room != ticket.room:
+        changes["room"] = [ticket.room, room]
+        ticket.room = room
+    if changes:
+        record_event(session, ticket, "record_updated", actor, **changes)
+        session.flush()
+
+
 def add_note(session: Session, ticket: Ticket, actor: str, text: str, *, told_caller: bool = False) -> TicketNote:
     note = TicketNote(ticket=ticket, author=actor, told_caller=told_caller, text=_require(text, "备注内容"))
     session.add(note)

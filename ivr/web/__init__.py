@@ -12,7 +12,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 
 from ivr.models import Notice
-from ivr.runtime import close_request_session, request_session
+from ivr.recordings.transcribe import speech_model_installed, speech_model_status
+from ivr.runtime import close_request_session, current_settings, request_session
 
 csrf = CSRFProtect()
 
@@ -20,9 +21,11 @@ csrf = CSRFProtect()
 def unread_notices() -> dict[str, Any]:
     """Notices for the logged-in user's role (e.g. major complaints for managers), on every page."""
     if not current_user.is_authenticated:
-        return {"notices": []}
+        return {"notices": [], "speech_missing": None}
     query = select(Notice).where(Notice.role == current_user.role, Notice.read_at.is_(None)).order_by(Notice.id.desc())
-    return {"notices": list(request_session().scalars(query))}
+    settings = current_settings()
+    speech_missing = None if speech_model_installed(settings) else speech_model_status(settings)
+    return {"notices": list(request_session().scalars(query)), "speech_missing": speech_missing}
 
 
 def init_app(app: Flask) -> None:

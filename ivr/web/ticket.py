@@ -40,7 +40,7 @@ def _ticket_or_404(session: Session, ticket_id: int) -> Ticket:
 
 EVENT_LABELS = {
     "viewed": "查看工单", "listened": "收听录音", "status": "状态变更", "transcript_corrected": "修改转写",
-    "note": "添加备注", "flagged": "报告经理",
+    "note": "添加备注", "flagged": "报告经理", "record_updated": "修改来电记录",
 }
 
 
@@ -130,6 +130,22 @@ def correct_transcript(ticket_id: int) -> ResponseReturnValue:
             abort(403)
         procedure.correct_transcript(session, ticket, current_user.username, request.form.get("text", "")[:10000])
     flash("转写已保存,原始转写保留在旁", "ok")
+    return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
+
+
+@blueprint.post("/tickets/<int:ticket_id>/caller")
+@login_required
+def update_caller(ticket_id: int) -> ResponseReturnValue:
+    """E3: the caller's name (and a corrected room) as staff learn them, e.g. on the call-back."""
+    try:
+        with request_transaction() as session:
+            ticket = _ticket_or_404(session, ticket_id)
+            if not can_edit_ticket(ticket, current_user):
+                abort(403)
+            procedure.update_caller(session, ticket, current_user.username,
+                                    request.form.get("caller_name", ""), request.form.get("room", ""))
+    except ProcedureError as exc:
+        flash(str(exc), "error")
     return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
 
 

@@ -237,3 +237,20 @@ def test_a_listen_is_audited_when_playback_starts_not_when_the_page_loads(night,
     assert night.post(f"/console/recordings/{'RE' + '1' * 32}/listened").status_code == 400  # CSRF
     response = night.post(f"/console/recordings/{'RE' + '1' * 32}/listened", headers={"X-CSRFToken": token})
     assert response.status_code == 204 and listens() == 1
+
+
+def test_staff_complete_the_record_with_the_callers_name_and_room(night, database):
+    ticket_id = create_ticket(database, room=None)
+    path = f"/console/tickets/{ticket_id}"
+    bad = night.post(f"{path}/caller", data={"csrf_token": csrf_from(night, path), "caller_name": "张先生",
+                                             "room": "三栋"}, follow_redirects=True)
+    assert "房号格式应为" in bad.get_data(as_text=True)
+    night.post(f"{path}/caller", data={"csrf_token": csrf_from(night, path), "caller_name": "张先生", "room": "3-2-501"})
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.caller_name, ticket.room) == ("张先生", "3-2-501")
+    assert "修改来电记录" in night.get(path).get_data(as_text=True)
+
+
+def test_the_console_says_when_messages_are_not_being_transcribed(night):
+    assert "语音模型未安装" in night.get("/console/").get_data(as_text=True)
