@@ -16,6 +16,9 @@ Answer = Literal["yes", "no", "na"]
 PHRASES_FILE = Path(__file__).with_name("phrases.toml")
 THREE_RINGS_SECONDS = 15.0
 GREETING_WINDOW_CHARS = 40  # the first sentence: the greeting is said before anything else
+PHRASE_THRESHOLD = 0.75  # how close a set phrase must sound (see speech.sounds_like)
+NAME_THRESHOLD = 0.8  # a name: a homophone (佳 for 家) passes, one wrong syllable in four does not
+APOLOGY_REACH_CHARS = 24  # 对不起 this close before asking again belongs to the same sentence
 
 
 @cache
@@ -81,20 +84,33 @@ def standard_greeting(facts: CallFacts) -> Finding:
     judged by how close it sounds, so ASR errors do not fail a good greeting."""
     if facts.staff is None or not facts.staff.text:
         return Finding("no", "没有值班人员的语音转写", [])
-    opening = facts.staff.text[:GREETING_WINDOW_CHARS]
-    wanted = {"您好": "您好", "中心名称": f"{facts.property_name}物业服务中心", "很高兴为您服务": "很高兴为您服务"}
+    centre = f"{facts.property_name}物业服务中心"
+    wanted = [("您好", "您好", PHRASE_THRESHOLD), ("中心名称", centre, PHRASE_THRESHOLD),
+              ("很高兴为您服务", "很高兴为您服务", PHRASE_THRESHOLD)]
+    if facts.property_name:
+        # 物业服务中心 alone is most of the centre's name: the property's own name must be there too.
+        wanted.append(("中心名称", facts.property_name, NAME_THRESHOLD))
     if facts.agent_name:
-        wanted["姓名"] = facts.agent_name
-    found, missing = [], []
-    for label, phrase in wanted.items():
-        ratio, start, end = sounds_like(phrase, opening)
-        if start >= 0:
+        wanted.append(("姓名", facts.agent_name, NAME_THRESHOLD))
+    # The first sentence: the standard greeting's length, or GREETING_WINDOW_CHARS when that is longer.
+    longest = len("您好" + centre + "我是" + (facts.agent_name or "") + "很高兴为您服务")
+    opening = facts.staff.text[:max(GREETING_WINDOW_CHARS, longest + 8)]
+    found: list[Evidence] = []
+    missing: dict[str, float] = {}
+    near: list[str] = []
+    for label, phrase, threshold in wanted:
+        ratio, start, end = sounds_like(phrase, opening, threshold)
+        if start < 0:
+            missing[label] = min(ratio, missing.get(label, 1.0))
+        elif phrase != facts.property_name:  # the property's name is shown within the centre's
             found.append(facts.staff.evidence(start, end))
-        else:
-            missing.append(f"{label}(最接近{ratio:.0%})")
+            if opening[start:end] != phrase:
+                near.append(f"{opening[start:end]}≈{phrase}")
     if missing:
-        return Finding("no", "问候缺少:" + "、".join(missing), _ev(found))
-    return Finding("yes", "问候完整", _ev(found))
+        return Finding("no", "问候缺少:" + "、".join(f"{label}(最接近{ratio:.0%})" for label, ratio in missing.items()),
+                       _ev(sorted(found, key=lambda e: e.start)))
+    return Finding("yes", "问候完整" + (f"(近音:{'、'.join(near)})" if near else ""),
+                   _ev(sorted(found, key=lambda e: e.start)))
 
 
 def record_taken(facts: CallFacts) -> Finding:
@@ -140,7 +156,8 @@ def polite_words(facts: CallFacts) -> Finding:
     used = sum(1 for n in counts.values() if n)
     needed = int(phrases()["polite_words_needed"])
     note = ",".join(f"{word}×{n}" for word, n in counts.items())
-    return Finding("yes" if used >= needed else "no", f"{note}(用到{used}个,标准{needed}个)", _ev(evidence))
+    return Finding("yes" if used >= needed else "no", f"{note}(用到{used}个,标准{needed}个)",
+                   _ev(sorted(evidence, key=lambda e: e.start)))
 
 
 def caller_hung_up_first(facts: CallFacts) -> Finding:
@@ -154,21 +171,33 @@ def caller_hung_up_first(facts: CallFacts) -> Finding:
 
 
 def apology_when_not_heard(facts: CallFacts) -> Finding:
-    """E7: when the staff member did not hear, the apology form — not a bare 什么?"""
+    """E7: when the staff member did not hear, the apology form (对不起…请您重述一遍好吗?) — not a bare
+    什么? or 再说一遍. Ordinary sentences with 什么 in them (有什么可以帮您) are not asking again."""
     if facts.staff is None:
         return Finding("na", "没有值班人员的语音转写", [])
     words = phrases()
-    bare: list[Evidence] = []
-    polite: list[Evidence] = []
-    for utterance in facts.staff.utterances:
-        text = utterance.text
-        asks_again = text in words["not_heard_utterances"] or any(w in text for w in words["not_heard_asks"])
-        if not asks_again:
-            continue
-        target = polite if any(w in text for w in words["not_heard_apology"]) else bare
-        target.append(facts.staff.utterance_evidence(utterance))
+    speech = facts.staff
+    moments: list[tuple[int, int, bool]] = []  # character span, apologised
+    for utterance in speech.utterances:
+        if utterance.text in words["not_heard_utterances"]:
+            moments.append((utterance.first, utterance.last, False))
+    for ask in words["not_heard_asks"]:
+        for at in speech.positions(ask):
+            said_in = speech.utterance_at(at)
+            first, last = (said_in.first, max(said_in.last, at + len(ask))) if said_in else (at, at + len(ask))
+            apology = max((speech.text.rfind(word, max(0, at - APOLOGY_REACH_CHARS), at)
+                           for word in words["not_heard_apology"]), default=-1)
+            moments.append((apology, last, True) if apology >= 0 else (first, last, False))
+    merged: list[tuple[int, int, bool]] = []
+    for first, last, apologised in sorted(moments):
+        if merged and first < merged[-1][1]:  # one sentence: apologised only if every part of it was
+            previous = merged.pop()
+            first, last, apologised = previous[0], max(previous[1], last), previous[2] and apologised
+        merged.append((first, last, apologised))
+    bare = [speech.evidence(first, last) for first, last, apologised in merged if not apologised]
+    polite = [speech.evidence(first, last) for first, last, apologised in merged if apologised]
     if bare:
-        return Finding("no", "听不清时未使用致歉用语", _ev(bare))
+        return Finding("no", "听不清时未使用致歉用语:" + "、".join(e.text for e in bare), _ev(bare))
     if polite:
         return Finding("yes", "听不清时使用了规范用语", _ev(polite))
     return Finding("na", "通话中没有听不清的情况", [])
@@ -178,13 +207,20 @@ def no_forbidden_phrases(facts: CallFacts) -> Finding:
     """E8: every forbidden phrase with its moment and the standard phrase to use instead."""
     if facts.staff is None:
         return Finding("na", "没有值班人员的语音转写", [])
+    candidates = [(heard, rule["say"]) for rule in phrases()["forbidden"]
+                  for heard in (rule["say_not"], *rule.get("also", []))]
+    taken: list[tuple[int, int]] = []
     hits = []
-    for rule in phrases()["forbidden"]:
-        for hit in facts.staff.find_all(rule["say_not"]):
-            hits.append({**hit.as_dict(), "say_instead": rule["say"]})
-    hits.sort(key=lambda item: item["start"])
-    if hits:
-        return Finding("no", "使用了禁用语:" + "、".join(h["text"] for h in hits), hits)
+    for heard, say in sorted(candidates, key=lambda item: -len(item[0])):  # the longest wording of a moment
+        for start in facts.staff.positions(heard):
+            end = start + len(heard)
+            if any(start < other_end and other_start < end for other_start, other_end in taken):
+                continue
+            taken.append((start, end))
+            hits.append((start, {**facts.staff.evidence(start, end).as_dict(), "say_instead": say}))
+    evidence = [hit for _, hit in sorted(hits, key=lambda item: item[0])]
+    if evidence:
+        return Finding("no", "使用了禁用语:" + "、".join(h["text"] for h in evidence), evidence)
     return Finding("yes", "未发现禁用语", [])
 
 

@@ -48,24 +48,36 @@ def load_form(path: Path = DEFAULT_FORM) -> Form:
     """Read and check a scorecard form: every question has an id, points and a known rule."""
     from ivr.qa.rules import RULES
 
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise FormError(f"{path}: cannot read the form: {exc}") from exc
     sections = []
     seen: set[str] = set()
-    for section in data.get("sections", []):
-        questions = []
-        for raw in section.get("questions", []):
-            question = Question(id=raw["id"], text=raw["text"], points=float(raw["points"]), rule=raw["rule"],
-                                critical=bool(raw.get("critical", False)))
-            if question.rule not in RULES:
-                raise FormError(f"{path}: question {question.id} names unknown rule {question.rule!r}")
-            if question.id in seen:
-                raise FormError(f"{path}: question id {question.id} appears twice")
-            seen.add(question.id)
-            questions.append(question)
-        sections.append(Section(section["title"], tuple(questions)))
-    if not seen:
-        raise FormError(f"{path}: the form has no questions")
-    return Form(data["name"], int(data["version"]), tuple(sections))
+    try:
+        for section in data.get("sections", []):
+            questions = []
+            for raw in section.get("questions", []):
+                question = Question(id=str(raw["id"]), text=str(raw["text"]), points=float(raw["points"]),
+                                    rule=str(raw["rule"]), critical=bool(raw.get("critical", False)))
+                if question.rule not in RULES:
+                    raise FormError(f"{path}: question {question.id} names unknown rule {question.rule!r}")
+                if question.id in seen:
+                    raise FormError(f"{path}: question id {question.id} appears twice")
+                if question.points < 0:
+                    raise FormError(f"{path}: question {question.id} has negative points")
+                seen.add(question.id)
+                questions.append(question)
+            sections.append(Section(str(section["title"]), tuple(questions)))
+        if not seen:
+            raise FormError(f"{path}: the form has no questions")
+        return Form(str(data["name"]), int(data["version"]), tuple(sections))
+    except KeyError as exc:
+        raise FormError(f"{path}: missing {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, FormError):
+            raise
+        raise FormError(f"{path}: {exc}") from exc
 
 
 @dataclass(frozen=True)
