@@ -8,6 +8,7 @@ import io
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
@@ -17,10 +18,18 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from ivr.db import utcnow
-from ivr.models import Call, Evaluation, EvaluationStatus, Transcript, User
+from ivr.models import Call, Evaluation, EvaluationStatus, User
 from ivr.qa.evaluations import ReviewError, evaluate_after_transcription, respond, review, transfer_recording
-from ivr.qa.reports import (QaReport, StaffSummary, WeekError, evaluations_between, recent_weeks, week_bounds,
-                            week_of, weekly_report)
+from ivr.qa.reports import (
+    QaReport,
+    StaffSummary,
+    WeekError,
+    evaluations_between,
+    recent_weeks,
+    week_bounds,
+    week_of,
+    weekly_report,
+)
 from ivr.qa.scorecard import ANSWER_LABELS, ANSWERS, effective_answers, load_form
 from ivr.qa.speech import CHANNEL_NAMES
 from ivr.runtime import current_settings, request_transaction
@@ -54,7 +63,7 @@ def _week_range(week: str) -> tuple[datetime, datetime] | None:
         return None
 
 
-def _list_query(agent: str, status: str, week: str) -> Select[tuple[Evaluation]]:
+def _list_query(agent: str, status: str, week: str) -> Select[Any]:
     query = (select(Evaluation).join(Evaluation.call)
              .options(contains_eager(Evaluation.call), selectinload(Evaluation.agent))
              .order_by(Call.started_at.desc(), Evaluation.id.desc()))
@@ -94,7 +103,7 @@ def qa_list() -> ResponseReturnValue:
 
 
 @blueprint.get("/qa/mine")
-@login_required
+@roles_required("night_shift", *REVIEWERS)
 def qa_mine() -> ResponseReturnValue:
     """The logged-in staff member's own evaluations."""
     with request_transaction() as session:
@@ -205,8 +214,7 @@ def qa_correct_transcript(call_sid: str, channel: int) -> ResponseReturnValue:
     with request_transaction() as session:
         evaluation = _evaluation_or_abort(session, call_sid)
         recording = transfer_recording(evaluation.call)
-        transcript = recording and session.scalars(
-            select(Transcript).where(Transcript.recording_id == recording.id, Transcript.channel == channel)).first()
+        transcript = next((t for t in recording.transcripts if t.channel == channel), None) if recording else None
         if recording is None or transcript is None:
             abort(404)
         transcript.corrected_text = text or None
@@ -251,6 +259,7 @@ class LineChart:
     width: int
     height: int
     left: int
+    right: int
     top: int
     bottom: int
     weeks: list[tuple[float, str]]  # x, week
@@ -260,7 +269,7 @@ class LineChart:
 
 def line_chart(weeks: list[str], staff: list[StaffSummary], width: int = 640, height: int = 260) -> LineChart:
     """Coordinates for an inline SVG of each member's weekly average (0–100) across the report's weeks."""
-    left, right, top, bottom = 36, 16, 12, 40
+    left, right, top, bottom = 36, 40, 12, 40  # room for the axis labels (weeks are centred on their x)
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(weeks) - 1, 1)
     x_of = {week: round(left + (i * step if len(weeks) > 1 else plot_w / 2), 1) for i, week in enumerate(weeks)}
@@ -271,7 +280,7 @@ def line_chart(weeks: list[str], staff: list[StaffSummary], width: int = 640, he
     series = [Series(member.staff.label, f"s{i % 6}",
                      [(x_of[week], y_of(avg), week, avg) for week, avg in member.trend if avg is not None])
               for i, member in enumerate(staff)]
-    return LineChart(width, height, left, top, bottom, [(x, week) for week, x in x_of.items()],
+    return LineChart(width, height, left, right, top, bottom, [(x, week) for week, x in x_of.items()],
                      [(y_of(score), score) for score in (0, 25, 50, 75, 100)], series)
 
 

@@ -245,7 +245,8 @@ def test_staff_complete_the_record_with_the_callers_name_and_room(night, databas
     bad = night.post(f"{path}/caller", data={"csrf_token": csrf_from(night, path), "caller_name": "张先生",
                                              "room": "三栋"}, follow_redirects=True)
     assert "房号格式应为" in bad.get_data(as_text=True)
-    night.post(f"{path}/caller", data={"csrf_token": csrf_from(night, path), "caller_name": "张先生", "room": "3-2-501"})
+    form = {"csrf_token": csrf_from(night, path), "caller_name": "张先生", "room": "3-2-501"}
+    night.post(f"{path}/caller", data=form)
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
         assert (ticket.caller_name, ticket.room) == ("张先生", "3-2-501")
