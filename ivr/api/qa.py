@@ -10,10 +10,9 @@ from sqlalchemy import select
 
 from ivr.api.views import blueprint
 from ivr.models import Call, Evaluation, Recording, Transcript
-from ivr.qa.evaluations import evaluate_after_transcription
+from ivr.qa.evaluations import correct_channel
 from ivr.qa.scorecard import effective_answers, load_form
 from ivr.runtime import current_database, current_settings
-from ivr.tickets.procedure import correct_transcript
 
 MAX_TRANSCRIPT_CHARS = 20000
 
@@ -74,13 +73,8 @@ def correct_channel_transcript(sid: str, channel: int) -> ResponseReturnValue:
             .where(Recording.recording_sid == sid, Transcript.channel == channel)).first()
         if transcript is None:
             abort(404, "no transcript for this recording and channel yet")
-        transcript.corrected_text = text or None
-        transcript.corrected_by = who
-        recording = transcript.recording
-        if recording.source == "message" and recording.ticket is not None:
-            correct_transcript(session, recording.ticket, who, text)
-        session.flush()
-        evaluate_after_transcription(session, recording, current_settings().property_name)
-        evaluation = session.scalars(select(Evaluation).where(Evaluation.call_id == recording.call_id)).first()
+        correct_channel(session, transcript, text, who, current_settings().property_name)
+        evaluation = session.scalars(
+            select(Evaluation).where(Evaluation.call_id == transcript.recording.call_id)).first()
         return jsonify({"sid": sid, "channel": channel, "text": transcript.corrected_text,
                         "evaluation": evaluation_json(evaluation) if evaluation else None})

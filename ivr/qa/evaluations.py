@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
 from ivr.jobs import JobContext
-from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, User
+from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, Transcript, User
 from ivr.qa.rules import RULES, CallFacts, EventFact
 from ivr.qa.scorecard import ANSWERS, Form, effective_answers, load_form, score
 from ivr.qa.speech import ChannelSpeech
@@ -163,6 +163,20 @@ def evaluate_after_transcription(session: Session, recording: Recording, propert
     """Once a transfer's channels are transcribed (or corrected), (re)score its call."""
     if recording.source == "dial":
         evaluate_call(session, recording.call, property_name)
+
+
+def correct_channel(session: Session, transcript: Transcript, text: str, who: str, property_name: str) -> None:
+    """A person's corrected text for one channel (the machine words stay for timings): a message take
+    updates its ticket's text too; a transfer is re-scored — suggestions follow, reviewers' answers stay."""
+    from ivr.tickets.procedure import correct_transcript
+
+    transcript.corrected_text = text.strip() or None
+    transcript.corrected_by = who
+    recording = transcript.recording
+    if recording.source == "message" and recording.ticket is not None:
+        correct_transcript(session, recording.ticket, who, text)
+    session.flush()
+    evaluate_after_transcription(session, recording, property_name)
 
 
 def evaluate_call_job(context: JobContext, call_id: int) -> None:

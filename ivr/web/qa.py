@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from ivr.db import utcnow
 from ivr.models import Call, Evaluation, EvaluationStatus, User
-from ivr.qa.evaluations import ReviewError, evaluate_after_transcription, respond, review, transfer_recording
+from ivr.qa.evaluations import ReviewError, correct_channel, respond, review, transfer_recording
 from ivr.qa.reports import (
     QaReport,
     StaffSummary,
@@ -217,10 +217,7 @@ def qa_correct_transcript(call_sid: str, channel: int) -> ResponseReturnValue:
         transcript = next((t for t in recording.transcripts if t.channel == channel), None) if recording else None
         if recording is None or transcript is None:
             abort(404)
-        transcript.corrected_text = text or None
-        transcript.corrected_by = current_user.username
-        session.flush()
-        evaluate_after_transcription(session, recording, current_settings().property_name)
+        correct_channel(session, transcript, text, current_user.username, current_settings().property_name)
         score = evaluation.final_score
     flash(f"{CHANNEL_NAMES.get(channel, channel)}转写已保存并重新评分,最终得分 {'—' if score is None else score}", "ok")
     return _back(call_sid, f"#channel-{channel}")
