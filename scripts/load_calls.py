@@ -110,6 +110,12 @@ def main() -> int:
     print(f"webhooks: {len(webhook)} in {call_seconds:.1f}s ({len(webhook) / call_seconds:.0f}/s)")
     print(f"webhook latency ms: p50 {statistics.median(webhook):.1f}  p95 {percentile(webhook, 0.95):.1f}  "
           f"max {max(webhook):.1f}")
+    by_step: dict[str, list[float]] = {}
+    for step, seconds in transport.latencies:
+        by_step.setdefault(step, []).append(seconds * 1000)
+    slowest = sorted(by_step.items(), key=lambda item: -percentile(item[1], 0.95))[:3]
+    print("slowest steps (p95 / max ms): " + ", ".join(
+        f"{step} {percentile(values, 0.95):.0f} / {max(values):.0f}" for step, values in slowest))
     print(f"calls with errors: {failed_calls}")
     print(f"messages stored byte-exact: {stored}/{args.calls} (all stored {drain_seconds:.1f}s after the last call)")
     return 0 if failed_calls == 0 and stored == args.calls else 1
