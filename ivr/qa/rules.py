@@ -207,14 +207,17 @@ def no_forbidden_phrases(facts: CallFacts) -> Finding:
     """E8: every forbidden phrase with its moment and the standard phrase to use instead."""
     if facts.staff is None:
         return Finding("na", "没有值班人员的语音转写", [])
-    candidates = [(heard, rule["say"]) for rule in phrases()["forbidden"]
+    candidates = [(heard, rule["say"], bool(rule.get("ends_utterance"))) for rule in phrases()["forbidden"]
                   for heard in (rule["say_not"], *rule.get("also", []))]
     taken: list[tuple[int, int]] = []
     hits = []
-    for heard, say in sorted(candidates, key=lambda item: -len(item[0])):  # the longest wording of a moment
+    for heard, say, ends_utterance in sorted(candidates, key=lambda item: -len(item[0])):  # longest wording first
         for start in facts.staff.positions(heard):
             end = start + len(heard)
             if any(start < other_end and other_start < end for other_start, other_end in taken):
+                continue
+            utterance = facts.staff.utterance_at(start)
+            if ends_utterance and utterance is not None and end < utterance.last:
                 continue
             taken.append((start, end))
             hits.append((start, {**facts.staff.evidence(start, end).as_dict(), "say_instead": say}))

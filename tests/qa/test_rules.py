@@ -372,3 +372,14 @@ def test_e8_the_standard_phrases_themselves_pass(said):
 def test_e7_and_e8_have_nothing_to_judge_without_a_transcript():
     assert apology_when_not_heard(call()).answer == "na"
     assert no_forbidden_phrases(call()).answer == "na"
+
+
+@pytest.mark.parametrize(("words", "answer"), [
+    ("师傅 在 楼下 等着 您", "yes"),  # an ordinary sentence, not the command
+    ("维修 师傅 马上 到 | 你 等着", "no"),  # the bare command ends what was said
+    ("等着", "no"),
+])
+def test_e8_only_the_bare_command_dengzhe_is_forbidden(words, answer):
+    finding = no_forbidden_phrases(call(words=timed(words)))
+    assert finding.answer == answer
+    assert texts(finding.evidence) == ([] if answer == "yes" else ["等着"])
