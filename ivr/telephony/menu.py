@@ -5,7 +5,6 @@ from __future__ import annotations
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.models import Category
-from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import MAX_RETRIES, ask_menu, ask_room, connect_person
 from ivr.telephony.twiml import say_prompt
 from ivr.telephony.webhook import Turn
@@ -14,6 +13,7 @@ from ivr.tickets.operations import bump_counter, ensure_ticket
 MENU_CATEGORIES = {"1": Category.REPAIR, "2": Category.COMPLAINT, "3": Category.FEE}
 PERSON_KEY = "0"
 EMERGENCY_KEY = "9"
+EMERGENCY_REASON = "来电选择了紧急情况(按9)"
 
 
 def answer_call(turn: Turn) -> VoiceResponse:
@@ -36,7 +36,7 @@ def choose_from_menu(turn: Turn) -> VoiceResponse:
     elif key == EMERGENCY_KEY:
         turn.call.category = Category.EMERGENCY
         # An emergency is on record before anyone rings, whatever happens next.
-        ensure_ticket(turn.session, turn.call, turn.settings.timezone, urgent=True, reason=prompt_reason())
+        ensure_ticket(turn.session, turn.call, turn.settings.timezone, urgent=True, reason=EMERGENCY_REASON)
         connect_person(turn, response, emergency=True)
     elif bump_counter(turn.call, "menu_no_input" if key == "" else "menu_invalid") >= MAX_RETRIES:
         say_prompt(response, "menu_to_person")
@@ -45,10 +45,3 @@ def choose_from_menu(turn: Turn) -> VoiceResponse:
         say_prompt(response, "no_input" if key == "" else "invalid_key")
         ask_menu(response)
     return response
-
-
-def prompt_reason() -> str:
-    return "来电选择了紧急情况(按9)"
-
-
-__all__ = ["answer_call", "choose_from_menu", "prompt"]
