@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, *, with_queue: bool = True, **q
     for warning in settings.warnings:
         logging.getLogger("ivr").warning(warning)
 
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, timeout=settings.db_timeout_seconds)
     app.extensions["ivr.database"] = database
     if with_queue:
         from ivr.jobs import JobQueue

@@ -27,7 +27,7 @@ class CliState:
 
     @cached_property
     def database(self) -> Database:
-        return Database(self.settings.database_url)
+        return Database(self.settings.database_url, timeout=self.settings.db_timeout_seconds)
 
 
     def close(self) -> None:

@@ -44,6 +44,9 @@ class Settings:
     speech_model: str | None = None  # IVR_VOSK_MODEL: a model name under models_dir, or a path
     models_dir: Path = REPO_ROOT / "models"
     sms_from: str | None = None  # IVR_SMS_FROM: the Twilio number SMS to managers are sent from
+    twilio_api_url: str = "https://api.twilio.com"  # IVR_TWILIO_API_URL: base of every Twilio REST call
+    max_recording_bytes: int = 256 * 1024 * 1024  # IVR_MAX_RECORDING_BYTES: larger downloads are refused
+    db_timeout_seconds: float = 2.0  # IVR_DB_TIMEOUT: longest wait for a lock or a connection
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -54,10 +57,28 @@ class Settings:
         """The subset Flask itself reads, plus the settings object under IVR."""
         return {"SECRET_KEY": self.secret_key, "IVR": self}
 
+    @property
+    def spool_dir(self) -> Path:
+        """Where webhooks that could not reach the database wait to be replayed."""
+        return self.instance_dir / "spool"
+
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
+
+
+def _positive_number(environ: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a {kind.__name__} number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {raw!r}")
+    return value
 
 
 def _dev_secrets(instance_dir: Path) -> dict[str, str]:
@@ -155,6 +176,16 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         raise ConfigError(f"IVR_TIMEZONE {timezone!r} is not a known time zone") from exc
 
     speech_model, models_dir = speech_model_location(environ)
+    twilio_api_url = (environ.get("IVR_TWILIO_API_URL") or "https://api.twilio.com").rstrip("/")
+    api_parts = urlsplit(twilio_api_url)
+    if api_parts.scheme not in ("http", "https") or not api_parts.netloc:
+        raise ConfigError(f"IVR_TWILIO_API_URL must be an http(s) URL, not {twilio_api_url!r}")
+    if env == "production" and api_parts.scheme != "https":
+        raise ConfigError("IVR_TWILIO_API_URL must use https in production (it carries the auth token)")
+    max_recording_bytes = _positive_number(environ, "IVR_MAX_RECORDING_BYTES", 256 * 1024 * 1024, int)
+    db_timeout = _positive_number(environ, "IVR_DB_TIMEOUT", 2.0, float)
+    if db_timeout > 10:
+        raise ConfigError("IVR_DB_TIMEOUT must be at most 10 seconds (Twilio waits 15 s for a webhook)")
     settings = Settings(
         env=env,
         instance_dir=instance_dir,
@@ -173,6 +204,9 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         speech_model=speech_model,
         models_dir=models_dir,
         sms_from=environ.get("IVR_SMS_FROM") or None,
+        twilio_api_url=twilio_api_url,
+        max_recording_bytes=int(max_recording_bytes),
+        db_timeout_seconds=float(db_timeout),
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

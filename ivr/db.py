@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, make_url
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -51,32 +55,110 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine tuned for concurrent webhooks: SQLite gets WAL and a busy timeout."""
+DEFAULT_TIMEOUT_SECONDS = 2.0
+# A safety net for every PostgreSQL statement; webhooks set a tighter one per transaction.
+STATEMENT_TIMEOUT_SECONDS = 30
+WRITE_INTENT = "ivr_write_intent"
+_WRITE_STATEMENT = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+
+
+class DatabaseBusy(OperationalError):
+    """This process's writers did not free SQLite's write lock in time."""
+
+
+class WriteGate:
+    """One SQLite writer at a time in this process. Waiters queue on a lock and wake the moment it is
+    free, instead of sleeping in SQLite's busy handler (which sleeps up to 100 ms between polls)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self._lock.acquire(timeout=self.timeout):
+            raise DatabaseBusy("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
+                f"database is locked (no write lock within {self.timeout:g} s)"))
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
+    """An engine whose every wait is bounded by `timeout` seconds (connect, locks, pool)."""
     if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        return _sqlite_engine(url, timeout)
+    connect_args: dict[str, object] = {}
+    if make_url(url).get_backend_name() == "postgresql":
+        connect_args = {
+            "connect_timeout": max(1, round(timeout)),
+            "options": f"-c lock_timeout={int(timeout * 1000)} -c statement_timeout={STATEMENT_TIMEOUT_SECONDS}s",
+        }
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout,
+                         connect_args=connect_args)
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-            # Let SQLAlchemy's begin event own transactions (see below).
-            dbapi_connection.isolation_level = None
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(connection):
-            # A deferred transaction that later writes fails at once with "database is locked"
-            # when another writer got there first; taking the write lock up front makes it wait.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_engine(url: str, timeout: float) -> Engine:
+    """SQLite in WAL mode. Transactions begin deferred, so reading never takes the write lock; a transaction
+    that means to write (WRITE_INTENT, or its first write statement) first passes this process's WriteGate,
+    and one begun with write intent takes the lock up front (BEGIN IMMEDIATE), so it cannot fail half-way."""
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
+    gate = WriteGate(timeout)
+    engine.info = {"write_gate": gate}  # type: ignore[attr-defined]
 
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+        # Let SQLAlchemy's begin event own transactions (see below).
+        dbapi_connection.isolation_level = None
+
+    def take_gate(connection: Connection) -> None:
+        if not connection.info.get("gate"):
+            gate.acquire()
+            connection.info["gate"] = True
+
+    def end_transaction(connection: Connection, statement: str) -> None:
+        try:
+            dbapi_connection = connection.connection.dbapi_connection
+            if dbapi_connection is not None and dbapi_connection.in_transaction:
+                dbapi_connection.execute(statement)
+        finally:
+            if connection.info.pop("gate", False):
+                gate.release()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        if connection.get_execution_options().get(WRITE_INTENT):
+            take_gate(connection)
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                connection.info.pop("gate", None)
+                gate.release()
+                raise
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _gate_first_write(connection, _cursor, statement, _parameters, _context, _executemany):
+        if _WRITE_STATEMENT.match(statement) and connection.in_transaction():
+            take_gate(connection)
+
+    @event.listens_for(engine, "commit")
+    def _commit(connection):
+        end_transaction(connection, "COMMIT")  # SQLAlchemy's own commit() then finds nothing to do
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(connection):
+        end_transaction(connection, "ROLLBACK")
+
+    return engine
 
 
 @contextmanager
@@ -90,19 +172,30 @@ def unit_of_work(session: Session) -> Iterator[Session]:
         raise
 
 
+def declare_write_intent(session: Session) -> None:
+    """Begin the session's transaction as a writer: on SQLite it takes the write lock now (after this
+    process's other writers), so a read-then-write transaction never fails half-way on a busy lock."""
+    if not session.in_transaction():
+        session.connection(execution_options={WRITE_INTENT: True})
+
+
 class Database:
     """One engine and session factory per app / worker process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.timeout = timeout
+        self.engine = make_engine(url, timeout=timeout)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work on a new session: commits on success, rolls back on error."""
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A unit of work on a new session: commits on success, rolls back on error. A writer unless
+        `read_only` (which never waits for SQLite's write lock)."""
         session = self.sessionmaker()
         try:
+            if not read_only:
+                declare_write_intent(session)
             with unit_of_work(session):
                 yield session
         finally:

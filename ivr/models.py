@@ -37,6 +37,11 @@ class TicketStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
+# Retries back off from 10 s, doubling, capped at 30 min between tries (ivr.jobs.retry_delay): 60 attempts
+# spread over about 26 hours, so a Twilio, disk or database outage of a day still ends with the job done.
+JOB_MAX_ATTEMPTS = 60
+
+
 class JobState(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -131,6 +136,8 @@ class Ticket(Base):
     follow_up_result: Mapped[str | None] = mapped_column(Text)
     satisfaction: Mapped[str | None] = mapped_column(String(16))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Found at Twilio by reconciliation: the line never heard this message's webhooks.
+    recovered: Mapped[bool] = mapped_column(default=False)
 
     call: Mapped[Call | None] = relationship(back_populates="ticket")
     recordings: Mapped[list[Recording]] = relationship(back_populates="ticket", order_by="Recording.id")
@@ -271,12 +278,24 @@ class Job(Base):
     subject_id: Mapped[int]  # e.g. the recording id
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
-    max_attempts: Mapped[int] = mapped_column(default=8)  # ~2 min of backoff from a 1 s base
+    max_attempts: Mapped[int] = mapped_column(default=JOB_MAX_ATTEMPTS)
     last_error: Mapped[str | None] = mapped_column(Text)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # While running: which process has it ("host:pid") and until when; the worker renews the lease.
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Checkpoint(Base):
+    """A named point in time that a periodic task has reached (e.g. Twilio reconciliation)."""
+
+    __tablename__ = "checkpoints"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class User(Base):

@@ -10,7 +10,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from ivr.config import Settings
-from ivr.db import Database, unit_of_work
+from ivr.db import Database, declare_write_intent, unit_of_work
 
 if TYPE_CHECKING:
     from ivr.jobs import JobQueue
@@ -45,6 +45,11 @@ def close_request_session(_error: BaseException | None = None) -> None:
 
 @contextmanager
 def request_transaction() -> Iterator[Session]:
-    """A unit of work on the request's session: commits on success, rolls back on error."""
-    with unit_of_work(request_session()) as session:
+    """A unit of work on the request's session: commits on success, rolls back on error. It is a writer
+    from its start (what the request read before it is ended first: reading never holds a lock)."""
+    session = request_session()
+    if session.in_transaction() and not session.new and not session.dirty and not session.deleted:
+        session.commit()  # only reads so far; objects stay loaded (expire_on_commit=False)
+    declare_write_intent(session)
+    with unit_of_work(session):
         yield session

@@ -96,7 +96,7 @@ def settings(settings_environ: dict[str, str]) -> Settings:
 @pytest.fixture
 def database(settings: Settings) -> Iterator[Database]:
     """The test's database, opened like the app opens it."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeout=settings.db_timeout_seconds)
     yield db
     db.dispose()
 

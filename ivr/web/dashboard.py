@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from ivr.db import utcnow
 from ivr.models import Category, Ticket, TicketStatus
-from ivr.runtime import current_settings, request_transaction
+from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, STATUS_LABELS
 from ivr.tickets.sla import SlaState, clocks
 from ivr.web.access import visible
@@ -71,7 +71,7 @@ def overview(tickets: list[Ticket], timezone: str) -> Overview:
 @blueprint.get("/dashboard")
 @login_required
 def dashboard() -> ResponseReturnValue:
-    with request_transaction() as session:
-        query = visible(select(Ticket).options(selectinload(Ticket.call)), current_user)
-        tickets: list[Ticket] = list(session.scalars(query))
-        return render_template("dashboard.html", overview=overview(tickets, current_settings().timezone))
+    session = request_session()  # reads only: never waits for the write lock
+    query = visible(select(Ticket).options(selectinload(Ticket.call)), current_user)
+    tickets: list[Ticket] = list(session.scalars(query))
+    return render_template("dashboard.html", overview=overview(tickets, current_settings().timezone))

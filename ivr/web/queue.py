@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from ivr.db import utcnow
 from ivr.models import Category, Ticket, TicketNote, TicketStatus
-from ivr.runtime import current_settings, request_transaction
+from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, DEPARTMENTS, STATUS_LABELS
 from ivr.tickets.sla import current_clock, queue_order
 from ivr.web.access import visible
@@ -81,10 +81,10 @@ def queue() -> ResponseReturnValue:
     args = {key: value for key, value in request.args.items() if value}
     timezone = current_settings().timezone
     now = utcnow()
-    with request_transaction() as session:
-        tickets: list[Ticket] = list(session.scalars(visible(filtered_query(args), current_user).limit(QUEUE_LIMIT)))
-        tickets.sort(key=lambda ticket: queue_order(ticket, now, timezone))
-        rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
-        template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"
-        return render_template(template, rows=rows, args=args, categories=CATEGORY_LABELS,
-                               statuses=STATUS_LABELS, departments=DEPARTMENTS, limit=QUEUE_LIMIT)
+    session = request_session()  # reads only: never waits for the write lock
+    tickets: list[Ticket] = list(session.scalars(visible(filtered_query(args), current_user).limit(QUEUE_LIMIT)))
+    tickets.sort(key=lambda ticket: queue_order(ticket, now, timezone))
+    rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
+    template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"
+    return render_template(template, rows=rows, args=args, categories=CATEGORY_LABELS,
+                           statuses=STATUS_LABELS, departments=DEPARTMENTS, limit=QUEUE_LIMIT)
