@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import click
 
 from ivr.config import ConfigError, Settings, load_settings
 from ivr.db import Database
+
+if TYPE_CHECKING:
+    from ivr.jobs import JobQueue
 
 
 class CliState:
@@ -71,6 +75,7 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
 
     from ivr import create_app
     from ivr.recordings.transcribe import speech_model_installed, speech_model_status
+    from ivr.telephony.spool import SpoolReplayer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = state.settings
@@ -79,7 +84,9 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     embedded = settings.redis_url is None
     if embedded:
         queue.start_embedded(workers=workers)
-    queue.sweep()
+    _sweep_at_start(queue)
+    replayer = SpoolReplayer(app)
+    replayer.start()
     click.echo(f"Twilio voice URL:      {settings.public_url}/twilio/voice  (HTTP POST)")
     click.echo(f"Twilio status callback: {settings.public_url}/twilio/status")
     click.echo(f"Twilio fallback URL:   {settings.public_url}/twilio/fallback")
@@ -91,6 +98,7 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     try:
         waitress_serve(app, host=host, port=port, threads=threads, ident="ivr")
     finally:
+        replayer.stop()
         if embedded:
             queue.stop_embedded()
 
@@ -102,12 +110,31 @@ def worker(state: CliState, workers: int) -> None:
     """Run jobs from the Redis queue (IVR_REDIS_URL); `ivr serve` runs them itself otherwise."""
     import logging
 
-    from ivr.jobs import JobQueue
+    from ivr import create_app
+    from ivr.telephony.spool import SpoolReplayer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not state.settings.redis_url:
         raise click.ClickException("IVR_REDIS_URL is not set: `ivr serve` runs the jobs itself")
-    JobQueue(state.settings, state.database).run_worker(workers=workers)
+    app = create_app(state.settings)  # the spool is replayed through the app's webhook steps
+    queue = app.extensions["ivr.queue"]
+    _sweep_at_start(queue)
+    replayer = SpoolReplayer(app)
+    replayer.start()
+    try:
+        queue.run_worker(workers=workers)
+    finally:
+        replayer.stop()
+
+
+def _sweep_at_start(queue: JobQueue) -> None:
+    """Re-queue what a crashed process left behind; the database may be down: then the sweep waits."""
+    import logging
+
+    try:
+        queue.sweep()
+    except Exception as exc:
+        logging.getLogger("ivr").warning("start-up sweep skipped (database unavailable?): %s", exc)
 
 
 @main.group()
@@ -170,7 +197,8 @@ from ivr.devphone.cli import call as _call  # noqa: E402
 from ivr.fees.cli import fees as _fees  # noqa: E402
 from ivr.speech.cli import models as _models  # noqa: E402
 from ivr.speech.cli import transcribe as _transcribe  # noqa: E402
+from ivr.telephony.spool_cli import spool as _spool  # noqa: E402
 from ivr.twilio_number import twilio as _twilio  # noqa: E402
 
-for _command in (_call, _fees, _models, _transcribe, _twilio):
+for _command in (_call, _fees, _models, _spool, _transcribe, _twilio):
     main.add_command(_command)

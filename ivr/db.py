@@ -7,10 +7,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, make_url
+from sqlalchemy import DateTime, MetaData, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -31,9 +32,23 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+_frozen_now: ContextVar[datetime | None] = ContextVar("frozen_now", default=None)
+
+
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
+    """The current time, timezone-aware UTC (or the moment a replayed request arrived, see frozen_clock)."""
+    return _frozen_now.get() or datetime.now(UTC)
+
+
+@contextmanager
+def frozen_clock(moment: datetime) -> Iterator[None]:
+    """Within the block (this thread / context only), utcnow() is `moment`: a request replayed from the
+    spool is stamped with when the caller made it, so its ticket's clocks start then."""
+    reset = _frozen_now.set(moment)
+    try:
+        yield
+    finally:
+        _frozen_now.reset(reset)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -139,8 +154,8 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
-                connection.info.pop("gate", None)
-                gate.release()
+                if connection.info.pop("gate", False):  # not already released by the rollback
+                    gate.release()
                 raise
         else:
             connection.exec_driver_sql("BEGIN")
@@ -200,6 +215,11 @@ class Database:
                 yield session
         finally:
             session.close()
+
+    def limit_statement_time(self, session: Session) -> None:
+        """Bound this transaction's statements by the timeout too (PostgreSQL; SQLite's waits are its lock)."""
+        if self.engine.dialect.name == "postgresql":
+            session.execute(text(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}"))
 
     def dispose(self) -> None:
         self.engine.dispose()

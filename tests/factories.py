@@ -22,7 +22,7 @@ def sha256_of(path: Path) -> str:
 
 def ticket_for(database: Database, call_sid: str) -> Ticket | None:
     """The ticket the line opened for this call, with its recordings loaded."""
-    with database.session() as session:
+    with database.session(read_only=True) as session:
         ticket = session.scalars(select(Ticket).join(Ticket.call).where(Call.call_sid == call_sid)).first()
         if ticket is not None:
             _ = ticket.recordings, ticket.call
@@ -30,7 +30,7 @@ def ticket_for(database: Database, call_sid: str) -> Ticket | None:
 
 
 def recordings_of(database: Database, call_sid: str) -> list[Recording]:
-    with database.session() as session:
+    with database.session(read_only=True) as session:
         return list(
             session.scalars(
                 select(Recording).join(Recording.call).where(Call.call_sid == call_sid).order_by(Recording.id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -17,6 +19,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from ivr.config import Settings
 from ivr.models import Call, CallEvent
 from ivr.runtime import current_database, current_settings
+from ivr.telephony.spool import Spool, new_entry
 from ivr.telephony.twiml import twiml_response
 from ivr.tickets.operations import get_or_create_call
 
@@ -53,12 +56,21 @@ def _stored_params(form: dict[str, str]) -> dict[str, str]:
     return {key[:64]: value[:MAX_PARAM_CHARS] for key, value in list(form.items())[:64]}
 
 
+# Every step by path ("voice", "recording-status" …) with the parameter naming its call: the spool
+# replays through the same steps.
+WEBHOOKS: dict[str, tuple[Callable[[Turn], VoiceResponse], str]] = {}
+
+
 def twilio_webhook(
     endpoint: str, *, on_error: Callable[[], VoiceResponse], sid_param: str = "CallSid"
 ) -> Callable[[Callable[[Turn], VoiceResponse]], Callable[[], Response]]:
-    """Wrap a step of the call. Retries with the same I-Twilio-Idempotency-Token get the first answer."""
+    """Wrap a step of the call. Retries with the same I-Twilio-Idempotency-Token get the first answer.
+    A step that cannot complete (the database is down or locked past its timeout, or a bug) is spooled
+    to disk for replay and the caller hears `on_error`'s answer: never a 5xx, never Twilio's error voice."""
 
     def decorate(step: Callable[[Turn], VoiceResponse]) -> Callable[[], Response]:
+        WEBHOOKS[endpoint] = (step, sid_param)
+
         @wraps(step)
         def view() -> Response:
             form = {key: request.form.get(key, "") for key in request.form}
@@ -66,16 +78,22 @@ def twilio_webhook(
             if not CALL_SID.match(call_sid):
                 return Response(f"missing or malformed {sid_param}\n", status=400, mimetype="text/plain")
             token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
+            deadline = time.monotonic() + current_settings().db_timeout_seconds
             for attempt in range(3):
                 try:
-                    return twiml_response(_run_step(step, endpoint, call_sid, form, token))
-                except IntegrityError:
+                    return twiml_response(run_step(step, endpoint, call_sid, form, token))
+                except IntegrityError as exc:
                     # A concurrent request for the same call (or a retry) won a race; run again so
                     # we either replay its answer or build on what it wrote.
                     log.info("integrity race on %s for %s (attempt %d)", endpoint, call_sid, attempt + 1)
-                except Exception:
-                    log.exception("webhook %s failed for %s", endpoint, call_sid)
+                    failure: Exception = exc
+                    if time.monotonic() > deadline:
+                        break
+                except Exception as exc:
+                    log.exception("webhook %s failed for %s; spooling it", endpoint, call_sid)
+                    failure = exc
                     break
+            _spool(form, token, failure)
             return twiml_response(str(on_error()))
 
         return view
@@ -83,10 +101,25 @@ def twilio_webhook(
     return decorate
 
 
-def _run_step(
+def _spool(form: dict[str, str], token: str | None, failure: Exception) -> None:
+    """Keep the request on disk for replay; if even that fails, the log is all that is left."""
+    entry = new_entry(request.path, request.query_string.decode("latin-1"), form,
+                      request.headers.get("X-Twilio-Signature", ""), token,
+                      f"{type(failure).__name__}: {failure}")
+    try:
+        Spool(current_settings().spool_dir).write(entry)
+    except Exception:
+        log.critical("could not spool %s %s: %s", request.path, json.dumps(entry.form, ensure_ascii=False),
+                     entry.reason, exc_info=True)
+
+
+def run_step(
     step: Callable[[Turn], VoiceResponse], endpoint: str, call_sid: str, form: dict[str, str], token: str | None
 ) -> str:
-    with current_database().session() as session:
+    """Run one step in one transaction: replay the stored answer for a known token, else run and store."""
+    database = current_database()
+    with database.session() as session:
+        database.limit_statement_time(session)
         if token:
             replay = session.scalars(select(CallEvent.response).where(CallEvent.idempotency_token == token)).first()
             if replay is not None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from ivr.models import Notice
 from ivr.recordings.transcribe import speech_model_installed, speech_model_status
 from ivr.runtime import close_request_session, current_settings, request_session
+from ivr.telephony.spool import Spool
 
 csrf = CSRFProtect()
 
@@ -21,11 +22,13 @@ csrf = CSRFProtect()
 def unread_notices() -> dict[str, Any]:
     """Notices for the logged-in user's role (e.g. major complaints for managers), on every page."""
     if not current_user.is_authenticated:
-        return {"notices": [], "speech_missing": None}
+        return {"notices": [], "speech_missing": None, "spool": None}
     query = select(Notice).where(Notice.role == current_user.role, Notice.read_at.is_(None)).order_by(Notice.id.desc())
     settings = current_settings()
     speech_missing = None if speech_model_installed(settings) else speech_model_status(settings)
-    return {"notices": list(request_session().scalars(query)), "speech_missing": speech_missing}
+    spooled = Spool(settings.spool_dir).status()
+    return {"notices": list(request_session().scalars(query)), "speech_missing": speech_missing,
+            "spool": None if spooled.empty else spooled}
 
 
 def init_app(app: Flask) -> None:
