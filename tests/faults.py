@@ -134,3 +134,53 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, every: floa
             return True
         time.sleep(every)
     return predicate()
+
+
+IVR = str(Path(sys.executable).with_name("ivr"))
+
+
+class ServeProcess:
+    """`ivr serve` in a subprocess on a free port (its public URL is its own address); it can be killed
+    with SIGKILL and started again on the same port and instance folder."""
+
+    def __init__(self, environ: Mapping[str, str], log_path: Path, *extra_args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.environ = {**os.environ, **environ, "IVR_PUBLIC_URL": self.url}
+        self.log_path = log_path
+        self.extra_args = extra_args
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ServeProcess:
+        import requests
+
+        log = open(self.log_path, "a")  # noqa: SIM115
+        self.process = subprocess.Popen([IVR, "serve", "--port", str(self.port), *self.extra_args], env=self.environ,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{self.url}/healthz", timeout=1).status_code in (200, 503)
+            except requests.ConnectionError:
+                return False
+
+        assert wait_until(healthy, timeout=60), self.log_path.read_text()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up runs, as when the machine or the OOM killer stops it."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
