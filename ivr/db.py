@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,10 +90,13 @@ class WriteGate:
         self.timeout = timeout
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self) -> float:
+        """Wait for the gate; returns the seconds waited."""
+        started = time.monotonic()
         if not self._lock.acquire(timeout=self.timeout):
             raise DatabaseBusy("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
                 f"database is locked (no write lock within {self.timeout:g} s)"))
+        return time.monotonic() - started
 
     def release(self) -> None:
         self._lock.release()
@@ -128,15 +132,24 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")  # see take_gate
         cursor.close()
         # Let SQLAlchemy's begin event own transactions (see below).
         dbapi_connection.isolation_level = None
 
+    full_ms = int(timeout * 1000)
+
     def take_gate(connection: Connection) -> None:
-        if not connection.info.get("gate"):
-            gate.acquire()
-            connection.info["gate"] = True
+        if connection.info.get("gate"):
+            return
+        waited = gate.acquire()
+        connection.info["gate"] = True
+        # What the gate took comes off SQLite's own wait (another process's lock), so the whole wait stays
+        # within `timeout`; PRAGMA only when the budget changes.
+        budget_ms = full_ms if waited < 0.05 else max(50, int((timeout - waited) * 1000))
+        if connection.info.get("busy_ms", full_ms) != budget_ms:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={budget_ms}")
+            connection.info["busy_ms"] = budget_ms
 
     def end_transaction(connection: Connection, statement: str) -> None:
         try:
