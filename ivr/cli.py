@@ -81,6 +81,7 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     settings = state.settings
     app = create_app(settings)
     queue = app.extensions["ivr.queue"]
+    queue.requeue_jobs_of_dead_workers()  # before our own workers start: a dead process's jobs, at once
     embedded = settings.redis_url is None
     if embedded:
         queue.start_embedded(workers=workers)
@@ -118,6 +119,7 @@ def worker(state: CliState, workers: int) -> None:
         raise click.ClickException("IVR_REDIS_URL is not set: `ivr serve` runs the jobs itself")
     app = create_app(state.settings)  # the spool is replayed through the app's webhook steps
     queue = app.extensions["ivr.queue"]
+    queue.requeue_jobs_of_dead_workers()
     _sweep_at_start(queue)
     replayer = SpoolReplayer(app)
     replayer.start()

@@ -103,8 +103,9 @@ def database(settings: Settings) -> Iterator[Database]:
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
-    """The app on the test database, with a real (SQLite-file) job queue and fast retries."""
-    app = create_app(settings, retry_base_seconds=0.05)
+    """The app on the test database, with a real (SQLite-file) job queue and fast retries (0.05 s doubling,
+    at most 0.2 s apart: a job left at 60 attempts takes about 12 s to give up, so tests lower its attempts)."""
+    app = create_app(settings, retry_base_seconds=0.05, retry_cap_seconds=0.2)
     yield app
     app.extensions["ivr.database"].dispose()
 

@@ -1,17 +1,22 @@
-"""The download job: fetch a completed recording from Twilio and store the bytes exactly as received."""
+"""The download job: fetch a completed recording from Twilio and store the bytes exactly as received.
+
+The body is streamed to a temporary file beside its final name (hashed as it is written, fsynced, then
+renamed), so memory stays flat whatever the size, and a recording above IVR_MAX_RECORDING_BYTES is refused.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
+from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
 from ivr.jobs import JobContext, PermanentJobError, schedule_job
@@ -19,10 +24,28 @@ from ivr.models import Recording, RecordingState
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TRANSCRIBE_JOB = "transcribe_recording"
+CHUNK_BYTES = 64 * 1024
 
 
 class RecordingUnavailable(Exception):
     """Twilio did not (yet) give us the audio; worth retrying."""
+
+
+class RecordingTooLarge(PermanentJobError):
+    """The recording is larger than IVR_MAX_RECORDING_BYTES; retrying would not make it smaller."""
+
+    def __init__(self, limit: int, detail: str) -> None:
+        super().__init__(f"recording is larger than IVR_MAX_RECORDING_BYTES ({limit} bytes); refusing to store it "
+                         f"({detail})")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What was written: the bytes' SHA-256 and size, and the Content-Type Twilio sent."""
+
+    sha256: str
+    size: int
+    content_type: str | None
 
 
 def checked_media_url(source_url: str, allowed_hosts: tuple[str, ...]) -> str:
@@ -39,10 +62,10 @@ def checked_media_url(source_url: str, allowed_hosts: tuple[str, ...]) -> str:
     return parts._replace(path=path + ".wav", query="", fragment="").geturl()
 
 
-def wav_facts(data: bytes) -> tuple[float | None, int | None]:
-    """Duration in seconds and channel count read from a WAV header, or (None, None)."""
+def wav_facts(path: Path) -> tuple[float | None, int | None]:
+    """Duration in seconds and channel count read from a WAV file's header, or (None, None)."""
     try:
-        with wave.open(io.BytesIO(data)) as wav:
+        with wave.open(str(path)) as wav:
             return wav.getnframes() / float(wav.getframerate()), wav.getnchannels()
     except (wave.Error, EOFError, ZeroDivisionError):
         return None, None
@@ -54,34 +77,59 @@ def storage_path(recording: Recording, timezone: str) -> Path:
     return Path(f"{day:%Y/%m/%d}") / recording.call.call_sid / f"{recording.recording_sid}.wav"
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str, *, max_bytes: int) -> StoredFile:
+    """GET the media with Twilio's basic auth and store it at `target` (atomically, fsynced). Raises
+    RecordingUnavailable (worth retrying: not 200, cut short, empty) or RecordingTooLarge."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def fetch_recording_bytes(url: str, account_sid: str, auth_token: str) -> tuple[bytes, str | None]:
-    """GET the media with Twilio's basic auth; raises RecordingUnavailable on anything but 200."""
-    try:
-        response = requests.get(url, auth=(account_sid, auth_token), timeout=(5, 120))
+        response = requests.get(url, auth=(account_sid, auth_token), timeout=(5, 120), stream=True)
     except requests.RequestException as exc:
         raise RecordingUnavailable(f"could not reach {urlsplit(url).netloc}: {exc}") from exc
-    if response.status_code != 200:
-        raise RecordingUnavailable(f"HTTP {response.status_code} from {url}")
-    expected = response.headers.get("Content-Length")
-    if expected is not None and expected.isdigit() and int(expected) != len(response.content):
-        raise RecordingUnavailable(f"truncated download: {len(response.content)} of {expected} bytes")
-    if not response.content:
-        raise RecordingUnavailable(f"empty body from {url}")
-    return response.content, response.headers.get("Content-Type")
+    with response:
+        if response.status_code != 200:
+            raise RecordingUnavailable(f"HTTP {response.status_code} from {url}")
+        declared = response.headers.get("Content-Length", "")
+        expected = int(declared) if declared.isdigit() else None
+        if expected is not None and expected > max_bytes:
+            raise RecordingTooLarge(max_bytes, f"Content-Length {expected}")
+        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            expected = None  # the length is of the encoded body; requests hands us the decoded bytes
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        temp = Path(temp_name)
+        try:
+            digest, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    for chunk in response.iter_content(CHUNK_BYTES):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise RecordingTooLarge(max_bytes, f"more than {max_bytes} bytes arrived")
+                        digest.update(chunk)
+                        out.write(chunk)
+                except requests.RequestException as exc:
+                    of = f" of {expected}" if expected is not None else ""
+                    raise RecordingUnavailable(f"truncated download: {size}{of} bytes, then {exc}") from exc
+                if expected is not None and size != expected:
+                    raise RecordingUnavailable(f"truncated download: {size} of {expected} bytes")
+                if size == 0:
+                    raise RecordingUnavailable(f"empty body from {url}")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    _fsync_directory(target.parent)
+    return StoredFile(digest.hexdigest(), size, response.headers.get("Content-Type"))
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make the rename itself durable (a crash right after could otherwise lose the new name)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def download_recording(context: JobContext, recording_id: int) -> None:
@@ -97,18 +145,19 @@ def download_recording(context: JobContext, recording_id: int) -> None:
         relative = storage_path(recording, settings.timezone)
         recording.state = RecordingState.DOWNLOADING
 
-    data, content_type = fetch_recording_bytes(url, settings.twilio_account_sid, settings.twilio_auth_token)
-    _write_atomically(settings.recordings_dir / relative, data)
-    duration, channels = wav_facts(data)
+    target = settings.recordings_dir / relative
+    stored = fetch_recording_to(target, url, settings.twilio_account_sid, settings.twilio_auth_token,
+                                max_bytes=settings.max_recording_bytes)
+    duration, channels = wav_facts(target)
 
     with context.database.session() as session:
         recording = session.get(Recording, recording_id)
         assert recording is not None
         recording.state = RecordingState.STORED
         recording.path = relative.as_posix()
-        recording.sha256 = hashlib.sha256(data).hexdigest()
-        recording.size = len(data)
-        recording.content_type = content_type
+        recording.sha256 = stored.sha256
+        recording.size = stored.size
+        recording.content_type = stored.content_type
         recording.duration = duration if duration is not None else recording.duration
         recording.channels = channels or recording.channels
         recording.stored_at = utcnow()
@@ -123,3 +172,11 @@ def recording_download_failed(context: JobContext, recording_id: int, error: str
         if recording is not None and recording.state != RecordingState.STORED:
             recording.state = RecordingState.FAILED
             recording.error = error
+
+
+def recording_download_retried(session: Session, recording_id: int) -> None:
+    """Retry hook (`ivr jobs retry`): a recording the download gave up on is pending again, its error gone."""
+    recording = session.get(Recording, recording_id)
+    if recording is not None and recording.state != RecordingState.STORED:
+        recording.state = RecordingState.PENDING
+        recording.error = None
