@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ivr.db import Base, UTCDateTime, utcnow
@@ -86,6 +86,9 @@ class CallEvent(Base):
     """Each webhook Twilio made for a call, with the TwiML we answered (replayed on retries)."""
 
     __tablename__ = "call_events"
+    # A retry repeats the token for the same webhook of the same call; another call's token means nothing here.
+    __table_args__ = (UniqueConstraint("call_id", "endpoint", "idempotency_token",
+                                       name="uq_call_events_call_endpoint_token"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
@@ -93,7 +96,7 @@ class CallEvent(Base):
     endpoint: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Twilio repeats I-Twilio-Idempotency-Token on retries of the same webhook.
-    idempotency_token: Mapped[str | None] = mapped_column(String(128), unique=True)
+    idempotency_token: Mapped[str | None] = mapped_column(String(128))
     response: Mapped[str | None] = mapped_column(Text)
 
     call: Mapped[Call | None] = relationship(back_populates="events")
@@ -202,7 +205,10 @@ class LoginAttempt(Base):
     """Failed and successful logins, for rate limiting and the audit."""
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+    __table_args__ = (
+        Index("ix_login_attempts_username_at", "username", "at"),
+        Index("ix_login_attempts_remote_addr_at", "remote_addr", "at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
@@ -312,6 +318,8 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Bumped by log-out and password changes: sessions carry it, so older sessions stop working.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
 
@@ -328,8 +336,33 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A token for a program rather than a person (no user): made only when asked for explicitly.
+    service: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     user: Mapped[User | None] = relationship(back_populates="tokens")
+
+
+class AuditEvent(Base):
+    """Who read or listened to residents' data (保密制度): recordings, tickets, through the console or API."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_recording_sid_at", "recording_sid", "at"),
+        Index("ix_audit_events_actor_at", "actor", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # username, or "token:<name>"
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(32))  # listen, read_ticket, …
+    via: Mapped[str] = mapped_column(String(16))  # console | api
+    recording_sid: Mapped[str | None] = mapped_column(String(64))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class FeeItem(Base):

@@ -120,8 +120,10 @@ def run_step(
     database = current_database()
     with database.session() as session:
         database.limit_statement_time(session)
-        if token:
-            replay = session.scalars(select(CallEvent.response).where(CallEvent.idempotency_token == token)).first()
+        if token:  # a retry of this very webhook for this call gets the first answer
+            replay = session.scalars(select(CallEvent.response).join(CallEvent.call).where(
+                Call.call_sid == call_sid, CallEvent.endpoint == endpoint,
+                CallEvent.idempotency_token == token)).first()
             if replay is not None:
                 return replay
         if call_sid == form.get("CallSid"):

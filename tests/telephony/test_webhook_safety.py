@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from ivr.devphone.emulator import Message, TwilioEmulator
@@ -99,6 +100,26 @@ def test_the_same_idempotency_token_replays_the_first_answer(client, settings, d
     with database.session() as session:
         call = session.query(Call).one()
         assert call.counters == {"menu_invalid": 1}
+
+
+def test_a_token_seen_on_another_call_or_endpoint_replays_nothing(client, settings, database):
+    headers = {"I-Twilio-Idempotency-Token": "tok-shared"}
+    other = "CA" + "2" * 32
+    signed_post(client, settings, "/twilio/voice", call_params(), headers)
+    first = signed_post(client, settings, "/twilio/menu", call_params(Digits="1"), {"I-Twilio-Idempotency-Token": "t2"})
+    # Call 2 presents call 1's tokens: it gets its own answers and its own state.
+    greeting = signed_post(client, settings, "/twilio/voice", call_params(other), headers)
+    menu = signed_post(client, settings, "/twilio/menu", call_params(other, Digits="7"),
+                       {"I-Twilio-Idempotency-Token": "t2"})
+    assert greeting.status_code == 200 and "很高兴为您服务" in greeting.get_data(as_text=True)
+    assert menu.data != first.data and "对不起" in menu.get_data(as_text=True)
+    # The same token on another endpoint of the same call is another request too.
+    room = signed_post(client, settings, "/twilio/room", call_params(Digits="3*2*501#"), headers)
+    assert "三栋二单元五零一室" in room.get_data(as_text=True)
+    with database.session(read_only=True) as session:
+        calls = {call.call_sid: call for call in session.scalars(select(Call))}
+        assert calls[other].counters == {"menu_invalid": 1}
+        assert calls["CA" + "1" * 32].room == "3-2-501"
 
 
 @pytest.mark.parametrize("timing", ["before-action", "end-of-call"])
