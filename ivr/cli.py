@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,9 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = state.settings
+    if settings.debug and host not in ("127.0.0.1", "::1", "localhost"):
+        logging.getLogger("ivr").warning("IVR_ENV=%s with generated secrets, listening on %s: other machines can "
+                                         "reach this server", settings.env, host)
     app = create_app(settings)
     queue = app.extensions["ivr.queue"]
     queue.requeue_jobs_of_dead_workers()  # before our own workers start: a dead process's jobs, at once
@@ -146,24 +150,76 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("name")
-@click.option("--user", "username", help="Staff account the token acts for.")
+@click.option("--user", "username", help="Staff account the token acts for (it sees what that account sees).")
+@click.option("--service", is_flag=True, help="A program's token with no account: it sees every ticket.")
+@click.option("--expires", default="90d", show_default=True,
+              help="Lifetime: days (30d), a last valid day (2027-01-31, property time) or never.")
 @click.pass_obj
-def token_create(state: CliState, name: str, username: str | None) -> None:
+def token_create(state: CliState, name: str, username: str | None, service: bool, expires: str) -> None:
     """Create a token called NAME and print it (last line of output; it is not shown again)."""
     from sqlalchemy import select
 
     from ivr.models import User
-    from ivr.staff import create_token
+    from ivr.staff import StaffError, create_token, parse_expiry
 
-    with state.database.session() as session:
-        user = None
-        if username:
-            user = session.scalars(select(User).where(User.username == username)).first()
-            if user is None:
-                raise click.ClickException(f"no user {username!r} (create it with `ivr user create`)")
-        plain = create_token(session, name, user)
-    click.echo(f"token {name!r} created; store it now, it cannot be shown again:")
+    try:
+        expires_at = parse_expiry(expires, state.settings.timezone)
+        with state.database.session() as session:
+            user = None
+            if username:
+                user = session.scalars(select(User).where(User.username == username)).first()
+                if user is None:
+                    raise click.ClickException(f"no user {username!r} (create it with `ivr user create`)")
+            plain = create_token(session, name, user, service=service, expires=expires_at)
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    until = "never expires" if expires_at is None else f"expires {_local(state.settings, expires_at)}"
+    click.echo(f"token {name!r} created ({'service' if service else 'for ' + str(username)}, {until}); "
+               "store it now, it cannot be shown again:")
     click.echo(plain)
+
+
+def _local(settings: Settings, moment: datetime | None) -> str:
+    """A UTC timestamp in the property's time zone, to the minute."""
+    from zoneinfo import ZoneInfo
+
+    return "-" if moment is None else moment.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+@token.command("list")
+@click.pass_obj
+def token_list(state: CliState) -> None:
+    """Every token: id, name, account (or service), created, expires, last used, state (property time)."""
+    from ivr.staff import list_tokens, token_state
+
+    with state.database.session(read_only=True) as session:
+        rows = [(str(t.id), t.name, t.user.username if t.user else ("service" if t.service else "-"),
+                 _local(state.settings, t.created_at),
+                 "never" if t.expires_at is None else _local(state.settings, t.expires_at),
+                 "never" if t.last_used_at is None else _local(state.settings, t.last_used_at), token_state(t))
+                for t in list_tokens(session)]
+    if not rows:
+        click.echo("no tokens (create one with `ivr token create NAME --user U`)")
+        return
+    header = ("ID", "NAME", "USER", "CREATED", "EXPIRES", "LAST USED", "STATE")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+@token.command("revoke")
+@click.argument("token_id_or_name", metavar="ID|NAME")
+@click.pass_obj
+def token_revoke(state: CliState, token_id_or_name: str) -> None:
+    """Revoke a token by id or name: the API refuses it from now on."""
+    from ivr.staff import StaffError, revoke_token
+
+    try:
+        with state.database.session() as session:
+            record = revoke_token(session, token_id_or_name)
+            click.echo(f"token {record.id} {record.name!r} revoked")
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group()
@@ -194,13 +250,37 @@ def user_create(state: CliState, username: str, role: str, department: str | Non
     click.echo(f"user {username!r} created with role {role}")
 
 
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted for when not given.")
+@click.pass_obj
+def user_set_password(state: CliState, username: str, password: str) -> None:
+    """Give USERNAME a new password; every console session of that account ends."""
+    from sqlalchemy import select
+
+    from ivr.models import User
+    from ivr.staff import StaffError, set_password
+
+    try:
+        with state.database.session() as session:
+            account = session.scalars(select(User).where(User.username == username)).first()
+            if account is None:
+                raise click.ClickException(f"no user {username!r} (create it with `ivr user create`)")
+            set_password(account, password)
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password of {username!r} changed; its console sessions have ended")
+
+
 # Subcommands that live beside their feature; imported last because they import `main`'s module.
 from ivr.devphone.cli import call as _call  # noqa: E402
 from ivr.fees.cli import fees as _fees  # noqa: E402
+from ivr.jobs_cli import jobs as _jobs  # noqa: E402
 from ivr.speech.cli import models as _models  # noqa: E402
 from ivr.speech.cli import transcribe as _transcribe  # noqa: E402
 from ivr.telephony.spool_cli import spool as _spool  # noqa: E402
 from ivr.twilio_number import twilio as _twilio  # noqa: E402
 
-for _command in (_call, _fees, _models, _spool, _transcribe, _twilio):
+for _command in (_call, _fees, _jobs, _models, _spool, _transcribe, _twilio):
     main.add_command(_command)

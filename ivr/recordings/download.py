@@ -86,6 +86,7 @@ def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str
         raise RecordingUnavailable(f"could not reach {urlsplit(url).netloc}: {exc}") from exc
     with response:
         if response.status_code != 200:
+            _read_a_little(response)
             raise RecordingUnavailable(f"HTTP {response.status_code} from {url}")
         declared = response.headers.get("Content-Length", "")
         expected = int(declared) if declared.isdigit() else None
@@ -121,6 +122,18 @@ def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str
             raise
     _fsync_directory(target.parent)
     return StoredFile(digest.hexdigest(), size, response.headers.get("Content-Type"))
+
+
+def _read_a_little(response: requests.Response) -> None:
+    """Read a small error body, so the connection closes cleanly instead of being reset."""
+    received = 0
+    try:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            received += len(chunk)
+            if received >= CHUNK_BYTES:
+                break
+    except requests.RequestException:
+        pass  # the status code is what the caller reports
 
 
 def _fsync_directory(path: Path) -> None:

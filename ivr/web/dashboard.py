@@ -1,4 +1,5 @@
-"""The overview: tickets by category and state, overdue counts on both clocks, this week's follow-ups."""
+"""The overview: tickets by category and state, overdue counts on both clocks, this week's follow-ups, and for
+managers and admins the background jobs that finally failed."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ from dataclasses import dataclass
 from flask import render_template
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from ivr.db import utcnow
-from ivr.models import Category, Ticket, TicketStatus
+from ivr.models import Category, Job, JobState, Ticket, TicketStatus
 from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, STATUS_LABELS
 from ivr.tickets.sla import SlaState, clocks
 from ivr.web.access import visible
 from ivr.web.blueprint import blueprint
+
+# Who is shown the failed background jobs: the people who run `ivr jobs retry` or have it run.
+SEE_FAILED_JOBS = {"manager", "admin"}
 
 
 @dataclass(frozen=True)
@@ -74,4 +78,8 @@ def dashboard() -> ResponseReturnValue:
     session = request_session()  # reads only: never waits for the write lock
     query = visible(select(Ticket).options(selectinload(Ticket.call)), current_user)
     tickets: list[Ticket] = list(session.scalars(query))
-    return render_template("dashboard.html", overview=overview(tickets, current_settings().timezone))
+    failed_jobs = None
+    if current_user.role in SEE_FAILED_JOBS:
+        failed_jobs = session.scalar(select(func.count()).select_from(Job).where(Job.state == JobState.FAILED))
+    return render_template("dashboard.html", overview=overview(tickets, current_settings().timezone),
+                           failed_jobs=failed_jobs)
