@@ -25,11 +25,47 @@ def notify_managers(session: Session, ticket: Ticket, actor: str | None, reason:
     return notice
 
 
+def _manager_phones(session: Session, role: str) -> list[str]:
+    """The phones of the active staff with `role`, each once, in account order."""
+    phones = session.scalars(
+        select(User.phone)
+        .where(User.role == role, User.active.is_(True), User.phone.is_not(None))
+        .order_by(User.id)
+    )
+    return list(dict.fromkeys(phone for phone in phones if phone))
+
+
+def _phones_done(notice: Notice) -> set[str]:
+    """Phones with a final outcome: texted (`phone:SID` in sms_sids) or refused (`phone: reason` lines)."""
+    sent = {entry.split(":", 1)[0] for entry in notice.sms_sids}
+    refused = {line.split(":", 1)[0] for line in (notice.sms_error or "").splitlines() if ":" in line}
+    return sent | refused
+
+
+def _add_failures(notice: Notice, lines: list[str]) -> None:
+    notice.sms_error = "\n".join([*(notice.sms_error or "").splitlines(), *lines]) or None
+
+
+def _refusal_is_permanent(status: int | None) -> bool:
+    """A 4xx (a bad number, an unverified destination…) will be refused again; 429 and 5xx may pass later."""
+    return status is not None and 400 <= status < 500 and status != 429
+
+
+class SmsNotSentYet(Exception):
+    """Some managers' SMS failed for a reason that may pass (Twilio busy or unreachable): retry those."""
+
+
 def send_notice_sms(context: JobContext, notice_id: int) -> None:
-    """Job handler: text the notice to every active manager with a phone, once each (retries skip
-    the phones already done)."""
+    """Job handler: text the notice to every active manager with a phone, one SMS each.
+
+    Every phone is tried; each outcome is kept on the notice (`phone:SID` in sms_sids, `phone: reason` in
+    sms_error), so a bad number never stops the others and a retry texts only the phones whose failure may
+    pass (HTTP 429, 5xx, network). The job fails outright only when no manager could be texted at all.
+    """
+    import requests
     from twilio.base.exceptions import TwilioRestException
-    from twilio.rest import Client
+
+    from ivr.twilio_rest import twilio_client
 
     settings = context.settings
     if not settings.sms_from:
@@ -38,33 +74,48 @@ def send_notice_sms(context: JobContext, notice_id: int) -> None:
         notice = session.get(Notice, notice_id)
         if notice is None:
             return
-        phones = [phone for phone in session.scalars(
-            select(User.phone).where(User.role == notice.role, User.active.is_(True), User.phone.is_not(None)))
-            if phone]
-        done = {entry.split(":", 1)[0] for entry in notice.sms_sids}
+        done = _phones_done(notice)
+        phones = [phone for phone in _manager_phones(session, notice.role) if phone not in done]
+        anyone_texted = bool(notice.sms_sids)
         body = f"【{settings.property_name}物业】{notice.message}"[:SMS_MAX_CHARS]
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
+    if not phones:
+        return
+    client = twilio_client(settings)
     sent: list[str] = []
+    refused: list[str] = []
+    retry: list[str] = []
     try:
         for phone in phones:
-            if phone not in done:
+            try:
                 message = client.messages.create(to=phone, from_=settings.sms_from, body=body)
+            except TwilioRestException as exc:
+                reason = f"{phone}: Twilio refused the SMS ({exc.status} {exc.code}): {exc.msg}"
+                (refused if _refusal_is_permanent(exc.status) else retry).append(reason)
+            except requests.RequestException as exc:
+                retry.append(f"{phone}: could not reach Twilio ({type(exc).__name__}): {exc}")
+            else:
                 sent.append(f"{phone}:{message.sid}")
-    except TwilioRestException as exc:
-        error = f"Twilio refused the SMS ({exc.status} {exc.code}): {exc.msg}"
-        if exc.status and 400 <= exc.status < 500 and exc.status != 429:
-            raise PermanentJobError(error) from exc
-        raise RuntimeError(error) from exc
     finally:
-        if sent:
+        if sent or refused:
             with context.database.session() as session:
                 notice = session.get(Notice, notice_id)
                 if notice is not None:
-                    notice.sms_sids = [*notice.sms_sids, *sent]
+                    notice.sms_sids = [*notice.sms_sids, *sent]  # reassign: JSON columns do not track appends
+                    _add_failures(notice, refused)
+    if retry:
+        raise SmsNotSentYet("; ".join(retry))
+    if refused and not sent and not anyone_texted:
+        raise PermanentJobError("no manager could be texted: " + "; ".join(refused))
 
 
 def sms_failed(context: JobContext, notice_id: int, error: str) -> None:
+    """Give-up hook: every manager's phone still without an outcome gets the last error as its reason."""
     with context.database.session() as session:
         notice = session.get(Notice, notice_id)
-        if notice is not None:
+        if notice is None:
+            return
+        done = _phones_done(notice)
+        missing = [phone for phone in _manager_phones(session, notice.role) if phone not in done]
+        _add_failures(notice, [f"{phone}: not sent, gave up: {error}" for phone in missing])
+        if not notice.sms_error:
             notice.sms_error = error

@@ -1,4 +1,4 @@
-"""Point a Twilio phone number at this server: `ivr twilio configure-number`.
+"""Set up the Twilio account: `ivr twilio configure-number` and `ivr twilio reconcile`.
 
 The number's voice webhook, call-status callback and fallback are set through Twilio's REST API
 (IncomingPhoneNumbers), and what Twilio stores is read back and compared with what was sent.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -244,10 +245,10 @@ def configure_number_command(
     state: CliState, phone_number: str, public_url: str | None, allow_http: bool
 ) -> None:
     """Point PHONE_NUMBER (E.164, e.g. +861012345678) at this server's voice webhooks."""
-    from twilio.rest import Client
+    from ivr.twilio_rest import twilio_client
 
     settings = state.settings
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
+    client = twilio_client(settings)
     try:
         configured = configure_number(
             client, phone_number, public_url or settings.public_url, allow_http=allow_http
@@ -258,3 +259,37 @@ def configure_number_command(
     click.echo(f"  voice:    {configured.voice_method} {configured.voice_url}")
     click.echo(f"  status:   {configured.status_callback_method} {configured.status_callback}")
     click.echo(f"  fallback: {configured.voice_fallback_method} {configured.voice_fallback_url}")
+
+
+@twilio.command("reconcile")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="List Twilio's recordings created on or after this day (GMT, YYYY-MM-DD); "
+                   "default: since the last run, or the last two days.")
+@click.pass_obj
+def reconcile_command(state: CliState, since: datetime | None) -> None:
+    """Import the recordings Twilio holds that the line never heard of (as recovered tickets)."""
+    from ivr.jobs import JobContext, JobQueue
+    from ivr.recordings.reconcile import ReconcileError, reconcile_recordings
+
+    settings = state.settings
+    # A queue bound to the database, so each download job is handed to the worker as its import commits.
+    JobQueue(settings, state.database)
+    try:
+        report = reconcile_recordings(JobContext(settings, state.database), since=since.date() if since else None)
+    except ReconcileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Twilio recordings created since {report.since.isoformat()}: {report.listed} listed, {report.known} "
+        f"already here, {report.not_completed} not completed, {report.too_recent} too recent (next run)"
+    )
+    for item in report.imported:
+        caller = item.from_number or "unknown caller"
+        if item.ticket_number:
+            click.echo(f"imported {item.recording_sid} (call {item.call_sid}, {caller}): "
+                       f"recovered ticket {item.ticket_number}")
+        else:
+            click.echo(f"imported {item.recording_sid} (call {item.call_sid}, {caller}): transfer recording")
+    if report.imported:
+        click.echo(f"{len(report.imported)} recording(s) imported; their downloads are queued for the worker.")
+    else:
+        click.echo("nothing to import: the line knows every completed recording Twilio listed.")

@@ -213,3 +213,74 @@ def test_http_public_url_only_with_allow_http():
     with pytest.raises(TwilioSetupError, match="not https"):
         check_public_url("http://tunnel.example.test")
     assert check_public_url("http://tunnel.example.test/", allow_http=True) == "http://tunnel.example.test"
+
+
+# --- IVR_TWILIO_API_URL ----------------------------------------------------------------------------------
+
+GATEWAY = "https://twilio-gateway.example.test"
+
+
+def replay_at(mock: responses.RequestsMock, base: str, *names: str) -> None:
+    """Like tests.factories.replay, with the recorded api.twilio.com exchanges answered at `base`."""
+    import json
+
+    from responses import matchers
+
+    for name in names:
+        exchange = json.loads((FIXTURES / name).read_text())
+        url = urlsplit(exchange["request"]["url"].replace("https://api.twilio.com", base))
+        headers = dict(exchange["response"]["headers"])
+        mock.add(exchange["request"]["method"], url._replace(query="").geturl(),
+                 body=json.dumps(exchange["response"]["body"]), status=exchange["response"]["status"],
+                 content_type=headers.pop("Content-Type"), headers=headers,
+                 match=[matchers.query_string_matcher(url.query)])
+
+
+def test_configure_number_talks_to_the_configured_twilio_api_url(settings, twilio_api):
+    replay_at(twilio_api, GATEWAY, "list_number.json", "update_number.json")
+
+    result = configure(settings.replace(twilio_api_url=GATEWAY), NUMBER)
+
+    assert result.exit_code == 0, result.output
+    assert [urlsplit(call.request.url).netloc for call in twilio_api.calls] == ["twilio-gateway.example.test"] * 2
+    assert twilio_api.calls[1].request.url == UPDATE_URL.format(sid=settings.twilio_account_sid).replace(
+        "https://api.twilio.com", GATEWAY)
+    assert basic_auth_user(twilio_api.calls[1]) == (settings.twilio_account_sid, settings.twilio_auth_token)
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "expected"),
+    [
+        ("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json?x=1", "http://127.0.0.1:8000",
+         "http://127.0.0.1:8000/2010-04-01/Accounts/AC1/Messages.json?x=1"),
+        ("https://api.sydney.au1.twilio.com/2010-04-01/Calls.json", "https://proxy.example.test/twilio",
+         "https://proxy.example.test/twilio/2010-04-01/Calls.json"),
+        ("https://messaging.twilio.com/v1/Services", "http://127.0.0.1:8000", "http://127.0.0.1:8000/v1/Services"),
+        # Not Twilio's hosts: left alone.
+        ("https://api.twilio.com.evil.example/2010-04-01/x", "http://127.0.0.1:8000",
+         "https://api.twilio.com.evil.example/2010-04-01/x"),
+        ("https://example.com/media.wav", "http://127.0.0.1:8000", "https://example.com/media.wav"),
+    ],
+)
+def test_twilio_urls_are_moved_onto_the_configured_base(url, base, expected):
+    from ivr.twilio_rest import rebase_url
+
+    assert rebase_url(url, base) == expected
+
+
+def test_the_default_base_is_twilio_s_own_client(settings):
+    from twilio.http.http_client import TwilioHttpClient
+
+    from ivr.twilio_rest import RebasingHttpClient, twilio_client
+
+    default = twilio_client(settings)
+    assert type(default.http_client) is TwilioHttpClient
+    moved = twilio_client(settings.replace(twilio_api_url=GATEWAY))
+    assert isinstance(moved.http_client, RebasingHttpClient) and moved.http_client.base_url == GATEWAY
+
+
+def test_reconcile_help_needs_no_configuration():
+    result = CliRunner().invoke(main, ["twilio", "reconcile", "--help"], obj=CliState())
+
+    assert result.exit_code == 0
+    assert "--since" in result.output

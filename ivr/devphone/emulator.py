@@ -887,6 +887,8 @@ class _CallRun:
             self.result.errors.append("a recording was made but the emulator has no recording server")
             raise _CallEnded("twilio")
         duration = max(round(audio.duration), 1)
+        # The Calls resource lets reconciliation learn who called, as from Twilio's REST API.
+        server.add_call(self.call_sid, from_=self.from_, to=self.to, start_time=self.started)
         url = server.add(
             sid, audio.data, call_sid=self.call_sid, source=source, channels=audio.channels, duration=duration
         )

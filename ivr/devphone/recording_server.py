@@ -1,9 +1,17 @@
-"""A local stand-in for api.twilio.com's recording media, served the way Twilio serves it.
+"""A local stand-in for api.twilio.com's recordings and calls, served the way Twilio serves them.
 
-`GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}` returns the WAV (also with `.wav`),
-`.mp3` an MP3 rendition (made with ffmpeg when none was registered) and `.json` the metadata.
-Requests need HTTP basic auth with the account SID and auth token (401 otherwise); an unknown SID
-is a 404. Tests can make the next fetches of a recording fail and count fetches per SID.
+Under `/2010-04-01/Accounts/{AccountSid}/`:
+
+- `Recordings/{RecordingSid}` returns the WAV (also with `.wav`), `.mp3` an MP3 rendition (made with ffmpeg
+  when none was registered) and `.json` the Recording resource;
+- `Recordings.json` lists the recordings, newest first, with Twilio's paging (`PageSize` up to 1000, `Page`,
+  `PageToken`, `next_page_uri`) and its date filters (`DateCreated>=YYYY-MM-DD`, `DateCreated<=…`,
+  `DateCreated=…`, day granularity in GMT) and `CallSid`;
+- `Calls/{CallSid}.json` is the Call resource (from, to, start time…) of a call the server knows (the
+  emulator registers each call that makes a recording), and `Calls.json` lists them.
+
+Requests need HTTP basic auth with the account SID and auth token (401 otherwise); an unknown SID is a 404.
+Tests can make the next requests of a recording, a call or a list fail, and count fetches per SID.
 """
 
 from __future__ import annotations
@@ -16,13 +24,25 @@ import shutil
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 _PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Recordings/(?P<sid>RE[0-9a-fA-F]{32})(?P<ext>\.\w+)?$")
+_LIST = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/(?P<resource>Recordings|Calls)\.json$")
+_CALL = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<sid>CA[0-9a-fA-F]{32})\.json$")
+API_VERSION = "2010-04-01"
+DEFAULT_PAGE_SIZE = 50  # Twilio's default and maximum page sizes
+MAX_PAGE_SIZE = 1000
+
+Answer = tuple[int, str, bytes, dict[str, str]]
 
 
 @dataclass
@@ -36,12 +56,29 @@ class StoredRecording:
     channels: int = 1
     duration: int = 0
     mp3: bytes | None = None
+    date_created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: str = "completed"
+
+
+@dataclass
+class StoredCall:
+    """One call as the server knows it (Twilio's Call resource, the fields the line may ask for)."""
+
+    sid: str
+    from_: str
+    to: str
+    start_time: datetime
+    direction: str = "inbound"
+    status: str = "completed"
+    end_time: datetime | None = None
+    duration: int | None = None
 
 
 @dataclass
 class _Failure:
     status: int
     remaining: int
+    after: int = 0  # successful answers to give first
 
 
 @dataclass
@@ -71,6 +108,7 @@ class RecordingServer:
         self.port = port
         self.require_auth = require_auth
         self._recordings: dict[str, StoredRecording] = {}
+        self._calls: dict[str, StoredCall] = {}
         self._failures: dict[str, _Failure] = {}
         self._fetches: Counter[str] = Counter()
         self.log: list[FetchLog] = []
@@ -135,14 +173,40 @@ class RecordingServer:
         channels: int = 1,
         duration: int = 0,
         mp3: bytes | None = None,
+        date_created: datetime | None = None,
+        status: str = "completed",
     ) -> str:
         """Register a recording (WAV bytes or a WAV file) and return its RecordingUrl."""
         data = wav if isinstance(wav, bytes) else Path(wav).read_bytes()
+        created = (date_created or datetime.now(UTC)).astimezone(UTC)
         with self._lock:
             self._recordings[recording_sid] = StoredRecording(
-                recording_sid, data, call_sid, source, channels, duration, mp3
+                recording_sid, data, call_sid, source, channels, duration, mp3, created, status
             )
         return self.url_for(recording_sid)
+
+    def add_call(
+        self,
+        call_sid: str,
+        *,
+        from_: str,
+        to: str,
+        start_time: datetime | None = None,
+        direction: str = "inbound",
+        status: str = "completed",
+        end_time: datetime | None = None,
+        duration: int | None = None,
+    ) -> None:
+        """Register (or replace) the Call resource `Calls/{call_sid}.json` answers with."""
+        with self._lock:
+            self._calls[call_sid] = StoredCall(
+                call_sid, from_, to, (start_time or datetime.now(UTC)).astimezone(UTC), direction, status,
+                end_time, duration,
+            )
+
+    def get_call(self, call_sid: str) -> StoredCall | None:
+        with self._lock:
+            return self._calls.get(call_sid)
 
     def remove(self, recording_sid: str) -> None:
         """Forget a recording, as if deleted on Twilio: later fetches are 404."""
@@ -158,10 +222,12 @@ class RecordingServer:
         with self._lock:
             return list(self._recordings)
 
-    def fail_next(self, recording_sid: str, times: int = 1, status: int = 500) -> None:
-        """Answer the next `times` authenticated fetches of `recording_sid` with `status` (e.g. 500, 404)."""
+    def fail_next(self, key: str, times: int = 1, status: int = 500, *, after: int = 0) -> None:
+        """Answer the next `times` authenticated requests for `key` with `status` (e.g. 500, 404), after
+        `after` successful ones. `key` is a RecordingSid (its media and metadata), a CallSid, or
+        "Recordings" / "Calls" for a list (any page)."""
         with self._lock:
-            self._failures[recording_sid] = _Failure(status, times)
+            self._failures[key] = _Failure(status, times, after)
 
     def fetch_count(self, recording_sid: str) -> int:
         """Authenticated fetches of this SID so far, failed ones included."""
@@ -181,23 +247,39 @@ class RecordingServer:
             return False
         return hmac.compare_digest(user, self.account_sid) and hmac.compare_digest(password, self.auth_token)
 
-    def _answer(self, path: str, auth_header: str | None) -> tuple[int, str, bytes, dict[str, str]]:
+    def _injected_failure(self, key: str) -> Answer | None:
+        """The failure `fail_next` asked for on this request, if any (call with the lock held)."""
+        failure = self._failures.get(key)
+        if failure is None or failure.remaining <= 0:
+            return None
+        if failure.after > 0:
+            failure.after -= 1
+            return None
+        failure.remaining -= 1
+        return _error(failure.status, 20500, f"injected failure ({failure.remaining} more)")
+
+    def _answer(self, path: str, auth_header: str | None) -> Answer:
         """(status, content type, body, extra headers) for a GET of `path`."""
-        match = _PATH.match(path.split("?", 1)[0])
+        target = urlsplit(path)
         if not self._authorized(auth_header):
             return _error(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
-        if match is None or match["account"] != self.account_sid:
-            return _error(404, 20404, f"The requested resource {path} was not found")
+        for pattern, answer in ((_PATH, self._recording_answer), (_LIST, self._list_answer),
+                                (_CALL, self._call_answer)):
+            match = pattern.match(target.path)
+            if match is not None and match["account"] == self.account_sid:
+                return answer(match, target.query)
+        return _error(404, 20404, f"The requested resource {path} was not found")
+
+    def _recording_answer(self, match: re.Match[str], query: str) -> Answer:
         sid, ext = match["sid"], (match["ext"] or "").lower()
         with self._lock:
             self._fetches[sid] += 1
-            failure = self._failures.get(sid)
-            if failure is not None and failure.remaining > 0:
-                failure.remaining -= 1
-                return _error(failure.status, 20500, f"injected failure ({failure.remaining} more)")
+            failure = self._injected_failure(sid)
+            if failure is not None:
+                return failure
             recording = self._recordings.get(sid)
         if recording is None:
-            return _error(404, 20404, f"The requested resource {path} was not found")
+            return _not_found(match.string)
         if ext in ("", ".wav"):
             return 200, "audio/x-wav", recording.wav, {}
         if ext == ".mp3":
@@ -207,26 +289,181 @@ class RecordingServer:
             recording.mp3 = mp3
             return 200, "audio/mpeg", mp3, {}
         if ext == ".json":
-            return 200, "application/json", json.dumps(self._metadata(recording)).encode(), {}
-        return _error(404, 20404, f"The requested resource {path} was not found")
+            return _json(self._metadata(recording))
+        return _not_found(match.string)
+
+    def _call_answer(self, match: re.Match[str], query: str) -> Answer:
+        sid = match["sid"]
+        with self._lock:
+            self._fetches[sid] += 1
+            failure = self._injected_failure(sid)
+            if failure is not None:
+                return failure
+            call = self._calls.get(sid)
+        if call is None:
+            return _not_found(match.string)
+        return _json(self._call_resource(call))
+
+    def _list_answer(self, match: re.Match[str], query: str) -> Answer:
+        """A page of Recordings.json or Calls.json, as Twilio pages its 2010-04-01 lists."""
+        resource = match["resource"]
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        try:
+            page_size = int(params.get("PageSize") or DEFAULT_PAGE_SIZE)
+            page = int(params.get("Page") or 0)
+        except ValueError:
+            return _error(400, 20001, "PageSize and Page must be integers")
+        if not 1 <= page_size <= MAX_PAGE_SIZE or page < 0:
+            return _error(400, 20001, f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+        with self._lock:
+            failure = self._injected_failure(resource)
+            if failure is not None:
+                return failure
+            if resource == "Recordings":
+                recordings = sorted(self._recordings.values(), key=lambda r: (r.date_created, r.sid), reverse=True)
+                try:
+                    kept = _by_date(recordings, params, "DateCreated", lambda r: r.date_created)
+                except ValueError as exc:
+                    return _error(400, 20001, str(exc))
+                if params.get("CallSid"):
+                    kept = [r for r in kept if r.call_sid == params["CallSid"]]
+                sids = [r.sid for r in kept]
+                items = [self._metadata(r) for r in kept]
+            else:
+                calls = sorted(self._calls.values(), key=lambda c: (c.start_time, c.sid), reverse=True)
+                for name, attribute in (("From", "from_"), ("To", "to"), ("Status", "status")):
+                    if params.get(name):
+                        calls = [c for c in calls if getattr(c, attribute) == params[name]]
+                sids = [c.sid for c in calls]
+                items = [self._call_resource(c) for c in calls]
+        # PageToken "PA<sid>" continues after that item (stable while new items arrive), as Twilio's does.
+        start = page * page_size
+        token = params.get("PageToken", "")
+        if token.startswith("PA") and token[2:] in sids:
+            start = sids.index(token[2:]) + 1
+        chunk = items[start:start + page_size]
+        filters = {k: v for k, v in params.items() if k not in ("Page", "PageSize", "PageToken")}
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/{resource}.json"
+
+        def page_uri(number: int, after: str | None = None) -> str:
+            query = {**filters, "PageSize": str(page_size), "Page": str(number)}
+            if after:
+                query["PageToken"] = "PA" + after
+            return base + "?" + urlencode(query)
+
+        more = start + page_size < len(items)
+        body: dict[str, Any] = {
+            resource.lower(): chunk,
+            "page": page,
+            "page_size": page_size,
+            "start": start,
+            "end": start + max(len(chunk) - 1, 0),
+            "uri": page_uri(page, token[2:] if token.startswith("PA") else None),
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1, sids[start + page_size - 1]) if more else None,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        }
+        return _json(body)
 
     def _metadata(self, recording: StoredRecording) -> dict[str, object]:
+        """The Recording resource, with Twilio's field names and formats."""
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{recording.sid}"
+        created = format_datetime(recording.date_created, usegmt=True)
         return {
-            "sid": recording.sid,
             "account_sid": self.account_sid,
+            "api_version": API_VERSION,
             "call_sid": recording.call_sid,
-            "status": "completed",
-            "source": recording.source,
-            "channels": recording.channels,
+            "conference_sid": None,
+            "date_created": created,
+            "date_updated": created,
+            "start_time": format_datetime(recording.date_created, usegmt=True),
             "duration": str(recording.duration),
-            "api_version": "2010-04-01",
-            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Recordings/{recording.sid}.json",
+            "sid": recording.sid,
+            "price": None,
+            "price_unit": "USD",
+            "status": recording.status,
+            "channels": recording.channels,
+            "source": recording.source,
+            "error_code": None,
+            "encryption_details": None,
+            "uri": base + ".json",
+            "media_url": self.url_for(recording.sid) if self._server is not None else None,
+            "subresource_uris": {
+                "add_on_results": base + "/AddOnResults.json",
+                "transcriptions": base + "/Transcriptions.json",
+            },
+        }
+
+    def _call_resource(self, call: StoredCall) -> dict[str, object]:
+        """The Call resource, with Twilio's field names and formats."""
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call.sid}"
+        started = format_datetime(call.start_time, usegmt=True)
+        return {
+            "sid": call.sid,
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "date_created": started,
+            "date_updated": started,
+            "parent_call_sid": None,
+            "from": call.from_,
+            "from_formatted": call.from_,
+            "to": call.to,
+            "to_formatted": call.to,
+            "phone_number_sid": None,
+            "status": call.status,
+            "start_time": started,
+            "end_time": format_datetime(call.end_time, usegmt=True) if call.end_time else None,
+            "duration": str(call.duration) if call.duration is not None else None,
+            "price": None,
+            "price_unit": "USD",
+            "direction": call.direction,
+            "answered_by": None,
+            "forwarded_from": None,
+            "caller_name": None,
+            "group_sid": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": base + ".json",
+            "subresource_uris": {
+                "recordings": base + "/Recordings.json",
+                "notifications": base + "/Notifications.json",
+                "events": base + "/Events.json",
+            },
         }
 
 
-def _error(
-    status: int, code: int, message: str, headers: dict[str, str] | None = None
-) -> tuple[int, str, bytes, dict[str, str]]:
+def _by_date(items: Sequence[StoredRecording], params: dict[str, str], name: str,
+             when: Callable[[StoredRecording], datetime]) -> list[StoredRecording]:
+    """Twilio's day filters: `Name>=day` (on or after), `Name<=day` (on or before), `Name=day`, in GMT.
+
+    On the wire `DateCreated>=2026-11-25` is the parameter `DateCreated>` with the value `2026-11-25`.
+    """
+    kept = list(items)
+    for key, test in (
+        (name + ">", lambda day, ref: day >= ref),
+        (name + ">=", lambda day, ref: day >= ref),
+        (name + "<", lambda day, ref: day <= ref),
+        (name + "<=", lambda day, ref: day <= ref),
+        (name, lambda day, ref: day == ref),
+    ):
+        if key in params:
+            try:
+                reference = date.fromisoformat(params[key][:10])
+            except ValueError as exc:
+                raise ValueError(f"{key} must be a date YYYY-MM-DD, not {params[key]!r}") from exc
+            kept = [item for item in kept if test(when(item).astimezone(UTC).date(), reference)]
+    return kept
+
+
+def _json(body: object) -> Answer:
+    return 200, "application/json", json.dumps(body).encode(), {}
+
+
+def _not_found(path: str) -> Answer:
+    return _error(404, 20404, f"The requested resource {path} was not found")
+
+
+def _error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Answer:
     body = {
         "code": code,
         "message": message,
