@@ -35,12 +35,13 @@ find_python() {
     return 1
 }
 
-# ensure_venv [EXTRAS]: create .venv if missing or broken, then `pip install -e .[EXTRAS]` unless the
-# stamp says this pyproject.toml was already installed with those extras.
+# ensure_venv [EXTRAS]: create .venv if missing or broken, then install the locked dependencies
+# (requirements.lock, or requirements-dev.lock for `dev`) with their hashes and the project itself, unless
+# the stamp says this lock file and pyproject.toml were already installed.
 ensure_venv() {
     local extras="${1:-}"
     local stamp="$VENV/.ivr-install-stamp"
-    local python target pyproject_sha wanted
+    local python lock wanted
 
     if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         python="$(find_python)" || die "no Python >= 3.11 found (tried python3.11, python3); install python3.11 or set PYTHON=/path/to/python"
@@ -53,24 +54,31 @@ ensure_venv() {
             || die "could not create $VENV with $python (on Debian, install python3-venv for it)"
     fi
 
-    pyproject_sha="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
-    wanted="$pyproject_sha extras=$extras"
+    lock="$REPO_ROOT/requirements.lock"
+    [[ "$extras" == dev ]] && lock="$REPO_ROOT/requirements-dev.lock"
+    [[ -f "$lock" ]] || die "$lock is missing (make it with ./scripts/lock)"
+    wanted="$(_install_stamp "$lock") extras=$extras"
     # A dev install also satisfies a plain one, so `scripts/run` after `scripts/test` installs nothing.
     if [[ -f "$stamp" ]]; then
         local have
         have="$(cat "$stamp")"
-        if [[ "$have" == "$wanted" || ( -z "$extras" && "$have" == "$pyproject_sha extras="* ) ]]; then
+        if [[ "$have" == "$wanted" || ( -z "$extras" \
+              && "$have" == "$(_install_stamp "$REPO_ROOT/requirements-dev.lock") extras=dev" ) ]]; then
             return 0
         fi
     fi
 
-    target="."
-    [[ -n "$extras" ]] && target=".[$extras]"
-    say "installing the project into .venv: pip install -e '$target' (pyproject.toml changed or first run)"
+    say "installing $(basename "$lock") into .venv (pip install --require-hashes; the lock or pyproject.toml changed)"
     # pip's own configuration (local indexes, /etc/xdg/pip constraints) applies as is: do not override it.
-    (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install --quiet -e "$target") \
-        || die "pip install -e '$target' failed (see pip's output above)"
+    "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$lock" \
+        || die "pip install --require-hashes -r $(basename "$lock") failed (see pip's output above)"
+    (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install --quiet --no-deps -e .) \
+        || die "pip install --no-deps -e . failed (see pip's output above)"
     printf '%s\n' "$wanted" >"$stamp"
+}
+
+_install_stamp() {
+    cat "$REPO_ROOT/pyproject.toml" "$1" 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 # ensure_debian_packages PKG...: install what is missing when root; otherwise say which command to run
