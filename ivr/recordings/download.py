@@ -12,7 +12,7 @@ import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
@@ -21,10 +21,14 @@ from sqlalchemy.orm import Session
 from ivr.db import utcnow
 from ivr.jobs import JobContext, PermanentJobError, schedule_job
 from ivr.models import Recording, RecordingState
+from ivr.twilio_sids import CALL_SID, RECORDING_SID
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TRANSCRIBE_JOB = "transcribe_recording"
 CHUNK_BYTES = 64 * 1024
+MAX_REDIRECTS = 3
+STORED_CONTENT_TYPE = "audio/wav"
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
 
 class RecordingUnavailable(Exception):
@@ -48,18 +52,40 @@ class StoredFile:
     content_type: str | None
 
 
-def checked_media_url(source_url: str, allowed_hosts: tuple[str, ...]) -> str:
-    """The `.wav` URL to fetch, after refusing hosts we do not trust (the URL came in a webhook)."""
+def checked_media_url(source_url: str, allowed_hosts: tuple[str, ...], *, allow_loopback_http: bool = True) -> str:
+    """The `.wav` URL to fetch, after refusing anything but a plain URL on a host we trust: the URL came in a
+    webhook, and what requests would fetch must be what we checked. https only (http only to loopback, and
+    only outside production); no user info, backslashes, spaces or control characters; no port but the
+    scheme's own (loopback excepted); the host in IVR_RECORDING_HOSTS."""
+    if not source_url.isascii() or any(ch in source_url for ch in "\\ \t\r\n") or not source_url.isprintable():
+        raise PermanentJobError("recording URL has characters a URL may not have; refusing to download")
     parts = urlsplit(source_url)
     host = (parts.hostname or "").lower()
+    loopback = host in LOOPBACK_HOSTS
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback and allow_loopback_http):
+        raise PermanentJobError(f"recording URL must be https, not {parts.scheme!r}")
+    if "@" in parts.netloc:
+        raise PermanentJobError("recording URL carries user info; refusing to download")
+    try:
+        port = parts.port
+    except ValueError:
+        raise PermanentJobError("recording URL has an invalid port; refusing to download") from None
+    if port not in (None, 443) and not loopback:
+        raise PermanentJobError(f"recording URL uses port {port}; only the standard https port is allowed")
     if host not in {h.lower() for h in allowed_hosts}:
         raise PermanentJobError(f"recording host {host!r} is not in IVR_RECORDING_HOSTS; refusing to download")
-    if parts.scheme != "https" and not (parts.scheme == "http" and host in LOOPBACK_HOSTS):
-        raise PermanentJobError(f"recording URL must be https, not {parts.scheme!r}")
     path = parts.path
     for suffix in (".wav", ".mp3", ".json"):
         path = path.removesuffix(suffix)
     return parts._replace(path=path + ".wav", query="", fragment="").geturl()
+
+
+def checked_redirect(location: str, current: str, allowed_hosts: tuple[str, ...], *,
+                     allow_loopback_http: bool) -> str:
+    """A redirect target, checked like the first URL (it is fetched as given, not turned into `.wav`)."""
+    target = urljoin(current, location)
+    checked_media_url(target, allowed_hosts, allow_loopback_http=allow_loopback_http)
+    return target
 
 
 def wav_facts(path: Path) -> tuple[float | None, int | None]:
@@ -72,18 +98,33 @@ def wav_facts(path: Path) -> tuple[float | None, int | None]:
 
 
 def storage_path(recording: Recording, timezone: str) -> Path:
-    """Where a recording lives under IVR_RECORDINGS_DIR: by local date of the call, then CallSid."""
+    """Where a recording lives under IVR_RECORDINGS_DIR: by local date of the call, then CallSid. Both
+    SIDs must have Twilio's shapes before they become part of a path."""
+    if not RECORDING_SID.fullmatch(recording.recording_sid) or not CALL_SID.fullmatch(recording.call.call_sid):
+        raise PermanentJobError("RecordingSid or CallSid is not in Twilio's format; refusing to store it")
     day = recording.call.started_at.astimezone(ZoneInfo(timezone))
     return Path(f"{day:%Y/%m/%d}") / recording.call.call_sid / f"{recording.recording_sid}.wav"
 
 
-def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str, *, max_bytes: int) -> StoredFile:
+def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str, *, max_bytes: int,
+                       allowed_hosts: tuple[str, ...] = (), allow_loopback_http: bool = True) -> StoredFile:
     """GET the media with Twilio's basic auth and store it at `target` (atomically, fsynced). Raises
-    RecordingUnavailable (worth retrying: not 200, cut short, empty) or RecordingTooLarge."""
-    try:
-        response = requests.get(url, auth=(account_sid, auth_token), timeout=(5, 120), stream=True)
-    except requests.RequestException as exc:
-        raise RecordingUnavailable(f"could not reach {urlsplit(url).netloc}: {exc}") from exc
+    RecordingUnavailable (worth retrying: not 200, cut short, empty) or RecordingTooLarge. A redirect is
+    followed only to a URL that passes the same checks, and the credentials go only to the first host."""
+    origin = urlsplit(url).netloc
+    for _ in range(MAX_REDIRECTS + 1):
+        auth = (account_sid, auth_token) if urlsplit(url).netloc == origin else None
+        try:
+            response = requests.get(url, auth=auth, timeout=(5, 120), stream=True, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise RecordingUnavailable(f"could not reach {urlsplit(url).netloc}: {exc}") from exc
+        if response.status_code not in REDIRECT_STATUSES:
+            break
+        response.close()
+        url = checked_redirect(response.headers.get("Location", ""), url, allowed_hosts or (urlsplit(url).hostname
+                               or "",), allow_loopback_http=allow_loopback_http)
+    else:
+        raise PermanentJobError(f"more than {MAX_REDIRECTS} redirects for the recording; refusing to follow")
     with response:
         if response.status_code != 200:
             _read_a_little(response)
@@ -154,13 +195,14 @@ def download_recording(context: JobContext, recording_id: int) -> None:
             return
         if not recording.source_url:
             raise PermanentJobError("Twilio gave no RecordingUrl for this recording")
-        url = checked_media_url(recording.source_url, settings.recording_hosts)
+        url = checked_media_url(recording.source_url, settings.recording_hosts, allow_loopback_http=settings.debug)
         relative = storage_path(recording, settings.timezone)
         recording.state = RecordingState.DOWNLOADING
 
     target = settings.recordings_dir / relative
     stored = fetch_recording_to(target, url, settings.twilio_account_sid, settings.twilio_auth_token,
-                                max_bytes=settings.max_recording_bytes)
+                                max_bytes=settings.max_recording_bytes, allowed_hosts=settings.recording_hosts,
+                                allow_loopback_http=settings.debug)
     duration, channels = wav_facts(target)
 
     with context.database.session() as session:
@@ -170,7 +212,7 @@ def download_recording(context: JobContext, recording_id: int) -> None:
         recording.path = relative.as_posix()
         recording.sha256 = stored.sha256
         recording.size = stored.size
-        recording.content_type = stored.content_type
+        recording.content_type = STORED_CONTENT_TYPE  # what we asked for (.wav), never what upstream claimed
         recording.duration = duration if duration is not None else recording.duration
         recording.channels = channels or recording.channels
         recording.stored_at = utcnow()

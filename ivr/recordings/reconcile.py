@@ -29,6 +29,7 @@ from ivr.models import Call, Category, Checkpoint, Recording
 from ivr.tickets.operations import ABANDONED_NOTE, ensure_ticket, get_or_create_call, register_recording
 from ivr.tickets.procedure import record_event
 from ivr.twilio_rest import TwilioApi, TwilioApiError
+from ivr.twilio_sids import CALL_SID, RECORDING_SID
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,9 @@ def _recording(item: dict[str, Any], api: TwilioApi) -> TwilioRecording | None:
     sid, call_sid = _text(item.get("sid")), _text(item.get("call_sid"))
     if not sid or not call_sid:
         return None  # e.g. a conference recording without a call: nothing to put on a ticket
+    if not RECORDING_SID.fullmatch(sid) or not CALL_SID.fullmatch(call_sid):
+        log.warning("reconciliation skipped a recording whose SIDs are not in Twilio's format")
+        return None
     uri = _text(item.get("uri")) or api.account_path(f"Recordings/{sid}.json")
     try:
         duration = float(item["duration"]) if item.get("duration") is not None else None

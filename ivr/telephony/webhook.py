@@ -22,10 +22,10 @@ from ivr.runtime import current_database, current_settings
 from ivr.telephony.spool import Spool, new_entry
 from ivr.telephony.twiml import twiml_response
 from ivr.tickets.operations import get_or_create_call
+from ivr.twilio_sids import CALL_SID, RECORDING_SID
 
 log = logging.getLogger(__name__)
 
-CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 KEYPAD = re.compile(r"[0-9*#]+")
 MAX_PARAM_CHARS = 512
 MAX_DIGITS = 32
@@ -75,8 +75,11 @@ def twilio_webhook(
         def view() -> Response:
             form = {key: request.form.get(key, "") for key in request.form}
             call_sid = form.get(sid_param, "").strip()
-            if not CALL_SID.match(call_sid):
+            if not CALL_SID.fullmatch(call_sid):
                 return Response(f"missing or malformed {sid_param}\n", status=400, mimetype="text/plain")
+            recording_sid = form.get("RecordingSid", "")
+            if recording_sid and not RECORDING_SID.fullmatch(recording_sid.strip()):
+                return Response("malformed RecordingSid\n", status=400, mimetype="text/plain")
             token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
             deadline = time.monotonic() + current_settings().db_timeout_seconds
             for attempt in range(3):
