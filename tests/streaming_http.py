@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class Reply:
 
     path: Path
     mode: str = "whole"
+    pause: float = 0.0  # seconds between blocks: a slow upstream
 
 
 @dataclass
@@ -72,6 +74,8 @@ def running_streaming_server() -> Iterator[StreamingServer]:
                     else:
                         self.wfile.write(block)
                     sent += len(block)
+                    if reply.pause:
+                        time.sleep(reply.pause)
             if reply.mode == "chunked":
                 self.wfile.write(b"0\r\n\r\n")
 

@@ -8,12 +8,15 @@ import contextlib
 import time
 
 import pytest
+import requests
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
 
 from ivr.devphone.emulator import Message, TwilioEmulator
 from ivr.devphone.transport import HttpTransport
-from ivr.models import RecordingState
+from ivr.models import Job, JobState, RecordingState
 from tests.conftest import PG_URL
-from tests.factories import HELLO_WAV, recordings_of, sha256_of, ticket_for
+from tests.factories import HELLO_WAV, call_params, recordings_of, sha256_of, signed_post, ticket_for
 from tests.faults import (
     ANSWER_WITHIN_SECONDS,
     TWILIO_TIMEOUT_SECONDS,
@@ -69,3 +72,70 @@ def test_sqlite_locked_for_25_seconds_by_another_process_during_a_call(settings_
         assert before["tickets"] == 1 and before["recordings"] == 1
         ticket = ticket_for(database, result.call_sid)
         assert ticket is not None and ticket.category.value == "repair" and ticket.room == "3-2-501"
+
+
+def post_signed(server: ServeProcess, settings, path: str, params: dict[str, str]) -> requests.Response:
+    url = server.url + path
+    signature = RequestValidator(settings.twilio_auth_token).compute_signature(url, params)
+    return requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=TWILIO_TIMEOUT_SECONDS)
+
+
+def test_ivr_serve_killed_during_a_slow_download_finishes_it_after_a_restart(settings_environ, settings, database,
+                                                                              tmp_path):
+    from tests.streaming_http import Reply, running_streaming_server
+    from tests.test_recording_download import leftover_parts, write_wav
+
+    call_sid, recording_sid = "CA" + "8" * 32, "RE" + "8" * 32
+    body = tmp_path / "message.wav"
+    expected_sha = write_wav(body, 1024 * 1024)
+    with running_streaming_server() as upstream, ServeProcess(settings_environ, tmp_path / "serve.log") as server:
+        # The first fetch trickles (16 blocks, 1 s apart); the one after the restart comes at once.
+        url = upstream.serve(f"/rec/{recording_sid}.wav", Reply(body, pause=1.0), Reply(body))
+        params = call_params(call_sid, RecordingSid=recording_sid, RecordingUrl=url.removesuffix(".wav"),
+                             RecordingStatus="completed", RecordingDuration="60", RecordingSource="RecordVerb")
+        assert post_signed(server, settings, "/twilio/recording-status", params).status_code == 200
+        assert wait_until(lambda: len(upstream.requests) == 1, timeout=30)
+        server.kill()  # mid-download: the job is left `running`, owned by a dead process
+        with database.session(read_only=True) as session:
+            job = session.scalars(select(Job).where(Job.kind == "download_recording")).one()
+        assert job.state == JobState.RUNNING and job.owner and job.owner.endswith(f":{server.process.pid}")
+
+        server.start()  # re-queues the dead process's job at once (not after the 15-minute sweep of old)
+        assert wait_until(lambda: stored_once(database, call_sid), timeout=30), (tmp_path / "serve.log").read_text()
+    [recording] = recordings_of(database, call_sid)
+    assert recording.sha256 == expected_sha
+    assert (settings.recordings_dir / recording.path).read_bytes() == body.read_bytes()
+    assert leftover_parts(settings) == []
+    with database.session(read_only=True) as session:
+        job = session.scalars(select(Job).where(Job.kind == "download_recording")).one()
+    assert (job.state, job.attempts) == (JobState.DONE, 2)
+    assert len(upstream.requests) == 2
+
+
+def test_a_recording_host_down_for_ten_minutes_then_back(client, settings, database, recording_server):
+    """The production backoff (10 s doubling, capped at 30 min) scaled 1:200 so that ten minutes take three
+    seconds: the host refuses every fetch for the first "ten minutes", then serves the message."""
+    from ivr import create_app
+    from ivr.jobs import retry_delay
+
+    scale = 1 / 200
+    app = create_app(settings, retry_base_seconds=10 * scale, retry_cap_seconds=30 * 60 * scale)
+    queue = app.extensions["ivr.queue"]
+    call_sid, recording_sid = "CA" + "9" * 32, "RE" + "9" * 32
+    url = recording_server.add(recording_sid, HELLO_WAV, call_sid=call_sid)
+    outage_ends = time.monotonic() + 10 * 60 * scale
+    attempts_in_outage = sum(1 for n in range(1, 60) if sum(retry_delay(k) for k in range(1, n)) < 600)
+    recording_server.fail_next(recording_sid, times=attempts_in_outage, status=503)
+    params = call_params(call_sid, RecordingSid=recording_sid, RecordingUrl=url, RecordingStatus="completed",
+                         RecordingDuration="2", RecordingSource="RecordVerb")
+    assert signed_post(app.test_client(), settings, "/twilio/recording-status", params).status_code == 200
+    queue.start_embedded(workers=2)
+    try:
+        assert wait_until(lambda: stored_once(database, call_sid), timeout=30)
+    finally:
+        queue.stop_embedded()
+        app.extensions["ivr.database"].dispose()
+    assert time.monotonic() >= outage_ends - 0.5  # it really waited the outage out
+    assert recording_server.fetch_count(recording_sid) == attempts_in_outage + 1
+    [recording] = recordings_of(database, call_sid)
+    assert recording.sha256 == sha256_of(HELLO_WAV)

@@ -136,7 +136,11 @@ def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str
         if response.headers.get("Content-Encoding", "identity").lower() != "identity":
             expected = None  # the length is of the encoded body; requests hands us the decoded bytes
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        # A download of this recording cut off by a killed process left its part behind; the job's lease
+        # means no other download of it is running now.
+        for stale in target.parent.glob(f".part-{target.stem}-*"):
+            stale.unlink(missing_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".part-{target.stem}-")
         temp = Path(temp_name)
         try:
             digest, size = hashlib.sha256(), 0
