@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 from ivr.devphone.emulator import Message, TwilioEmulator
 from ivr.devphone.transport import HttpTransport
 from ivr.models import Job, JobState, RecordingState
+from ivr.telephony.prompts import prompt
 from tests.conftest import PG_URL
 from tests.factories import HELLO_WAV, call_params, recordings_of, sha256_of, signed_post, ticket_for
 from tests.faults import (
@@ -22,12 +23,15 @@ from tests.faults import (
     TWILIO_TIMEOUT_SECONDS,
     HookedTransport,
     ServeProcess,
+    ThrowawayPostgres,
     counts,
+    postgres_bindir,
     sqlite_locked_by_another_process,
     wait_until,
 )
 
 LOCK_SECONDS = 25
+TROUBLE = prompt("system_trouble")
 
 
 def stored_once(database, call_sid: str) -> bool:
@@ -139,3 +143,52 @@ def test_a_recording_host_down_for_ten_minutes_then_back(client, settings, datab
     assert recording_server.fetch_count(recording_sid) == attempts_in_outage + 1
     [recording] = recordings_of(database, call_sid)
     assert recording.sha256 == sha256_of(HELLO_WAV)
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL server binaries are not installed")
+@pytest.mark.skipif(bool(PG_URL), reason="runs once, in the SQLite pass: the server is the test's own")
+def test_postgresql_stopped_during_a_call_then_restarted(settings_environ, settings, recording_server, tmp_path):
+    from ivr.db import Database
+    from ivr.migrate import upgrade_database
+
+    postgres = ThrowawayPostgres()
+    try:
+        postgres.start()
+        upgrade_database(postgres.url)
+        environ = {**settings_environ, "IVR_DATABASE_URL": postgres.url}
+        with ServeProcess(environ, tmp_path / "serve.log") as server:
+            stopped: list[float] = []
+
+            def stop_before_the_room(index: int, url: str) -> None:
+                if index == 2:  # the greeting and the menu choice are written; then the server goes away
+                    postgres.stop("fast")
+                    stopped.append(time.monotonic())
+
+            transport = HookedTransport(HttpTransport(server.url, server.url, timeout=TWILIO_TIMEOUT_SECONDS),
+                                        stop_before_the_room)
+            phone = TwilioEmulator(transport, server.url, settings.twilio_account_sid, settings.twilio_auth_token,
+                                   recording_server)
+            result = phone.call(["1", "3*2*501#", Message(HELLO_WAV)], from_="+8613912345678")
+            assert stopped, "the fault never happened"
+            assert result.errors == [], result.describe()
+            assert all(exchange.status == 200 for exchange in result.requests), result.describe()
+            assert max(exchange.seconds for exchange in result.requests) < ANSWER_WITHIN_SECONDS
+            assert TROUBLE in result.said
+            health = requests.get(f"{server.url}/healthz", timeout=5)
+            assert health.status_code == 503 and health.json()["spool"]["pending"] >= 3
+
+            postgres.start()  # back: ivr serve replays the spool and fetches the message by itself
+            database = Database(postgres.url)
+            try:
+                assert wait_until(lambda: stored_once(database, result.call_sid), timeout=60), (
+                    (tmp_path / "serve.log").read_text()[-3000:])
+                ticket = ticket_for(database, result.call_sid)
+                assert ticket is not None and ticket.room == "3-2-501" and ticket.category.value == "repair"
+                [recording] = recordings_of(database, result.call_sid)
+                assert recording.sha256 == sha256_of(HELLO_WAV)
+                assert counts(database)["tickets"] == 1
+                assert requests.get(f"{server.url}/healthz", timeout=5).json()["status"] == "ok"
+            finally:
+                database.dispose()
+    finally:
+        postgres.remove()

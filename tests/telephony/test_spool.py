@@ -10,7 +10,6 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from ivr import create_app
 from ivr.cli import CliState, main
 from ivr.devphone.emulator import Message, TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
@@ -21,10 +20,7 @@ from tests.conftest import PG_URL
 from tests.factories import HELLO_WAV, create_staff, login, recordings_of, sha256_of, ticket_for
 from tests.faults import (
     ANSWER_WITHIN_SECONDS,
-    HookedTransport,
-    ThrowawayPostgres,
     counts,
-    postgres_bindir,
     sqlite_locked_by_another_process,
 )
 
@@ -186,45 +182,3 @@ def test_healthz_console_and_cli_show_what_waits_in_the_spool(app, client, setti
     replay_spool(app)
     assert client.get("/healthz").json["status"] == "ok"
     assert "暂存在服务器磁盘上" not in client.get("/console/").get_data(as_text=True)
-
-
-@pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL server binaries are not installed")
-@pytest.mark.skipif(bool(PG_URL), reason="runs once, in the SQLite pass: the server is the test's own")
-def test_postgresql_stopped_during_a_call_then_restarted(settings, recording_server):
-    from ivr.migrate import upgrade_database
-
-    server = ThrowawayPostgres()
-    server.start()
-    try:
-        upgrade_database(server.url)
-        pg_settings = settings.replace(database_url=server.url)
-        app = create_app(pg_settings, retry_base_seconds=0.05)
-        queue = app.extensions["ivr.queue"]
-        database = app.extensions["ivr.database"]
-        stop_before = 2  # voice and menu reach the database; the room webhook finds it gone
-
-        def fault(index: int, url: str) -> None:
-            if index == stop_before:
-                server.stop()
-
-        transport = HookedTransport(FlaskClientTransport(app, settings.public_url), fault)
-        phone = phone_for(app, pg_settings, recording_server, transport)
-        result = phone.call(["1", "3*2*501#", Message(HELLO_WAV)], from_="+8613912345678")
-        assert_answered_in_time(result)
-        assert TROUBLE in result.said
-        assert replay_spool(app).stopped_by is not None  # still down: nothing is lost, nothing applied
-
-        server.start()
-        outcome = replay_spool(app)
-        assert outcome.parked == 0 and outcome.stopped_by is None and outcome.replayed >= 3
-        queue.start_embedded(workers=2)
-        try:
-            assert queue.wait_idle(timeout=30)
-        finally:
-            queue.stop_embedded()
-        assert_one_stored_message(database, pg_settings, result.call_sid)
-        ticket = ticket_for(database, result.call_sid)
-        assert ticket is not None and ticket.room == "3-2-501" and ticket.category.value == "repair"
-        database.dispose()
-    finally:
-        server.remove()
