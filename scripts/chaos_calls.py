@@ -8,7 +8,7 @@ webhook.
 
 Faults (all by default; choose with --faults): `lock` (another process holds the SQLite write lock for
 3–25 s), `postgres` (the PostgreSQL server stopped for 2–10 s, then started), `kill` (`ivr serve` killed with
-SIGKILL and started again 1–3 s later), `recordings` (the recording host refuses connections for 5–20 s).
+SIGKILL and started again 1–3 s later), `recordings` (the recording host answers 503 for 5–20 s).
 Every message a caller left must end stored byte-exact on exactly one ticket; the exit status says so.
 """
 
@@ -39,7 +39,6 @@ from ivr.devphone.emulator import CallerScript, CallResult, Message, TwilioEmula
 from ivr.devphone.faults import (  # noqa: E402
     ServeProcess,
     ThrowawayPostgres,
-    free_port,
     postgres_bindir,
     sqlite_locked_by_another_process,
 )
@@ -109,11 +108,11 @@ class Faults(threading.Thread):
         self.serve.start()
 
     def _recordings(self) -> None:
-        self.recordings.stop()
+        self.recordings.outage = True
         try:
             self._hold(5, 20)
         finally:
-            self.recordings.start()
+            self.recordings.outage = False
 
 
 def main() -> int:
@@ -143,7 +142,7 @@ def main() -> int:
         else:
             database_url = f"sqlite:///{workdir / 'ivr.sqlite3'}"
         upgrade_database(database_url)
-        recordings = RecordingServer(ACCOUNT_SID, AUTH_TOKEN, port=free_port()).start()
+        recordings = RecordingServer(ACCOUNT_SID, AUTH_TOKEN).start()
         stack.callback(recordings.stop)
         environ = {"IVR_ENV": "development", "IVR_INSTANCE_DIR": str(workdir / "instance"),
                    "IVR_RECORDINGS_DIR": str(workdir / "recordings"), "IVR_DATABASE_URL": database_url,

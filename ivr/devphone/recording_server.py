@@ -115,6 +115,8 @@ class RecordingServer:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # While set, every request is answered 503: Twilio's media host having an outage.
+        self.outage = False
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -261,6 +263,8 @@ class RecordingServer:
     def _answer(self, path: str, auth_header: str | None) -> Answer:
         """(status, content type, body, extra headers) for a GET of `path`."""
         target = urlsplit(path)
+        if self.outage:
+            return _error(503, 20503, "Service Unavailable (outage injected)")
         if not self._authorized(auth_header):
             return _error(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
         for pattern, answer in ((_PATH, self._recording_answer), (_LIST, self._list_answer),
