@@ -11,7 +11,7 @@ from typing import Any
 
 import vosk
 
-from ivr.speech.audio import SAMPLE_WIDTH, AudioSource, PreparedChannel, prepare_audio
+from ivr.speech.audio import SAMPLE_WIDTH, AudioSource, PreparedChannel, open_audio
 from ivr.speech.model_store import DEFAULT_MODEL_NAME, DEFAULT_MODELS_DIR, KNOWN_MODELS, model_layout_problems
 from ivr.speech.text import normalise_transcript
 
@@ -183,28 +183,19 @@ class SpeechEngine:
                 f"audio is {channel.sample_rate} Hz but the model needs {self.sample_rate} Hz: "
                 "prepare it with prepare_audio(source, engine.sample_rate)"
             )
-        recogniser = vosk.KaldiRecognizer(self.model.model, float(self.sample_rate))
-        recogniser.SetWords(True)
-        chunk = int(self.sample_rate * CHUNK_SECONDS) * SAMPLE_WIDTH
-        segments: list[dict[str, Any]] = []
-        for offset in range(0, len(channel.pcm), chunk):
-            if recogniser.AcceptWaveform(channel.pcm[offset : offset + chunk]):
-                segments.append(json.loads(recogniser.Result()))
-        segments.append(json.loads(recogniser.FinalResult()))
-
-        words = [self._word(item) for segment in segments for item in segment.get("result", ())]
-        raw_text = " ".join(text for segment in segments if (text := segment.get("text", "").strip()))
-        return Transcript(
-            text=normalise_transcript(raw_text),
-            raw_text=raw_text,
-            words=words,
-            duration=channel.duration,
-            channel=channel.label,
-        )
+        decoder = _ChannelDecoder(self, channel.label)
+        decoder.feed(channel.pcm)
+        return decoder.finish()
 
     def transcribe_audio(self, source: AudioSource) -> list[Transcript]:
-        """Decode a recording (bytes or path) and transcribe each of its channels."""
-        return [self.transcribe(channel) for channel in prepare_audio(source, self.sample_rate)]
+        """Decode a recording (bytes or path) and transcribe each of its channels, feeding the recognisers as
+        the audio is decoded: memory stays flat however long the recording."""
+        with open_audio(source, self.sample_rate) as stream:
+            decoders = [_ChannelDecoder(self, label) for label in stream.labels]
+            for blocks in stream:
+                for decoder, block in zip(decoders, blocks, strict=True):
+                    decoder.feed(block)
+            return [decoder.finish() for decoder in decoders]
 
     def _word(self, item: dict[str, Any]) -> Word:
         conf = float(item.get("conf", 1.0))
@@ -214,4 +205,46 @@ class SpeechEngine:
             end=float(item["end"]),
             conf=conf,
             low_confidence=conf < self.low_confidence_threshold,
+        )
+
+
+class _ChannelDecoder:
+    """One channel's recogniser, fed PCM in any pieces; it hands Vosk CHUNK_SECONDS at a time from the start
+    of the audio (the same chunks however the audio arrives, so the same words and timings)."""
+
+    def __init__(self, engine: SpeechEngine, label: str) -> None:
+        self.engine = engine
+        self.label = label
+        self.recogniser = vosk.KaldiRecognizer(engine.model.model, float(engine.sample_rate))
+        self.recogniser.SetWords(True)
+        self.chunk = int(engine.sample_rate * CHUNK_SECONDS) * SAMPLE_WIDTH
+        self.segments: list[dict[str, Any]] = []
+        self.received = 0
+        self._pending = b""
+
+    def feed(self, pcm: bytes) -> None:
+        self.received += len(pcm)
+        data = self._pending + pcm if self._pending else pcm
+        whole = len(data) - len(data) % self.chunk
+        for offset in range(0, whole, self.chunk):
+            self._accept(data[offset : offset + self.chunk])
+        self._pending = data[whole:]
+
+    def _accept(self, chunk: bytes) -> None:
+        if self.recogniser.AcceptWaveform(chunk):
+            self.segments.append(json.loads(self.recogniser.Result()))
+
+    def finish(self) -> Transcript:
+        if self._pending:
+            self._accept(self._pending)
+            self._pending = b""
+        segments = [*self.segments, json.loads(self.recogniser.FinalResult())]
+        words = [self.engine._word(item) for segment in segments for item in segment.get("result", ())]
+        raw_text = " ".join(text for segment in segments if (text := segment.get("text", "").strip()))
+        return Transcript(
+            text=normalise_transcript(raw_text),
+            raw_text=raw_text,
+            words=words,
+            duration=self.received // SAMPLE_WIDTH / self.engine.sample_rate,
+            channel=self.label,
         )
