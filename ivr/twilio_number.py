@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -265,8 +265,10 @@ def configure_number_command(
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="List Twilio's recordings created on or after this day (GMT, YYYY-MM-DD); "
                    "default: since the last run, or the last two days.")
+@click.option("--settle", "settle_minutes", type=click.FloatRange(min=0), default=10, show_default=True,
+              help="Leave recordings younger than this many minutes to the live webhooks (0: import them too).")
 @click.pass_obj
-def reconcile_command(state: CliState, since: datetime | None) -> None:
+def reconcile_command(state: CliState, since: datetime | None, settle_minutes: float) -> None:
     """Import the recordings Twilio holds that the line never heard of (as recovered tickets)."""
     from ivr.jobs import JobContext, JobQueue
     from ivr.recordings.reconcile import ReconcileError, reconcile_recordings
@@ -275,7 +277,8 @@ def reconcile_command(state: CliState, since: datetime | None) -> None:
     # A queue bound to the database, so each download job is handed to the worker as its import commits.
     JobQueue(settings, state.database)
     try:
-        report = reconcile_recordings(JobContext(settings, state.database), since=since.date() if since else None)
+        report = reconcile_recordings(JobContext(settings, state.database), since=since.date() if since else None,
+                                      settle=timedelta(minutes=settle_minutes))
     except ReconcileError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -157,6 +157,7 @@ def main() -> int:
         phone = TwilioEmulator(transport, serve.url, ACCOUNT_SID, AUTH_TOKEN, recordings)
 
         def one_call(i: int) -> CallResult:
+            time.sleep(random.Random(seed + i).uniform(0.2, 1.0))  # callers arrive over time, not back to back
             room = f"{i % 30 + 1}*{i % 4 + 1}*{100 + i}#"
             return phone.call(CallerScript(["1", room, "1", "1"], message=Message(message)), from_=f"+86139{i:08d}")
 
@@ -170,15 +171,19 @@ def main() -> int:
         faults.join()
         calls_seconds = time.monotonic() - started
 
-        # The last safety net, as the periodic task would run it: recordings the server never heard of.
-        reconciled = subprocess.run([IVR, "twilio", "reconcile"], env=serve.environ, capture_output=True, text=True)
         left = {sid: result.call_sid for result in results for sid, path in result.recordings.items() if path}
         database = Database(database_url)
         stack.callback(database.dispose)
+        spool = workdir / "instance" / "spool"
         settle_started = time.monotonic()
+        while any(spool.glob("*.json")) and time.monotonic() - settle_started < SETTLE_SECONDS:
+            time.sleep(1)  # the server replays its spool first
+        # The last safety net, as the periodic task runs it ten minutes later: recordings never heard of.
+        reconciled = subprocess.run([IVR, "twilio", "reconcile", "--settle", "0"], env=serve.environ,
+                                    capture_output=True, text=True)
         while time.monotonic() - settle_started < SETTLE_SECONDS:
             stored = stored_messages(database, expected_sha)
-            if set(left) <= stored and not any((workdir / "instance" / "spool").glob("*.json")):
+            if set(left) <= stored:
                 break
             time.sleep(1)
         settle_seconds = time.monotonic() - settle_started

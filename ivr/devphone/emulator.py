@@ -349,6 +349,7 @@ class Exchange:
     body: str
     content_type: str = ""
     replies_identical: bool | None = None
+    seconds: float = 0.0  # how long the server took to answer (the last delivery, with retries)
 
 
 @dataclass
@@ -609,14 +610,17 @@ class _CallRun:
         if self.emulator.shared_key is not None:
             key = self.emulator.shared_key
             headers["X-Twilio-Webhooks-Signature-Settings"] = f"key={key.key},algorithm={key.algorithm}"
+        started = time.monotonic()
         reply = self._deliver(method, url, body_params, headers)
         identical = None
         if self.emulator.retry_webhooks:
+            started = time.monotonic()
             retry = self._deliver(method, url, body_params, headers)
             identical = (retry.status, retry.body) == (reply.status, reply.body)
             reply = retry
         self.result.requests.append(
-            Exchange(kind, method, url, body_params, headers, reply.status, reply.body, reply.content_type, identical)
+            Exchange(kind, method, url, body_params, headers, reply.status, reply.body, reply.content_type, identical,
+                     time.monotonic() - started)
         )
         return reply
 
