@@ -35,4 +35,12 @@ def create_app(settings: Settings | None = None, *, with_queue: bool = True, **q
     init_api(app)
     init_health(app)
     init_console(app)
+    if settings.trusted_proxies:
+        # The client's address, scheme and host as the proxies saw them (log-in limits, audit rows); without
+        # proxies these headers are anyone's to forge and stay ignored. Twilio signatures do not depend on
+        # them: they are checked against IVR_PUBLIC_URL.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     return app

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +47,7 @@ class Settings:
     twilio_api_url: str = "https://api.twilio.com"  # IVR_TWILIO_API_URL: base of every Twilio REST call
     max_recording_bytes: int = 256 * 1024 * 1024  # IVR_MAX_RECORDING_BYTES: larger downloads are refused
     db_timeout_seconds: float = 2.0  # IVR_DB_TIMEOUT: longest wait for a lock or a connection
+    trusted_proxies: int = 0  # IVR_TRUSTED_PROXIES: reverse proxies in front whose X-Forwarded-* are believed
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -79,6 +80,37 @@ def _positive_number(environ: Mapping[str, str], name: str, default: float, kind
     if value <= 0:
         raise ConfigError(f"{name} must be positive, not {raw!r}")
     return value
+
+
+MAX_TRUSTED_PROXIES = 5
+
+
+def _trusted_proxies(environ: Mapping[str, str]) -> int:
+    """IVR_TRUSTED_PROXIES: how many reverse proxies stand in front (0: X-Forwarded-* are ignored)."""
+    raw = environ.get("IVR_TRUSTED_PROXIES", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) > MAX_TRUSTED_PROXIES:
+        raise ConfigError(f"IVR_TRUSTED_PROXIES must be a whole number from 0 to {MAX_TRUSTED_PROXIES} "
+                          f"(the reverse proxies in front of the line), not {raw!r}")
+    return int(raw)
+
+
+def _redis_problem(url: str) -> str | None:
+    """Why a Redis URL must not carry the job queue, or None. The queue unpickles what it reads from Redis,
+    so whoever can write to it can run code in the worker: a password is required."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return f"IVR_REDIS_URL must be a redis://, rediss:// or unix:// URL, not {parts.scheme or url!r}"
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    if password or any(parse_qs(parts.query).get("password", [])):
+        return None
+    return ("IVR_REDIS_URL has no password: whoever can reach Redis could run code in the worker (jobs are "
+            "unpickled); use redis://:PASSWORD@host:6379/0 (or rediss://:PASSWORD@host for TLS) and set "
+            "requirepass in redis.conf")
 
 
 def _dev_secrets(instance_dir: Path) -> dict[str, str]:
@@ -186,6 +218,11 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
     db_timeout = _positive_number(environ, "IVR_DB_TIMEOUT", 2.0, float)
     if db_timeout > 10:
         raise ConfigError("IVR_DB_TIMEOUT must be at most 10 seconds (Twilio waits 15 s for a webhook)")
+    redis_url = environ.get("IVR_REDIS_URL") or None
+    if redis_url and (problem := _redis_problem(redis_url)):
+        if env == "production":
+            raise ConfigError(problem)
+        warnings.append(problem)
     settings = Settings(
         env=env,
         instance_dir=instance_dir,
@@ -195,7 +232,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         property_name=environ.get("IVR_PROPERTY_NAME", "").strip() or "幸福家园",
         duty_numbers=duty_numbers,
         recording_hosts=recording_hosts,
-        redis_url=environ.get("IVR_REDIS_URL") or None,
+        redis_url=redis_url,
         twilio_account_sid=account_sid,
         twilio_auth_token=auth_token,
         secret_key=secret_key,
@@ -207,6 +244,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         twilio_api_url=twilio_api_url,
         max_recording_bytes=int(max_recording_bytes),
         db_timeout_seconds=float(db_timeout),
+        trusted_proxies=_trusted_proxies(environ),
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

@@ -202,7 +202,8 @@ class Notice(Base):
 
 
 class LoginAttempt(Base):
-    """Failed and successful logins, for rate limiting and the audit."""
+    """Log-ins that succeeded, failed (wrong name or password) or were refused unchecked (too many failures
+    from that address), for rate limiting and the accounts page."""
 
     __tablename__ = "login_attempts"
     __table_args__ = (
@@ -215,6 +216,8 @@ class LoginAttempt(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     succeeded: Mapped[bool] = mapped_column(default=False)
+    # Refused before the password was checked; not a failure, so waiting out a delay is never held against anyone.
+    refused: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Recording(Base):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import generate_password_hash
 
 from ivr.db import utcnow
@@ -51,22 +54,132 @@ def check_password_rules(password: str) -> None:
         raise StaffError("passwords must be at least 10 characters")
 
 
+def set_password(user: User, password: str) -> None:
+    """A new password for the account; its sessions elsewhere end (the console logs in again)."""
+    check_password_rules(password)
+    user.password_hash = generate_password_hash(password)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """Every session of this account stops working: sessions carry the version they were made with."""
+    user.session_version = (user.session_version or 0) + 1
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, user: User | None = None) -> str:
-    """A new API token; only its digest is stored, so the plain token is returned once."""
+DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
+
+
+class TokenRefused(Exception):
+    """A presented bearer token that does not open the API; the message says why (it becomes the 401)."""
+
+
+def parse_expiry(text: str, timezone: str, now: datetime | None = None) -> datetime | None:
+    """`--expires`: `30d` (days from now), `2027-01-31` (valid to the end of that day, property time) or
+    `never` (None)."""
+    now = now or utcnow()
+    text = text.strip().lower()
+    if text == "never":
+        return None
+    if match := re.fullmatch(r"(\d{1,4})d", text):
+        days = int(match.group(1))
+        if days < 1:
+            raise StaffError("--expires needs at least 1d")
+        return now + timedelta(days=days)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise StaffError(f"--expires must be a number of days (30d), a date (2027-01-31) or never, not {text!r}") \
+            from None
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    if end <= now:
+        raise StaffError(f"--expires {text} is in the past")
+    return end
+
+
+def create_token(
+    session: Session, name: str, user: User | None = None, *, service: bool = False,
+    expires: timedelta | datetime | None = DEFAULT_TOKEN_LIFETIME,
+) -> str:
+    """A new API token acting for `user`, or a service token (no account: sees every ticket) when `service`
+    is asked for explicitly. `expires`: a lifetime, a moment, or None for never. Only the digest is stored,
+    so the plain token is returned once."""
+    if user is None and not service:
+        raise StaffError("a token acts for a staff account (--user NAME) or, asked for explicitly, is a service "
+                         "token that sees every ticket (--service)")
+    if user is not None and service:
+        raise StaffError("a token is either for a staff account (--user) or a service token (--service), not both")
+    if not name.strip() or len(name) > 64:
+        raise StaffError("a token name is 1 to 64 characters")
+    if name.isdigit():
+        raise StaffError("a token name cannot be only digits (`ivr token revoke` takes an id or a name)")
+    if _live_tokens_named(session, name):
+        raise StaffError(f"a live token is already called {name!r}; revoke it or choose another name")
+    now = utcnow()
+    expires_at = now + expires if isinstance(expires, timedelta) else expires
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_sha256=token_digest(token), user=user))
+    session.add(ApiToken(name=name, token_sha256=token_digest(token), user=user, service=service,
+                         created_at=now, expires_at=expires_at))
     session.flush()
     return token
 
 
-def token_owner(session: Session, token: str) -> ApiToken | None:
-    """The live token record for a presented bearer token."""
+def _live_tokens_named(session: Session, name: str) -> list[ApiToken]:
+    now = utcnow()
+    query = select(ApiToken).where(ApiToken.name == name, ApiToken.revoked.is_(False)).order_by(ApiToken.id)
+    return [t for t in session.scalars(query) if t.expires_at is None or t.expires_at > now]
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every token, newest first, with its account loaded."""
+    return list(session.scalars(select(ApiToken).options(selectinload(ApiToken.user)).order_by(ApiToken.id.desc())))
+
+
+def token_state(token: ApiToken, now: datetime | None = None) -> str:
+    """revoked, expired or active."""
+    if token.revoked:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= (now or utcnow()):
+        return "expired"
+    return "active"
+
+
+def revoke_token(session: Session, id_or_name: str) -> ApiToken:
+    """Revoke the token with this id, or the one live token with this name."""
+    if id_or_name.isdigit():
+        found = session.get(ApiToken, int(id_or_name))
+        if found is None:
+            raise StaffError(f"no token with id {id_or_name} (see `ivr token list`)")
+        record = found
+    else:
+        named = _live_tokens_named(session, id_or_name)
+        if not named:
+            raise StaffError(f"no live token called {id_or_name!r} (see `ivr token list`)")
+        if len(named) > 1:  # made before names were kept unique among live tokens
+            ids = ", ".join(str(t.id) for t in named)
+            raise StaffError(f"several live tokens are called {id_or_name!r} (ids {ids}): revoke one by id")
+        record = named[0]
+    record.revoked = True
+    session.flush()
+    return record
+
+
+def token_owner(session: Session, token: str) -> ApiToken:
+    """The live token record for a presented bearer token, its last use recorded; TokenRefused otherwise."""
     record = session.scalars(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).first()
-    if record is None or record.revoked or (record.user is not None and not record.user.active):
-        return None
-    record.last_used_at = utcnow()
+    if record is None:
+        raise TokenRefused("invalid token")
+    now = utcnow()
+    if record.revoked:
+        raise TokenRefused("token revoked")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise TokenRefused(f"token expired at {record.expires_at:%Y-%m-%d %H:%M} UTC")
+    if record.user is None and not record.service:
+        raise TokenRefused("token has no account")
+    if record.user is not None and not record.user.active:
+        raise TokenRefused("the token's account is disabled")
+    record.last_used_at = now
     return record

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from ivr.models import Call, Category, Recording, RecordingState, Ticket, TicketStatus
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
-from ivr.staff import token_owner
+from ivr.staff import TokenRefused, token_owner
 from ivr.web.access import can_see, visible
 from ivr.web.auth import StaffUser
 
@@ -39,11 +39,12 @@ def require_token() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         abort(401, "missing bearer token")
     with current_database().session() as session:
-        record = token_owner(session, token.strip())
-        if record is None:
-            abort(401, "invalid or revoked token")
+        try:
+            record = token_owner(session, token.strip())
+        except TokenRefused as refused:
+            abort(401, str(refused))
         g.api_token_id = record.id
-        # A token carries its account's role; a token made without --user is a service token (sees all).
+        # A token carries its account's role; a service token (`--service`, no account) sees all.
         g.api_staff = StaffUser(record.user) if record.user is not None else None
 
 

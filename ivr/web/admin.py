@@ -1,18 +1,18 @@
-"""Staff accounts, for admins: create, deactivate / reactivate, reset a password."""
+"""Staff accounts, for admins: create, deactivate / reactivate, reset a password; recent log-in trouble."""
 
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
+from flask_login import current_user, login_user
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from ivr.models import User
 from ivr.runtime import request_transaction
-from ivr.staff import ROLES, StaffError, check_password_rules, create_user
+from ivr.staff import ROLES, StaffError, create_user, end_sessions, set_password
 from ivr.tickets.procedure import DEPARTMENTS
 from ivr.web.access import MANAGE_USERS, roles_required
+from ivr.web.auth import StaffUser, recent_login_trouble
 from ivr.web.blueprint import blueprint
 
 
@@ -21,7 +21,8 @@ from ivr.web.blueprint import blueprint
 def users() -> ResponseReturnValue:
     with request_transaction() as session:
         accounts = list(session.scalars(select(User).order_by(User.username)))
-        return render_template("users.html", users=accounts, roles=ROLES, departments=DEPARTMENTS)
+        return render_template("users.html", users=accounts, roles=ROLES, departments=DEPARTMENTS,
+                               login_trouble=recent_login_trouble(session))
 
 
 @blueprint.post("/users")
@@ -43,7 +44,7 @@ def create_account() -> ResponseReturnValue:
 @blueprint.post("/users/<int:user_id>")
 @roles_required(*MANAGE_USERS)
 def update_account(user_id: int) -> ResponseReturnValue:
-    """Deactivate / reactivate, or set a new password."""
+    """Deactivate / reactivate, or set a new password; either ends the account's sessions."""
     with request_transaction() as session:
         user = session.get(User, user_id)
         if user is None:
@@ -53,13 +54,15 @@ def update_account(user_id: int) -> ResponseReturnValue:
                 flash("不能停用自己的账号", "error")
             else:
                 user.active = not user.active
+                end_sessions(user)  # re-enabling an account does not bring its old sessions back
                 flash(f"{user.username} 已{'启用' if user.active else '停用'}", "ok")
         elif password := request.form.get("password", ""):
             try:
-                check_password_rules(password)
+                set_password(user, password)
             except StaffError as exc:
                 flash(str(exc), "error")
             else:
-                user.password_hash = generate_password_hash(password)
-                flash(f"{user.username} 的密码已重置", "ok")
+                if user.id == current_user.id:
+                    login_user(StaffUser(user))  # the admin's own sessions elsewhere end, this one goes on
+                flash(f"{user.username} 的密码已重置,其登录会话已全部结束", "ok")
     return redirect(url_for("console.users"))

@@ -1,4 +1,4 @@
-"""idempotency tokens scoped to call and endpoint; session versions; token expiry; audit events
+"""idempotency tokens scoped to call and endpoint; session versions; token expiry; audit events; refused log-ins
 
 Revision ID: 0003
 Revises: 0002
@@ -29,6 +29,7 @@ def upgrade() -> None:
     # Tokens made before without a user were service tokens in all but name.
     op.execute("UPDATE api_tokens SET service = true WHERE user_id IS NULL")
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('refused', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.create_index('ix_login_attempts_remote_addr_at', ['remote_addr', 'at'], unique=False)
     op.create_table('audit_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -58,6 +59,7 @@ def downgrade() -> None:
     op.drop_table('audit_events')
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
         batch_op.drop_index('ix_login_attempts_remote_addr_at')
+        batch_op.drop_column('refused')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_column('service')
         batch_op.drop_column('expires_at')

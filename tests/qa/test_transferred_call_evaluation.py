@@ -53,7 +53,7 @@ def test_a_transferred_call_is_scored_with_evidence(qa_app, settings, recording_
         assert evaluation.call.call_sid == result.call_sid
         assert evaluation.agent_number == AGENT_NUMBER and evaluation.agent.username == "wangfang"
         machine = evaluation.suggested
-        token = create_token(session, "qa-tool")
+        token = create_token(session, "qa-tool", service=True)
         sid = recording.recording_sid
     # Events: ring time (E1) and who ended the call (E6) come from Twilio's callbacks, not from speech.
     # Twilio's event timestamps have whole seconds: ringing started ~0.5 s after the dial, answer at 6 s.

@@ -32,11 +32,20 @@ def test_a_wrong_password_is_refused_and_recorded(client, database):
 
 
 def test_repeated_failures_lock_the_account_for_a_while(client, database):
+    """Five failures for a name from one address refuse that name from that address for a minute; other
+    addresses and growing delays: tests/web/test_login.py."""
     create_staff(database, "wang", "night_shift")
+    create_staff(database, "li", "night_shift")
+    for _ in range(4):
+        assert login(client, "wang", "wrong-password").status_code == 401
+    assert login(client, "wang").status_code == 302  # four failures: still in
+    client.post("/console/logout", data={"csrf_token": csrf_from(client, "/console/")})
     for _ in range(5):
         assert login(client, "wang", "wrong-password").status_code == 401
-    locked = login(client, "wang")  # even the right password, until the window passes
-    assert locked.status_code == 429 and "15分钟" in locked.get_data(as_text=True)
+    locked = login(client, "wang")  # even the right password, until the delay has passed
+    assert locked.status_code == 429 and "请1分钟后再试" in locked.get_data(as_text=True)
+    assert 0 < int(locked.headers["Retry-After"]) <= 60
+    assert login(client, "li").status_code == 302  # another account from the same address is not refused
 
 
 def test_login_without_csrf_token_is_refused(client, database):
