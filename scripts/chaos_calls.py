@@ -3,7 +3,7 @@
 count of what survived. Prints calls placed, messages left and stored byte-exact, duplicates and the slowest
 webhook.
 
-    .venv/bin/python scripts/chaos_calls.py --calls 60 --concurrency 8
+    .venv/bin/python scripts/chaos_calls.py --calls 200 --concurrency 8 --duration 120
     .venv/bin/python scripts/chaos_calls.py --postgres          # a throwaway PostgreSQL, stopped and restarted
 
 Faults (all by default; choose with --faults): `lock` (another process holds the SQLite write lock for
@@ -35,7 +35,9 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import func, select  # noqa: E402
 
 from ivr.db import Database  # noqa: E402
-from ivr.devphone.emulator import CallerScript, CallResult, Message, TwilioEmulator, write_tone_wav  # noqa: E402
+from ivr.devphone.audio import write_tone_wav  # noqa: E402
+from ivr.devphone.callers import CallerScript, Message  # noqa: E402
+from ivr.devphone.emulator import TwilioEmulator  # noqa: E402
 from ivr.devphone.faults import (  # noqa: E402
     ServeProcess,
     ThrowawayPostgres,
@@ -43,6 +45,7 @@ from ivr.devphone.faults import (  # noqa: E402
     sqlite_locked_by_another_process,
 )
 from ivr.devphone.recording_server import RecordingServer  # noqa: E402
+from ivr.devphone.results import CallResult  # noqa: E402
 from ivr.devphone.transport import HttpTransport  # noqa: E402
 from ivr.migrate import upgrade_database  # noqa: E402
 from ivr.models import Call, CallEvent, Recording, RecordingState, Ticket  # noqa: E402
@@ -117,8 +120,9 @@ class Faults(threading.Thread):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds over which the calls arrive")
     parser.add_argument("--postgres", action="store_true", help="run on a throwaway PostgreSQL server")
     parser.add_argument("--faults", help="comma-separated: lock, postgres, kill, recordings (default: all that apply)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (printed, to repeat a run)")
@@ -157,7 +161,8 @@ def main() -> int:
         phone = TwilioEmulator(transport, serve.url, ACCOUNT_SID, AUTH_TOKEN, recordings)
 
         def one_call(i: int) -> CallResult:
-            time.sleep(random.Random(seed + i).uniform(0.2, 1.0))  # callers arrive over time, not back to back
+            # Callers arrive spread over --duration (not back to back), so the faults meet calls throughout.
+            time.sleep(max(0.0, started + i * args.duration / args.calls - time.monotonic()))
             room = f"{i % 30 + 1}*{i % 4 + 1}*{100 + i}#"
             return phone.call(CallerScript(["1", room, "1", "1"], message=Message(message)), from_=f"+86139{i:08d}")
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from twilio.request_validator import RequestValidator
 
@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 FAILED_FOLDER = "failed"
 REPLAY_INTERVAL_SECONDS = 5.0
-# What says "the database is still not there": stop replaying and try again later.
-DATABASE_DOWN = (OperationalError, PoolTimeout, DBAPIError)
+# What says "the database is still not there" (unreachable, locked, timed out): stop and try again later.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+INTEGRITY_RETRIES = 3  # a race with a live webhook for the same call: run again, as live requests do
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,13 @@ def replay_spool(app: Flask) -> ReplayResult:
                 with app.test_request_context(entry.path, method="POST", data=entry.form,
                                               query_string=entry.query, base_url=settings.public_url), \
                         frozen_clock(entry.arrival):
-                    run_step(step, entry.endpoint, call_sid, entry.form, entry.replay_token)
+                    for attempt in range(1, INTEGRITY_RETRIES + 1):
+                        try:
+                            run_step(step, entry.endpoint, call_sid, entry.form, entry.replay_token)
+                            break
+                        except IntegrityError:
+                            if attempt == INTEGRITY_RETRIES:
+                                raise
             except DATABASE_DOWN as exc:
                 result.stopped_by = f"database still unavailable: {type(exc).__name__}"
                 result.remaining = len(entries) - index

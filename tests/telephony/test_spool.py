@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from ivr.cli import CliState, main
-from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import RecordingState
 from ivr.telephony.prompts import prompt
@@ -182,3 +183,28 @@ def test_healthz_console_and_cli_show_what_waits_in_the_spool(app, client, setti
     replay_spool(app)
     assert client.get("/healthz").json["status"] == "ok"
     assert "暂存在服务器磁盘上" not in client.get("/console/").get_data(as_text=True)
+
+
+def test_a_race_with_a_live_webhook_during_replay_is_run_again_not_mistaken_for_an_outage(
+        app, settings, database, recording_server, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from ivr.telephony import webhook
+
+    phone = phone_for(app, settings, recording_server)
+    monkeypatch.setattr("ivr.telephony.webhook.get_or_create_call", _database_down)
+    result = phone.call([Message(HELLO_WAV)])
+    monkeypatch.undo()
+    pending = Spool(settings.spool_dir).status().pending
+    real_run_step, raced = webhook.run_step, []
+
+    def racing_run_step(*args, **kwargs):
+        if not raced:  # the first replayed request loses a race once (a live request inserted first)
+            raced.append(True)
+            raise IntegrityError("INSERT", None, Exception("UNIQUE constraint failed"))
+        return real_run_step(*args, **kwargs)
+
+    monkeypatch.setattr(webhook, "run_step", racing_run_step)
+    outcome = replay_spool(app)
+    assert raced and (outcome.replayed, outcome.parked, outcome.stopped_by) == (pending, 0, None)
+    assert ticket_for(database, result.call_sid) is not None
