@@ -274,6 +274,7 @@ def user_set_password(state: CliState, username: str, password: str) -> None:
 
 
 # Subcommands that live beside their feature; imported last because they import `main`'s module.
+from ivr.audit_cli import audit as _audit  # noqa: E402
 from ivr.devphone.cli import call as _call  # noqa: E402
 from ivr.fees.cli import fees as _fees  # noqa: E402
 from ivr.jobs_cli import jobs as _jobs  # noqa: E402
@@ -282,5 +283,5 @@ from ivr.speech.cli import transcribe as _transcribe  # noqa: E402
 from ivr.telephony.spool_cli import spool as _spool  # noqa: E402
 from ivr.twilio_number import twilio as _twilio  # noqa: E402
 
-for _command in (_call, _fees, _jobs, _models, _spool, _transcribe, _twilio):
+for _command in (_audit, _call, _fees, _jobs, _models, _spool, _transcribe, _twilio):
     main.add_command(_command)

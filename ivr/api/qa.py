@@ -8,11 +8,14 @@ from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from ivr.api.views import blueprint
-from ivr.models import Call, Evaluation, Recording, Transcript
-from ivr.qa.evaluations import correct_channel
+from ivr.access import correction_access, evaluation_access
+from ivr.api.views import api_principal, api_reader, blueprint
+from ivr.audit import READ_EVALUATION, record_read
+from ivr.models import Call, Evaluation, Recording
+from ivr.qa.evaluations import correct_channel, evaluation_of_call, transfer_recording
 from ivr.qa.scorecard import effective_answers, load_form
 from ivr.runtime import current_database, current_settings
+from ivr.web.access import enforce
 
 MAX_TRANSCRIPT_CHARS = 20000
 
@@ -48,33 +51,40 @@ def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
 
 @blueprint.get("/calls/<call_sid>/evaluation")
 def call_evaluation(call_sid: str) -> ResponseReturnValue:
-    if g.api_staff is not None and g.api_staff.role not in ("qa", "manager", "admin", "night_shift"):
-        abort(403, "QA results are for QA, managers and the night shift")
+    """The call's evaluation, for its subject and the reviewers (others: 403 whether or not it exists)."""
     with current_database().session() as session:
         evaluation = session.scalars(select(Evaluation).join(Evaluation.call).where(Call.call_sid == call_sid)).first()
-        if evaluation is None:
-            abort(404, "no evaluation for this call (only calls put through to a person are scored)")
+        enforce(evaluation_access(api_principal(), evaluation),
+                hidden="no evaluation for this call (only calls put through to a person are scored)",
+                forbidden="an evaluation is for the staff member scored and for QA, managers and admins")
+        assert evaluation is not None
+        recording = transfer_recording(evaluation.call)
+        record_read(session, api_reader(session), READ_EVALUATION, call_sid=call_sid,
+                    recording_sid=recording.recording_sid if recording else None)
         return jsonify(evaluation_json(evaluation))
 
 
 @blueprint.put("/recordings/<sid>/transcripts/<int:channel>")
 def correct_channel_transcript(sid: str, channel: int) -> ResponseReturnValue:
-    """A person's corrected text for one channel; the machine words stay. Re-scores a transfer."""
-    if g.api_staff is not None and g.api_staff.role == "department":
-        abort(403, "departments cannot correct transcripts")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-        abort(400, 'send JSON {"text": "…"}')
-    text = body["text"].strip()[:MAX_TRANSCRIPT_CHARS]
-    who = g.api_staff.username if g.api_staff is not None else f"api-token-{g.api_token_id}"
+    """A person's corrected text for one channel; the machine words stay. Re-scores a transfer. A ticket's
+    message: whoever may change the ticket; a transfer: the reviewers, not the staff member scored."""
     with current_database().session() as session:
-        transcript = session.scalars(
-            select(Transcript).join(Transcript.recording)
-            .where(Recording.recording_sid == sid, Transcript.channel == channel)).first()
+        recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
+        if recording is None:
+            abort(404, "no such recording")
+        evaluation = evaluation_of_call(session, recording.call_id)
+        enforce(correction_access(api_principal(), recording, evaluation), hidden="no such recording",
+                forbidden="ticket messages are corrected by the night shift, managers, admins and the ticket's "
+                          "department; transfer recordings by QA, managers and admins, never by the staff "
+                          "member scored; service tokens correct nothing")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            abort(400, 'send JSON {"text": "…"}')
+        text = body["text"].strip()[:MAX_TRANSCRIPT_CHARS]
+        transcript = next((t for t in recording.transcripts if t.channel == channel), None)
         if transcript is None:
             abort(404, "no transcript for this recording and channel yet")
-        correct_channel(session, transcript, text, who, current_settings().property_name)
-        evaluation = session.scalars(
-            select(Evaluation).where(Evaluation.call_id == transcript.recording.call_id)).first()
+        correct_channel(session, transcript, text, g.api_staff.username, current_settings().property_name)
+        evaluation = evaluation_of_call(session, recording.call_id)
         return jsonify({"sid": sid, "channel": channel, "text": transcript.corrected_text,
                         "evaluation": evaluation_json(evaluation) if evaluation else None})

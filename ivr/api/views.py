@@ -1,4 +1,5 @@
-"""GET /api/tickets, /api/tickets/<id>, /api/recordings/<sid>/audio."""
+"""GET /api/tickets, /api/tickets/<id>, /api/recordings/<sid>/audio: what the token may see under the access
+policy (ivr.access), each read audited (ivr.audit)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 from werkzeug.exceptions import HTTPException
 
-from ivr.models import Call, Category, Recording, RecordingState, Ticket, TicketStatus
+from ivr.access import Principal, ServiceToken, recording_access, ticket_access, ticket_scope
+from ivr.audit import LIST_TICKETS, READ_TICKET, Reader, record_listen, record_read
+from ivr.models import ApiToken, Call, Category, Recording, RecordingState, Ticket, TicketStatus
+from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
 from ivr.staff import TokenRefused, token_owner
-from ivr.web.access import can_see, visible
+from ivr.web.access import enforce
 from ivr.web.auth import StaffUser
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -48,8 +52,20 @@ def require_token() -> None:
         g.api_staff = StaffUser(record.user) if record.user is not None else None
 
 
-def _may_see(ticket: Ticket) -> bool:
-    return g.api_staff is None or can_see(ticket, g.api_staff)
+def api_principal() -> Principal:
+    """Who the token acts for under the access policy: its account, or the program of a service token."""
+    return g.api_staff if g.api_staff is not None else ServiceToken(g.api_token_id)
+
+
+def api_reader(session: Session) -> Reader:
+    """The token as the audit records it: its account's username, or `token:<name>` for a service token."""
+    if g.api_staff is not None:
+        actor = g.api_staff.username
+    else:
+        token = session.get(ApiToken, g.api_token_id)
+        actor = f"token:{token.name if token else g.api_token_id}"
+    return Reader(actor=actor, via="api", user_id=g.api_staff.id if g.api_staff is not None else None,
+                  token_id=g.api_token_id, remote_addr=request.remote_addr)
 
 
 def recording_json(recording: Recording) -> dict[str, Any]:
@@ -131,11 +147,12 @@ def list_tickets() -> ResponseReturnValue:
         query = query.where(Ticket.room == room)
     if (urgent := request.args.get("urgent")) is not None:
         query = query.where(Ticket.urgent.is_(urgent.lower() in ("1", "true", "yes")))
-    if g.api_staff is not None:
-        query = visible(query, g.api_staff)
+    query = ticket_scope(api_principal()).where(query)
     limit, offset = _int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0, 10**9)
     with current_database().session() as session:
         tickets = session.scalars(query.limit(limit).offset(offset)).all()
+        record_read(session, api_reader(session), LIST_TICKETS, ids=[t.id for t in tickets],
+                    query={key: value[:100] for key, value in list(request.args.items())[:20]})
         return jsonify(tickets=[ticket_json(t) for t in tickets], limit=limit, offset=offset)
 
 
@@ -143,18 +160,24 @@ def list_tickets() -> ResponseReturnValue:
 def show_ticket(ticket_id: int) -> ResponseReturnValue:
     with current_database().session() as session:
         ticket = session.get(Ticket, ticket_id)
-        if ticket is None or not _may_see(ticket):
+        if ticket is None:
             abort(404, f"no ticket {ticket_id}")
+        enforce(ticket_access(api_principal(), ticket), hidden=f"no ticket {ticket_id}")
+        record_read(session, api_reader(session), READ_TICKET, ticket_id=ticket.id)
         return jsonify(ticket_json(ticket))
 
 
 @blueprint.get("/recordings/<sid>/audio")
 def recording_audio(sid: str) -> ResponseReturnValue:
-    """The stored bytes, exactly as Twilio sent them; supports HTTP range requests for seeking."""
+    """The stored bytes, exactly as Twilio sent them; supports HTTP range requests for seeking. Each listen
+    is audited (the range requests of one listen once: ivr.audit)."""
     with current_database().session() as session:
         recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
-        hidden = g.api_staff is not None and (recording is None or recording.ticket is None
-                                              or not _may_see(recording.ticket))
-        if recording is None or hidden:
+        if recording is None:
             abort(404, "no such recording")
-        return stored_recording_response(recording)
+        enforce(recording_access(api_principal(), recording, evaluation_of_call(session, recording.call_id)),
+                hidden="no such recording")
+        response = stored_recording_response(recording)
+        if request.method == "GET":  # a HEAD sends no audio
+            record_listen(session, api_reader(session), recording, request.headers.get("Range"))
+        return response

@@ -39,6 +39,11 @@ def transfer_recording(call: Call) -> Recording | None:
     return next((r for r in reversed(call.recordings) if r.source == "dial"), None)
 
 
+def evaluation_of_call(session: Session, call_id: int) -> Evaluation | None:
+    """The call's evaluation, if it was put through to a person and scored."""
+    return session.scalars(select(Evaluation).where(Evaluation.call_id == call_id)).first()
+
+
 def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFacts, str | None, User | None]:
     """What the rules need, plus the number that answered and its staff account."""
     started = call.started_at

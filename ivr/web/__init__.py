@@ -34,7 +34,7 @@ def unread_notices() -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     from ivr.api.views import blueprint as api_blueprint
     from ivr.telephony import blueprint as telephony_blueprint
-    from ivr.web import admin, dashboard, formatting, qa, queue, ticket  # noqa: F401  (views register themselves)
+    from ivr.web import admin, audit, dashboard, formatting, qa, queue, ticket  # noqa: F401  (views register)
     from ivr.web.auth import blueprint as auth_blueprint
     from ivr.web.auth import login_manager
     from ivr.web.blueprint import blueprint

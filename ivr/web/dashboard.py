@@ -12,12 +12,12 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ivr.access import ticket_scope
 from ivr.db import utcnow
 from ivr.models import Category, Job, JobState, Ticket, TicketStatus
 from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, STATUS_LABELS
 from ivr.tickets.sla import SlaState, clocks
-from ivr.web.access import visible
 from ivr.web.blueprint import blueprint
 
 # Who is shown the failed background jobs: the people who run `ivr jobs retry` or have it run.
@@ -76,7 +76,7 @@ def overview(tickets: list[Ticket], timezone: str) -> Overview:
 @login_required
 def dashboard() -> ResponseReturnValue:
     session = request_session()  # reads only: never waits for the write lock
-    query = visible(select(Ticket).options(selectinload(Ticket.call)), current_user)
+    query = ticket_scope(current_user).where(select(Ticket).options(selectinload(Ticket.call)))
     tickets: list[Ticket] = list(session.scalars(query))
     failed_jobs = None
     if current_user.role in SEE_FAILED_JOBS:

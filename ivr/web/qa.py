@@ -17,6 +17,15 @@ from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
+from ivr.access import (
+    REVIEWERS,
+    SCORED,
+    correction_access,
+    evaluation_access,
+    respond_access,
+    review_access,
+)
+from ivr.audit import READ_EVALUATION, record_read
 from ivr.db import utcnow
 from ivr.models import Call, Evaluation, EvaluationStatus, User
 from ivr.qa.evaluations import ReviewError, correct_channel, respond, review, transfer_recording
@@ -33,10 +42,10 @@ from ivr.qa.reports import (
 from ivr.qa.scorecard import ANSWER_LABELS, ANSWERS, effective_answers, load_form
 from ivr.qa.speech import CHANNEL_NAMES
 from ivr.runtime import current_settings, request_transaction
-from ivr.web.access import roles_required
+from ivr.web.access import enforce, roles_required
+from ivr.web.audit import console_reader
 from ivr.web.blueprint import blueprint
 
-REVIEWERS = ("qa", "manager", "admin")
 STATUS_LABELS = {
     EvaluationStatus.SUGGESTED: "待复核", EvaluationStatus.REVIEWED: "已复核",
     EvaluationStatus.ACKNOWLEDGED: "已确认", EvaluationStatus.DISPUTED: "申诉中",
@@ -103,7 +112,7 @@ def qa_list() -> ResponseReturnValue:
 
 
 @blueprint.get("/qa/mine")
-@roles_required("night_shift", *REVIEWERS)
+@roles_required(*SCORED)
 def qa_mine() -> ResponseReturnValue:
     """The logged-in staff member's own evaluations."""
     with request_transaction() as session:
@@ -114,14 +123,11 @@ def qa_mine() -> ResponseReturnValue:
 
 
 def _evaluation_or_abort(session: Session, call_sid: str) -> Evaluation:
-    """The call's evaluation, if the user may see it: reviewers see all, staff only their own.
-    Others get 403 whether or not the call exists, so they cannot probe for call ids."""
+    """The call's evaluation, if the user may read it (ivr.access.evaluation_access): reviewers see all,
+    staff only their own; others get 403 whether or not the call exists, so they cannot probe for call ids."""
     evaluation = session.scalars(select(Evaluation).join(Evaluation.call).where(Call.call_sid == call_sid)).first()
-    reviewer = current_user.role in REVIEWERS
-    if evaluation is None:
-        abort(404 if reviewer else 403)
-    if not reviewer and evaluation.agent_user_id != current_user.id:
-        abort(403)
+    enforce(evaluation_access(current_user, evaluation))
+    assert evaluation is not None
     return evaluation
 
 
@@ -154,12 +160,17 @@ def scorecard_rows(evaluation: Evaluation) -> list[tuple[str, list[ScorecardRow]
 def qa_call(call_sid: str) -> ResponseReturnValue:
     with request_transaction() as session:
         evaluation = _evaluation_or_abort(session, call_sid)
+        recording = transfer_recording(evaluation.call)
+        record_read(session, console_reader(), READ_EVALUATION, call_sid=call_sid,
+                    recording_sid=recording.recording_sid if recording else None)
         return render_template(
             "qa_call.html", evaluation=evaluation, call=evaluation.call, sections=scorecard_rows(evaluation),
-            recording=transfer_recording(evaluation.call), answer_labels=ANSWER_LABELS, answers=ANSWERS,
+            recording=recording, answer_labels=ANSWER_LABELS, answers=ANSWERS,
             status_labels=STATUS_LABELS, channel_names=CHANNEL_NAMES,
-            can_review=current_user.role in REVIEWERS,
-            can_respond=evaluation.agent_user_id == current_user.id,
+            can_review=review_access(current_user, evaluation).allowed,
+            can_correct=recording is not None
+            and correction_access(current_user, recording, evaluation).allowed,
+            can_respond=respond_access(current_user, evaluation).allowed,
         )
 
 
@@ -179,6 +190,7 @@ def qa_review(call_sid: str) -> ResponseReturnValue:
     try:
         with request_transaction() as session:
             evaluation = _evaluation_or_abort(session, call_sid)
+            enforce(review_access(current_user, evaluation))
             review(session, evaluation, current_user.username, answers, form.get("comment", "")[:MAX_COMMENT_CHARS])
             score = evaluation.final_score
     except ReviewError as exc:
@@ -196,6 +208,7 @@ def qa_respond(call_sid: str) -> ResponseReturnValue:
     try:
         with request_transaction() as session:
             evaluation = _evaluation_or_abort(session, call_sid)
+            enforce(respond_access(current_user, evaluation))
             respond(session, evaluation, current_user._get_current_object(), accept,
                     request.form.get("comment", "")[:MAX_COMMENT_CHARS])
     except ReviewError as exc:
@@ -214,8 +227,11 @@ def qa_correct_transcript(call_sid: str, channel: int) -> ResponseReturnValue:
     with request_transaction() as session:
         evaluation = _evaluation_or_abort(session, call_sid)
         recording = transfer_recording(evaluation.call)
-        transcript = next((t for t in recording.transcripts if t.channel == channel), None) if recording else None
-        if recording is None or transcript is None:
+        if recording is None:
+            abort(404)
+        enforce(correction_access(current_user, recording, evaluation))
+        transcript = next((t for t in recording.transcripts if t.channel == channel), None)
+        if transcript is None:
             abort(404)
         correct_channel(session, transcript, text, current_user.username, current_settings().property_name)
         score = evaluation.final_score

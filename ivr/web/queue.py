@@ -12,12 +12,12 @@ from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.orm import selectinload
 
+from ivr.access import ticket_scope
 from ivr.db import utcnow
 from ivr.models import Category, Ticket, TicketNote, TicketStatus
 from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, DEPARTMENTS, STATUS_LABELS
 from ivr.tickets.sla import current_clock, queue_order
-from ivr.web.access import visible
 from ivr.web.blueprint import blueprint
 
 QUEUE_LIMIT = 500
@@ -82,7 +82,8 @@ def queue() -> ResponseReturnValue:
     timezone = current_settings().timezone
     now = utcnow()
     session = request_session()  # reads only: never waits for the write lock
-    tickets: list[Ticket] = list(session.scalars(visible(filtered_query(args), current_user).limit(QUEUE_LIMIT)))
+    query = ticket_scope(current_user).where(filtered_query(args))
+    tickets: list[Ticket] = list(session.scalars(query.limit(QUEUE_LIMIT)))
     tickets.sort(key=lambda ticket: queue_order(ticket, now, timezone))
     rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
     template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"

@@ -12,14 +12,18 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ivr.access import edit_access, notice_access, recording_access, step_access, ticket_access
+from ivr.audit import ACTION_LABELS, READ_TICKET, record_listen, record_read, ticket_audit
 from ivr.db import utcnow
 from ivr.models import Job, Notice, Recording, Ticket
+from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_settings, request_transaction
 from ivr.tickets import procedure
-from ivr.tickets.procedure import DEPARTMENTS, SATISFACTION, ProcedureError, record_event
+from ivr.tickets.procedure import DEPARTMENTS, SATISFACTION, ProcedureError
 from ivr.tickets.sla import clocks
-from ivr.web.access import can_edit_ticket, can_see, can_take_step
+from ivr.web.access import enforce
+from ivr.web.audit import console_reader
 from ivr.web.blueprint import blueprint
 
 
@@ -33,21 +37,28 @@ class TimelineEntry:
 
 def _ticket_or_404(session: Session, ticket_id: int) -> Ticket:
     ticket = session.get(Ticket, ticket_id)
-    if ticket is None or not can_see(ticket, current_user):
+    if ticket is None:
         abort(404)
+    enforce(ticket_access(current_user, ticket))
     return ticket
 
 
 EVENT_LABELS = {
+    # "viewed" and "listened" are older rows: views and listens are now in the audit (AuditEvent).
     "viewed": "查看工单", "listened": "收听录音", "status": "状态变更", "transcript_corrected": "修改转写",
     "note": "添加备注", "flagged": "报告经理", "record_updated": "修改来电记录",
 }
 
 
 def timeline(session: Session, ticket: Ticket) -> list[TimelineEntry]:
-    """Everything that happened: the call's webhooks, the jobs on its recordings, and staff actions."""
+    """Everything that happened: the call's webhooks, the jobs on its recordings, staff actions, and who
+    opened the ticket and heard its messages (from the audit, in the console or through the API)."""
     entries = [TimelineEntry(event.at, event.actor or "系统", EVENT_LABELS.get(event.kind, event.kind), event.detail)
                for event in ticket.events]
+    entries += [TimelineEntry(read.at, read.actor,
+                              ACTION_LABELS[read.action] + ("(API)" if read.via == "api" else ""),
+                              {"recording": read.recording_sid} if read.recording_sid else {})
+                for read in ticket_audit(session, ticket.id)]
     if ticket.call is not None:
         entries += [TimelineEntry(event.at, "电话线路", f"来电步骤 {event.endpoint}",
                                   {key: value for key, value in event.params.items()
@@ -69,13 +80,13 @@ def timeline(session: Session, ticket: Ticket) -> list[TimelineEntry]:
 def show_ticket(ticket_id: int) -> ResponseReturnValue:
     with request_transaction() as session:
         ticket = _ticket_or_404(session, ticket_id)
-        record_event(session, ticket, "viewed", current_user.username)
-        session.flush()
-        allowed = [step for step in procedure.next_steps(ticket) if can_take_step(step.name, ticket, current_user)]
+        record_read(session, console_reader(), READ_TICKET, ticket_id=ticket.id)
+        allowed = [step for step in procedure.next_steps(ticket)
+                   if step_access(current_user, ticket, step.name).allowed]
         return render_template(
             "ticket.html", ticket=ticket, steps=allowed, clocks=clocks(ticket, utcnow(), current_settings().timezone),
             timeline=timeline(session, ticket), departments=DEPARTMENTS, satisfaction=SATISFACTION,
-            can_edit=can_edit_ticket(ticket, current_user),
+            can_edit=edit_access(current_user, ticket).allowed,
             internal_notes=[n for n in ticket.notes if not n.told_caller],
             caller_notes=[n for n in ticket.notes if n.told_caller],
         )
@@ -111,8 +122,7 @@ def take_step(ticket_id: int, step: str) -> ResponseReturnValue:
     try:
         with request_transaction() as session:
             ticket = _ticket_or_404(session, ticket_id)
-            if not can_take_step(step, ticket, current_user):
-                abort(403)
+            enforce(step_access(current_user, ticket, step))
             _run_step(session, ticket, step, request.form.to_dict())
     except ProcedureError as exc:
         flash(str(exc), "error")
@@ -126,8 +136,7 @@ def take_step(ticket_id: int, step: str) -> ResponseReturnValue:
 def correct_transcript(ticket_id: int) -> ResponseReturnValue:
     with request_transaction() as session:
         ticket = _ticket_or_404(session, ticket_id)
-        if not can_edit_ticket(ticket, current_user):
-            abort(403)
+        enforce(edit_access(current_user, ticket))
         procedure.correct_transcript(session, ticket, current_user.username, request.form.get("text", "")[:10000])
     flash("转写已保存,原始转写保留在旁", "ok")
     return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
@@ -140,8 +149,7 @@ def update_caller(ticket_id: int) -> ResponseReturnValue:
     try:
         with request_transaction() as session:
             ticket = _ticket_or_404(session, ticket_id)
-            if not can_edit_ticket(ticket, current_user):
-                abort(403)
+            enforce(edit_access(current_user, ticket))
             procedure.update_caller(session, ticket, current_user.username,
                                     request.form.get("caller_name", ""), request.form.get("room", ""))
     except ProcedureError as exc:
@@ -155,8 +163,7 @@ def add_note(ticket_id: int) -> ResponseReturnValue:
     try:
         with request_transaction() as session:
             ticket = _ticket_or_404(session, ticket_id)
-            if not can_edit_ticket(ticket, current_user):
-                abort(403)
+            enforce(edit_access(current_user, ticket))
             procedure.add_note(session, ticket, current_user.username, request.form.get("text", "")[:10000],
                                told_caller=request.form.get("told_caller") == "1")
     except ProcedureError as exc:
@@ -170,8 +177,7 @@ def flag_ticket(ticket_id: int) -> ResponseReturnValue:
     """重大投诉: report to the manager at once."""
     with request_transaction() as session:
         ticket = _ticket_or_404(session, ticket_id)
-        if not can_edit_ticket(ticket, current_user):
-            abort(403)
+        enforce(edit_access(current_user, ticket))
         reason = request.form.get("reason", "").strip()[:500] or "值班人员标记为重大投诉"
         procedure.flag_for_manager(session, ticket, current_user.username, reason)
     flash("已报告经理", "ok")
@@ -183,8 +189,9 @@ def flag_ticket(ticket_id: int) -> ResponseReturnValue:
 def read_notice(notice_id: int) -> ResponseReturnValue:
     with request_transaction() as session:
         notice = session.get(Notice, notice_id)
-        if notice is None or notice.role != current_user.role:
+        if notice is None:
             abort(404)
+        enforce(notice_access(current_user, notice))
         notice.read_by, notice.read_at = current_user.username, utcnow()
     return redirect(request.referrer or url_for("console.queue"))
 
@@ -192,29 +199,14 @@ def read_notice(notice_id: int) -> ResponseReturnValue:
 @blueprint.get("/recordings/<sid>/audio")
 @login_required
 def recording_audio(sid: str) -> ResponseReturnValue:
-    """The stored audio for logged-in staff (range requests for seeking)."""
+    """The stored audio for logged-in staff who may hear it (range requests for seeking). Serving it is
+    what is audited as a listen — the page's players do not preload, so opening a page is not listening."""
     with request_transaction() as session:
-        return stored_recording_response(_visible_recording(session, sid))
-
-
-@blueprint.post("/recordings/<sid>/listened")
-@login_required
-def recording_listened(sid: str) -> ResponseReturnValue:
-    """The player reports a listen when playback starts (loading the page is not listening)."""
-    with request_transaction() as session:
-        recording = _visible_recording(session, sid)
-        if recording.ticket is not None:
-            record_event(session, recording.ticket, "listened", current_user.username, recording=sid)
-    return "", 204
-
-
-def _visible_recording(session: Session, sid: str) -> Recording:
-    """The recording if this user may hear it: a department only its own tickets' recordings."""
-    recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
-    if recording is None:
-        abort(404)
-    if recording.ticket is not None and not can_see(recording.ticket, current_user):
-        abort(404)
-    if recording.ticket is None and current_user.role == "department":
-        abort(404)
-    return recording
+        recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
+        if recording is None:
+            abort(404)
+        enforce(recording_access(current_user, recording, evaluation_of_call(session, recording.call_id)))
+        response = stored_recording_response(recording)
+        if request.method == "GET":  # a HEAD sends no audio
+            record_listen(session, console_reader(), recording, request.headers.get("Range"))
+        return response

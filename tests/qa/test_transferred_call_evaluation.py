@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from ivr import create_app
-from ivr.devphone.emulator import DialOutcome, TwilioEmulator
+from ivr.devphone.callers import DialOutcome
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Evaluation, Recording
 from ivr.staff import create_token, create_user
@@ -53,7 +54,9 @@ def test_a_transferred_call_is_scored_with_evidence(qa_app, settings, recording_
         assert evaluation.call.call_sid == result.call_sid
         assert evaluation.agent_number == AGENT_NUMBER and evaluation.agent.username == "wangfang"
         machine = evaluation.suggested
-        token = create_token(session, "qa-tool", service=True)
+        # A QA reviewer's token: correcting a transfer's transcript is a reviewer's work (ivr.access).
+        reviewer = create_user(session, "zhang", "reviewer-password", "qa")
+        token = create_token(session, "qa-tool", reviewer)
         sid = recording.recording_sid
     # Events: ring time (E1) and who ended the call (E6) come from Twilio's callbacks, not from speech.
     # Twilio's event timestamps have whole seconds: ringing started ~0.5 s after the dial, answer at 6 s.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from ivr.models import Category, LoginAttempt, Ticket, TicketEvent, TicketStatus
+from ivr.models import AuditEvent, Category, LoginAttempt, Ticket, TicketEvent, TicketStatus
 from tests.factories import count, create_staff, create_ticket, csrf_from, login
 
 
@@ -122,7 +122,9 @@ def test_a_complaint_through_the_whole_procedure(night, database):
         assert ticket.status == TicketStatus.CLOSED and ticket.handler == "李工"
         assert ticket.cause_analysis == "水管老化,已更换" and ticket.satisfaction == "满意"
         kinds = [e.kind for e in session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id))]
-        assert kinds.count("status") == 7 and "viewed" in kinds
+        assert kinds.count("status") == 7
+        views = session.scalars(select(AuditEvent).where(AuditEvent.ticket_id == ticket_id)).all()
+        assert views and {(v.action, v.actor, v.via) for v in views} == {("read_ticket", "wang", "console")}
     assert "已更换水管,请您放心" in night.get(path).get_data(as_text=True)
 
 
@@ -221,7 +223,7 @@ def test_dashboard_counts_overdue_tickets(night, database):
     assert re.search(r'id="overdue-dispatch"><span class="big">1<', page), page
 
 
-def test_a_listen_is_audited_when_playback_starts_not_when_the_page_loads(night, database, settings):
+def test_a_listen_is_audited_by_the_audio_route_and_shown_on_the_timeline(night, database, settings):
     from ivr.models import Recording, RecordingState
     from tests.factories import HELLO_WAV
 
@@ -229,23 +231,27 @@ def test_a_listen_is_audited_when_playback_starts_not_when_the_page_loads(night,
     stored = settings.recordings_dir / "2026/11/27/x/RE1.wav"
     stored.parent.mkdir(parents=True)
     stored.write_bytes(HELLO_WAV.read_bytes())
+    sid = "RE" + "1" * 32
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
-        session.add(Recording(recording_sid="RE" + "1" * 32, call_id=ticket.call_id, ticket=ticket,
+        session.add(Recording(recording_sid=sid, call_id=ticket.call_id, ticket=ticket,
                               state=RecordingState.STORED, path="2026/11/27/x/RE1.wav"))
     path = f"/console/tickets/{ticket_id}"
-    token = csrf_from(night, path)
-    with night.get(f"/console/recordings/{'RE' + '1' * 32}/audio", headers={"Range": "bytes=0-"}) as audio:
-        assert audio.status_code == 206 and audio.data == HELLO_WAV.read_bytes()
 
-    def listens() -> int:
+    def listens() -> list[AuditEvent]:
         with database.session() as session:
-            return len(session.scalars(select(TicketEvent).where(TicketEvent.kind == "listened")).all())
+            return list(session.scalars(select(AuditEvent).where(AuditEvent.action == "listen")))
 
-    assert listens() == 0
-    assert night.post(f"/console/recordings/{'RE' + '1' * 32}/listened").status_code == 400  # CSRF
-    response = night.post(f"/console/recordings/{'RE' + '1' * 32}/listened", headers={"X-CSRFToken": token})
-    assert response.status_code == 204 and listens() == 1
+    page = night.get(path).get_data(as_text=True)
+    # The player does not preload: opening the ticket fetches no audio and is not a listen.
+    assert f'<audio controls preload="none" src="/console/recordings/{sid}/audio">' in page
+    assert listens() == [] and "收听录音" not in page
+    with night.get(f"/console/recordings/{sid}/audio", headers={"Range": "bytes=0-"}) as audio:
+        assert audio.status_code == 206 and audio.data == HELLO_WAV.read_bytes()
+    [listen] = listens()
+    assert (listen.actor, listen.via, listen.ticket_id, listen.recording_sid) == ("wang", "console", ticket_id, sid)
+    timeline = night.get(path).get_data(as_text=True).split('class="timeline"')[1]
+    assert f"<strong>wang</strong> 收听录音 <small>recording={sid} </small>" in timeline
 
 
 def test_staff_complete_the_record_with_the_callers_name_and_room(night, database):

@@ -1,0 +1,222 @@
+"""One access policy for the console and the API: who may see, hear, change and review what.
+
+No Flask here. The console (`ivr.web`) and the API (`ivr.api`) ask these functions and turn the answer into
+a page or a status (`ivr.web.access.enforce`); the route × role table in tests/test_access_policy.py holds
+both surfaces to it. Decisions about one thing are an `Access`: allowed, forbidden (403: the person may know
+the thing exists) or hidden (404: they may not even learn that).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
+
+from sqlalchemy import Select, false
+
+from ivr.models import Evaluation, Notice, Recording, Ticket
+
+
+class Role(enum.StrEnum):
+    """A staff account's role (stored as its value on users.role)."""
+
+    NIGHT_SHIFT = "night_shift"
+    QA = "qa"
+    DEPARTMENT = "department"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+# Run the whole complaint procedure (投诉处理程序) and correct the messages on tickets.
+TICKET_WORKERS = frozenset({Role.NIGHT_SHIFT, Role.MANAGER, Role.ADMIN})
+# A department works its own tickets: it starts the work, writes 原因分析与纠正措施 and resolves; forwarding,
+# replying to the caller, the follow-up call and closing stay with the front desk.
+DEPARTMENT_STEPS = frozenset({"start", "analysis", "resolve"})
+# Score transferred calls, read every evaluation and the weekly reports, correct transfer transcripts.
+REVIEWERS = frozenset({Role.QA, Role.MANAGER, Role.ADMIN})
+# Who has a "my evaluations" page (the night shift answers the transferred calls).
+SCORED = frozenset({Role.NIGHT_SHIFT}) | REVIEWERS
+MANAGE_USERS = frozenset({Role.ADMIN})
+READ_AUDIT = frozenset({Role.ADMIN})
+
+
+class Access(enum.Enum):
+    """The answer about one thing."""
+
+    ALLOWED = "allowed"
+    FORBIDDEN = "forbidden"  # they may know it exists, but not do this (403)
+    HIDDEN = "hidden"  # they may not learn that it exists (404)
+
+    @property
+    def allowed(self) -> bool:
+        return self is Access.ALLOWED
+
+
+class Staff(Protocol):
+    """A logged-in account, or the account an API token was made for."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def department(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ServiceToken:
+    """An API token made for a program rather than a person: it reads tickets and recordings (all of them,
+    as an archive or integration needs), and changes, scores and reads the scores of nothing."""
+
+    token_id: int
+
+
+Principal: TypeAlias = Staff | ServiceToken
+
+
+def role_of(who: Principal) -> Role | None:
+    """The staff member's role; None for a service token or a role this policy does not know (refused)."""
+    if isinstance(who, ServiceToken):
+        return None
+    try:
+        return Role(who.role)
+    except ValueError:
+        return None
+
+
+def has_role(who: Principal, roles: frozenset[Role]) -> bool:
+    """Page-level permission: the QA list, the reports, accounts, the audit."""
+    return role_of(who) in roles
+
+
+# Tickets ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TicketScope:
+    """The tickets someone may see: every one, or those of some departments.
+
+    The seam for properties: when the company runs more than one, add `properties` here the same way and
+    narrow both `where` and `contains`; every ticket list and lookup in the console and the API goes
+    through this class.
+    """
+
+    departments: frozenset[str] | None = None  # None: every department (and undispatched tickets)
+
+    def where(self, query: Select[Any]) -> Select[Any]:
+        """Narrow a ticket query to the scope."""
+        if self.departments is None:
+            return query
+        if not self.departments:
+            return query.where(false())
+        return query.where(Ticket.department.in_(sorted(self.departments)))
+
+    def contains(self, ticket: Ticket) -> bool:
+        return self.departments is None or ticket.department in self.departments
+
+
+def ticket_scope(who: Principal) -> TicketScope:
+    """A department account sees only its department's tickets; other staff and service tokens see all."""
+    if isinstance(who, ServiceToken):
+        return TicketScope()
+    role = role_of(who)
+    if role is None:
+        return TicketScope(frozenset())
+    if role == Role.DEPARTMENT:
+        return TicketScope(frozenset({who.department}) if who.department else frozenset())
+    return TicketScope()
+
+
+def ticket_access(who: Principal, ticket: Ticket) -> Access:
+    """Read the ticket (the record, the matter, notes, timeline)."""
+    return Access.ALLOWED if ticket_scope(who).contains(ticket) else Access.HIDDEN
+
+
+def step_access(who: Principal, ticket: Ticket, step: str) -> Access:
+    """Take one step of the procedure on the ticket."""
+    if not ticket_access(who, ticket).allowed:
+        return Access.HIDDEN
+    role = role_of(who)
+    if role in TICKET_WORKERS or (role == Role.DEPARTMENT and step in DEPARTMENT_STEPS):
+        return Access.ALLOWED
+    return Access.FORBIDDEN
+
+
+def edit_access(who: Principal, ticket: Ticket) -> Access:
+    """Change the ticket's record: the caller's name and room, notes, the message's transcript, 重大投诉.
+    The front desk, and a department on its own tickets (as the console has always allowed); QA reads only."""
+    if not ticket_access(who, ticket).allowed:
+        return Access.HIDDEN
+    role = role_of(who)
+    return Access.ALLOWED if role in TICKET_WORKERS or role == Role.DEPARTMENT else Access.FORBIDDEN
+
+
+def notice_access(who: Principal, notice: Notice) -> Access:
+    """Mark a notice read: notices are addressed to a role."""
+    return Access.ALLOWED if role_of(who) is not None and notice.role == role_of(who) else Access.HIDDEN
+
+
+# QA -----------------------------------------------------------------------------------------------------
+
+def _is_subject(who: Principal, evaluation: Evaluation | None) -> bool:
+    """The staff member whose call was scored."""
+    return (evaluation is not None and not isinstance(who, ServiceToken)
+            and evaluation.agent_user_id is not None and evaluation.agent_user_id == who.id)
+
+
+def evaluation_access(who: Principal, evaluation: Evaluation | None) -> Access:
+    """Read a call's evaluation (None: the call has none). Its subject and the reviewers may. Anyone else
+    is refused whether or not the call exists, so call ids cannot be probed; reviewers get a 404."""
+    if role_of(who) in REVIEWERS:
+        return Access.ALLOWED if evaluation is not None else Access.HIDDEN
+    return Access.ALLOWED if _is_subject(who, evaluation) else Access.FORBIDDEN
+
+
+def review_access(who: Principal, evaluation: Evaluation) -> Access:
+    """Confirm or override the system's answers: reviewers, never on their own call."""
+    if role_of(who) in REVIEWERS and not _is_subject(who, evaluation):
+        return Access.ALLOWED
+    return Access.FORBIDDEN
+
+
+def respond_access(who: Principal, evaluation: Evaluation) -> Access:
+    """Acknowledge or dispute an evaluation: only its subject."""
+    return Access.ALLOWED if _is_subject(who, evaluation) else Access.FORBIDDEN
+
+
+# Recordings and transcripts ---------------------------------------------------------------------------------
+
+def _is_ticket_message(recording: Recording) -> bool:
+    return recording.source != "dial" and recording.ticket is not None
+
+
+def recording_access(who: Principal, recording: Recording, evaluation: Evaluation | None) -> Access:
+    """Hear a recording. A message on a ticket: whoever may read the ticket. A transfer (and a take on no
+    ticket): whoever may read the call's evaluation — its subject and the reviewers — and service tokens."""
+    if _is_ticket_message(recording):
+        assert recording.ticket is not None
+        return ticket_access(who, recording.ticket)
+    if isinstance(who, ServiceToken) or evaluation_access(who, evaluation).allowed:
+        return Access.ALLOWED
+    return Access.HIDDEN
+
+
+def correction_access(who: Principal, recording: Recording, evaluation: Evaluation | None) -> Access:
+    """Correct a recording's transcript. A message on a ticket: whoever may change the ticket (night shift,
+    managers, admins, the ticket's department). A transfer: the reviewers, never the staff member whose
+    score the transcript is evidence for. Service tokens correct nothing."""
+    heard = recording_access(who, recording, evaluation)
+    if not heard.allowed:
+        return heard
+    if isinstance(who, ServiceToken):
+        return Access.FORBIDDEN
+    if _is_ticket_message(recording):
+        assert recording.ticket is not None
+        return edit_access(who, recording.ticket)
+    if evaluation is not None:
+        return review_access(who, evaluation)
+    return Access.ALLOWED if role_of(who) in REVIEWERS else Access.FORBIDDEN

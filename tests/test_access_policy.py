@@ -1,0 +1,278 @@
+"""One table of route × role for the console and the API (the access policy in ivr/access.py), checked through
+the front door: the console with a logged-in session per role, the API with a token made for that role's
+account (and a service token). Each row is a route and what every role gets from it."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ivr.access import Role
+from ivr.models import Notice, Recording, RecordingState, Ticket, TicketStatus, Transcript
+from ivr.staff import create_token, create_user
+from tests.factories import DUAL_WAV, HELLO_WAV, PASSWORD, create_ticket, login
+from tests.web.test_qa_console import LI_NUMBER, WANG_NUMBER, create_evaluated_call
+
+# Who asks. "anonymous": no log-in / no token; "service": a service token (API only). The night-shift member
+# is wang, who answered the transfer {own_call} (scored) and not {others_call} (lina's); the department is
+# 工程部, which has {ticket} and not {other_ticket} (秩序维护部).
+WHO = ("anonymous", "night_shift", "qa", "department", "manager", "admin", "service")
+USERNAMES = {"night_shift": "wang", "qa": "zhang", "department": "gong", "manager": "boss", "admin": "root"}
+NA = None  # the route is not on this surface for this kind of principal
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    expected: tuple[int | None, ...]  # in the order of WHO
+    body: dict[str, str] | None = None  # a console form (CSRF added) or the API's JSON
+
+    @property
+    def api(self) -> bool:
+        return self.path.startswith("/api/")
+
+
+def console(method: str, path: str, *expected: int, **form: str) -> Route:
+    assert len(expected) == 6, path
+    return Route(method, "/console" + path, (*expected, NA), form or None)
+
+
+def api(method: str, path: str, *expected: int, **body: str) -> Route:
+    assert len(expected) == 7, path
+    return Route(method, "/api" + path, expected, body or None)
+
+
+TEXT = {"text": "楼上漏水,已渗到客厅"}
+# 302 for the console's POSTs means the action was taken (or refused with a message, e.g. a step out of
+# order): the access check let it through. The anonymous column of the console is the log-in redirect.
+ROUTES = [
+    #                                                    anon night   qa  dept   mgr admin
+    console("GET", "/", 302, 200, 200, 200, 200, 200),
+    console("GET", "/dashboard", 302, 200, 200, 200, 200, 200),
+    console("GET", "/tickets/{ticket}", 302, 200, 200, 200, 200, 200),
+    console("GET", "/tickets/{other_ticket}", 302, 200, 200, 404, 200, 200),
+    console("POST", "/tickets/{ticket}/steps/dispatch", 302, 302, 403, 403, 302, 302, department="工程部",
+            handler="李工"),
+    console("POST", "/tickets/{ticket}/steps/start", 302, 302, 403, 302, 302, 302),
+    console("POST", "/tickets/{other_ticket}/steps/start", 302, 302, 403, 404, 302, 302),
+    console("POST", "/tickets/{ticket}/transcript", 302, 302, 403, 302, 302, 302, **TEXT),
+    console("POST", "/tickets/{other_ticket}/transcript", 302, 302, 403, 404, 302, 302, **TEXT),
+    console("POST", "/tickets/{ticket}/caller", 302, 302, 403, 302, 302, 302, caller_name="张先生"),
+    console("POST", "/tickets/{ticket}/notes", 302, 302, 403, 302, 302, 302, text="已联系业主"),
+    console("POST", "/tickets/{ticket}/flag", 302, 302, 403, 302, 302, 302, reason="多户联名"),
+    console("POST", "/notices/{manager_notice}/read", 302, 404, 404, 404, 302, 404),
+    console("GET", "/recordings/{message}/audio", 302, 200, 200, 200, 200, 200),
+    console("GET", "/recordings/{other_message}/audio", 302, 200, 200, 404, 200, 200),
+    console("GET", "/recordings/{own_transfer}/audio", 302, 200, 200, 404, 200, 200),
+    console("GET", "/recordings/{others_transfer}/audio", 302, 404, 200, 404, 200, 200),
+    console("GET", "/qa", 302, 403, 200, 403, 200, 200),
+    console("GET", "/qa/mine", 302, 200, 200, 403, 200, 200),
+    console("GET", "/qa/calls/{own_call}", 302, 200, 200, 403, 200, 200),
+    console("GET", "/qa/calls/{others_call}", 302, 403, 200, 403, 200, 200),
+    console("GET", "/qa/calls/CA-no-such-call", 302, 403, 404, 403, 404, 404),
+    console("POST", "/qa/calls/{own_call}/review", 302, 403, 302, 403, 302, 302),
+    console("POST", "/qa/calls/{own_call}/transcripts/1", 302, 403, 302, 403, 302, 302, **TEXT),
+    console("POST", "/qa/calls/{own_call}/respond", 302, 302, 403, 403, 403, 403, action="accept"),
+    console("GET", "/qa/reports", 302, 403, 200, 403, 200, 200),
+    console("GET", "/qa/reports.csv", 302, 403, 200, 403, 200, 200),
+    console("GET", "/users", 302, 403, 403, 403, 403, 200),
+    console("POST", "/users", 302, 403, 403, 403, 403, 302, username="newbie", password="long-enough-pw", role="qa"),
+    console("POST", "/users/{lina}", 302, 403, 403, 403, 403, 302, action="toggle"),
+    console("GET", "/audit", 302, 403, 403, 403, 403, 200),
+    #                                                    anon night   qa  dept   mgr admin service
+    api("GET", "/tickets", 401, 200, 200, 200, 200, 200, 200),
+    api("GET", "/tickets/{ticket}", 401, 200, 200, 200, 200, 200, 200),
+    api("GET", "/tickets/{other_ticket}", 401, 200, 200, 404, 200, 200, 200),
+    api("GET", "/recordings/{message}/audio", 401, 200, 200, 200, 200, 200, 200),
+    api("GET", "/recordings/{other_message}/audio", 401, 200, 200, 404, 200, 200, 200),
+    api("GET", "/recordings/{own_transfer}/audio", 401, 200, 200, 404, 200, 200, 200),
+    api("GET", "/recordings/{others_transfer}/audio", 401, 404, 200, 404, 200, 200, 200),
+    api("GET", "/calls/{own_call}/evaluation", 401, 200, 200, 403, 200, 200, 403),
+    api("GET", "/calls/{others_call}/evaluation", 401, 403, 200, 403, 200, 200, 403),
+    api("GET", "/calls/CA-no-such-call/evaluation", 401, 403, 404, 403, 404, 404, 403),
+    api("PUT", "/recordings/{message}/transcripts/0", 401, 200, 403, 200, 200, 200, 403, **TEXT),
+    api("PUT", "/recordings/{other_message}/transcripts/0", 401, 200, 403, 404, 200, 200, 403, **TEXT),
+    api("PUT", "/recordings/{own_transfer}/transcripts/1", 401, 403, 200, 404, 200, 200, 403, **TEXT),
+    api("PUT", "/recordings/{others_transfer}/transcripts/1", 401, 404, 200, 404, 200, 200, 403, **TEXT),
+]
+
+# The same permission on both surfaces: these pairs must let exactly the same roles through.
+SAME_ON_BOTH = [
+    ("/console/tickets/{ticket}", "/api/tickets/{ticket}"),
+    ("/console/tickets/{other_ticket}", "/api/tickets/{other_ticket}"),
+    ("/console/recordings/{message}/audio", "/api/recordings/{message}/audio"),
+    ("/console/recordings/{other_message}/audio", "/api/recordings/{other_message}/audio"),
+    ("/console/recordings/{own_transfer}/audio", "/api/recordings/{own_transfer}/audio"),
+    ("/console/recordings/{others_transfer}/audio", "/api/recordings/{others_transfer}/audio"),
+    ("/console/qa/calls/{own_call}", "/api/calls/{own_call}/evaluation"),
+    ("/console/qa/calls/{others_call}", "/api/calls/{others_call}/evaluation"),
+    ("/console/qa/calls/CA-no-such-call", "/api/calls/CA-no-such-call/evaluation"),
+    ("/console/tickets/{ticket}/transcript", "/api/recordings/{message}/transcripts/0"),
+    ("/console/tickets/{other_ticket}/transcript", "/api/recordings/{other_message}/transcripts/0"),
+    ("/console/qa/calls/{own_call}/transcripts/1", "/api/recordings/{own_transfer}/transcripts/1"),
+]
+
+
+def store(settings, name: str, wav: Path) -> str:
+    target = settings.recordings_dir / "test" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(wav.read_bytes())
+    return f"test/{name}"
+
+
+def message_on(database, settings, ticket_id: int, sid: str) -> None:
+    """A stored, transcribed message take on the ticket."""
+    path = store(settings, f"{sid}.wav", HELLO_WAV)
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        recording = Recording(recording_sid=sid, call_id=ticket.call_id, ticket=ticket, source="message",
+                              state=RecordingState.STORED, path=path, channels=1)
+        session.add(recording)
+        session.add(Transcript(recording=recording, channel=0, text="楼上漏税", raw_text="楼上 漏税", words=[]))
+
+
+def transfer_recording_sid(database, settings, call_sid: str) -> str:
+    """The evaluated call's dual-channel recording, stored."""
+    from sqlalchemy import select
+
+    from ivr.models import Call
+
+    with database.session() as session:
+        recording = session.scalars(select(Recording).join(Recording.call).where(Call.call_sid == call_sid)).one()
+        recording.path = store(settings, f"{recording.recording_sid}.wav", DUAL_WAV)
+        return recording.recording_sid
+
+
+@pytest.fixture
+def world(database, settings) -> dict[str, object]:
+    return build_world(database, settings)
+
+
+def build_world(database, settings) -> dict[str, object]:
+    """Five staff accounts (one per role) and lina (another night-shift member), with API tokens; a
+    工程部 ticket and a 秩序维护部 ticket with a message each; wang's and lina's scored transfers; a
+    notice for managers. Returns the values the route paths name, and the tokens by role."""
+    with database.session() as session:
+        users = {
+            "night_shift": create_user(session, "wang", PASSWORD, "night_shift", display_name="王芳",
+                                       phone=WANG_NUMBER),
+            "qa": create_user(session, "zhang", PASSWORD, "qa"),
+            "department": create_user(session, "gong", PASSWORD, "department", department="工程部"),
+            "manager": create_user(session, "boss", PASSWORD, "manager"),
+            "admin": create_user(session, "root", PASSWORD, "admin"),
+        }
+        lina = create_user(session, "lina", PASSWORD, "night_shift", display_name="李娜", phone=LI_NUMBER)
+        tokens: dict[str, str] = {role: create_token(session, f"{user.username}-token", user)
+                                  for role, user in users.items()}
+        tokens["service"] = create_token(session, "archive", service=True)
+        lina_id = lina.id
+    ticket = create_ticket(database, department="工程部", handler="李工", status=TicketStatus.DISPATCHED)
+    other_ticket = create_ticket(database, room="5-1-1102", department="秩序维护部", handler="赵队",
+                                 status=TicketStatus.DISPATCHED)
+    message_on(database, settings, ticket, "RE" + "a" * 32)
+    message_on(database, settings, other_ticket, "RE" + "b" * 32)
+    own_call = create_evaluated_call(database, agent_number=WANG_NUMBER)
+    others_call = create_evaluated_call(database, agent_number=LI_NUMBER)
+    with database.session() as session:
+        notice = Notice(role="manager", message="重大投诉", ticket_id=ticket)
+        session.add(notice)
+        session.flush()
+        notice_id = notice.id
+    return {
+        "ticket": ticket, "other_ticket": other_ticket,
+        "message": "RE" + "a" * 32, "other_message": "RE" + "b" * 32,
+        "own_call": own_call, "others_call": others_call,
+        "own_transfer": transfer_recording_sid(database, settings, own_call),
+        "others_transfer": transfer_recording_sid(database, settings, others_call),
+        "manager_notice": notice_id, "lina": lina_id, "tokens": tokens,
+    }
+
+
+def csrf_token(client) -> str:
+    """The session's CSRF token, from a page every visitor gets (the queue, or the log-in page)."""
+    page = client.get("/console/", follow_redirects=True).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def status_of(client, route: Route, values: dict[str, object], token: str | None, csrf: str) -> int:
+    path = route.path.format(**values)
+    if route.api:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = client.open(path, method=route.method, headers=headers, json=route.body)
+    elif route.method == "GET":
+        response = client.get(path)
+    else:
+        response = client.open(path, method=route.method, data={"csrf_token": csrf, **(route.body or {})})
+    response.close()
+    return response.status_code
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_every_route_answers_each_role_as_the_table_says(app, world, who):
+    console_client, api_client = app.test_client(), app.test_client()
+    if who in USERNAMES:
+        assert login(console_client, USERNAMES[who]).status_code == 302
+    csrf = csrf_token(console_client)
+    tokens = world["tokens"]
+    assert isinstance(tokens, dict)
+    column = WHO.index(who)
+    expected, got = {}, {}
+    for route in ROUTES:
+        if route.expected[column] is NA:
+            continue
+        name = f"{route.method} {route.path}"
+        expected[name] = route.expected[column]
+        got[name] = status_of(api_client if route.api else console_client, route, world, tokens.get(who), csrf)
+    assert got == expected
+
+
+def test_the_console_and_the_api_let_the_same_roles_through():
+    """Where both surfaces offer the same thing, the table lets the same staff roles do it."""
+    by_path = {route.path: route for route in ROUTES}
+    staff = [WHO.index(role.value) for role in Role]
+
+    def allowed(route: Route) -> set[str]:
+        return {WHO[i] for i in staff if route.expected[i] in (200, 206, 302)}
+
+    for console_path, api_path in SAME_ON_BOTH:
+        assert allowed(by_path[console_path]) == allowed(by_path[api_path]), (console_path, api_path)
+
+
+def test_the_table_covers_every_console_and_api_route(app):
+    """A new route needs its row: every view of the console and the API is in the table (log-in, log-out
+    and static files are tested in tests/web)."""
+    adapter = app.url_map.bind("ivr.example.test")
+    sample = defaultdict(lambda: "1")
+    covered = {adapter.match(route.path.format_map(sample), method=route.method)[0] for route in ROUTES}
+    untabled = {"auth.login", "auth.logout", "console.static"}
+    views = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint.startswith(("console.", "api."))}
+    assert views - untabled - covered == set()
+
+
+def test_a_reviewer_never_reviews_or_corrects_their_own_scored_call(app, database, settings):
+    """A manager who answered a transfer reads and answers their evaluation like anyone scored, and cannot
+    review it or rewrite the transcript it is scored on."""
+    with database.session() as session:
+        boss = create_user(session, "boss", PASSWORD, "manager", display_name="赵经理", phone="+8613800000009")
+        token = create_token(session, "boss-token", boss)
+    call_sid = create_evaluated_call(database, agent_number="+8613800000009")
+    sid = transfer_recording_sid(database, settings, call_sid)
+    console, api_client = app.test_client(), app.test_client()
+    login(console, "boss")
+    page = console.get(f"/console/qa/calls/{call_sid}").get_data(as_text=True)
+    assert "我的回应" in page and "保存复核" not in page and "保存并重新评分" not in page
+    csrf = csrf_token(console)
+    path = f"/console/qa/calls/{call_sid}"
+    assert console.post(f"{path}/review", data={"csrf_token": csrf}).status_code == 403
+    assert console.post(f"{path}/transcripts/1", data={"csrf_token": csrf, **TEXT}).status_code == 403
+    assert console.post(f"{path}/respond", data={"csrf_token": csrf, "action": "accept"}).status_code == 302
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api_client.put(f"/api/recordings/{sid}/transcripts/1", json=TEXT, headers=headers).status_code == 403
+    assert api_client.get(f"/api/calls/{call_sid}/evaluation", headers=headers).status_code == 200
