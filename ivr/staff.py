@@ -139,11 +139,13 @@ def list_tokens(session: Session) -> list[ApiToken]:
 
 
 def token_state(token: ApiToken, now: datetime | None = None) -> str:
-    """revoked, expired or active."""
+    """revoked, expired, account-disabled or active: what the API would make of it now."""
     if token.revoked:
         return "revoked"
     if token.expires_at is not None and token.expires_at <= (now or utcnow()):
         return "expired"
+    if token.user is not None and not token.user.active:
+        return "account-disabled"
     return "active"
 
 

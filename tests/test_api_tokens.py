@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ivr.db import utcnow
 from ivr.models import ApiToken, User
-from ivr.staff import StaffError, create_token, create_user
+from ivr.staff import StaffError, create_token, create_user, token_state
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -65,6 +65,8 @@ def test_a_disabled_accounts_token_is_refused(client, database, wang):
         session.get(User, wang).active = False
     response = client.get("/api/tickets", headers=bearer(token))
     assert response.status_code == 401 and "disabled" in response.json["error"]
+    with database.session() as session:
+        assert token_state(session.scalars(select(ApiToken)).one()) == "account-disabled"  # as `ivr token list` says
 
 
 def test_a_token_with_neither_account_nor_service_flag_is_refused(client, database, wang):
