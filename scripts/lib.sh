@@ -120,11 +120,7 @@ ensure_debian_packages() {
     fi
 }
 
-# Print a TCP port on 127.0.0.1 that is free right now.
+# Print a TCP port on 127.0.0.1 that is free right now (ivr.devphone.net, as the tests use).
 free_port() {
-    "$VENV/bin/python" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
+    "$VENV/bin/python" -c 'from ivr.devphone.net import free_port; print(free_port())'
 }

@@ -26,7 +26,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ivr.devphone.emulator import Message, TwilioEmulator, write_tone_wav  # noqa: E402
+from ivr.devphone.audio import write_tone_wav  # noqa: E402
+from ivr.devphone.callers import Message  # noqa: E402
+from ivr.devphone.emulator import TwilioEmulator  # noqa: E402
 from ivr.devphone.recording_server import RecordingServer  # noqa: E402
 from ivr.devphone.transport import HttpTransport, Reply  # noqa: E402
 from scripts.benchkit import ivr, local_server, percentile  # noqa: E402

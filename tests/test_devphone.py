@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ivr.devphone import (
     TwilioEmulator,
 )
 from ivr.devphone.cli import parse_keys
+from ivr.devphone.net import free_port
 
 PUBLIC_URL = "https://ivr.example.test"
 ACCOUNT_SID = "AC" + "1" * 32
@@ -616,9 +616,7 @@ def test_http_transport_sends_to_the_server_but_signs_the_public_url(
 
 
 def test_an_unreachable_server_is_an_application_error(recordings: RecordingServer) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     emulator = TwilioEmulator(
         HttpTransport(f"http://127.0.0.1:{port}", PUBLIC_URL, timeout=2),
         PUBLIC_URL,
@@ -688,9 +686,7 @@ def test_ivr_call_interactive(served_app: tuple[str, Flask], cli_state: CliState
 
 
 def test_ivr_call_reports_an_application_error(cli_state: CliState) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     result = CliRunner().invoke(
         main, ["call", "--server", f"http://127.0.0.1:{port}", "--keys", "1", "--linger", "0"], obj=cli_state
     )

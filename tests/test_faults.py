@@ -12,7 +12,8 @@ import requests
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import HttpTransport
 from ivr.models import Job, JobState, RecordingState
 from ivr.telephony.prompts import prompt

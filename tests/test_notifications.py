@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from ivr.config import load_settings
-from ivr.devphone.emulator import HANGUP
+from ivr.devphone.callers import HANGUP
 from ivr.jobs import JobContext
 from ivr.models import Job, JobState, Notice, Ticket
 from ivr.staff import create_user

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from ivr.cli import CliState, main
 from ivr.config import load_settings
 from ivr.db import utcnow
-from ivr.devphone.emulator import Message
+from ivr.devphone.callers import Message
 from ivr.devphone.recording_server import RecordingServer
 from ivr.jobs import JobContext, JobQueue
 from ivr.models import Call, Checkpoint, Job, Recording, RecordingState, Ticket

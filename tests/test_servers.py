@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,19 +13,15 @@ import pytest
 import requests
 
 from ivr import create_app
-from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
+from ivr.devphone.net import free_port
 from ivr.devphone.transport import FlaskClientTransport, HttpTransport
 from ivr.models import RecordingState
 from tests.factories import HELLO_WAV, sha256_of, ticket_for
 
 IVR = str(Path(sys.executable).with_name("ivr"))
 REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate, timeout: float = 30.0) -> bool:

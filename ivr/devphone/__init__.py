@@ -1,5 +1,9 @@
 """The dev phone: an emulator of Twilio's side of inbound voice calls, for `ivr call` and the tests.
 
+`emulator` follows the call verb by verb; `callers` is who is on the phone and the steps they take;
+`results` is what a call reports; `audio` the call's WAV audio; `recording_server` serves recordings
+as Twilio does; `transport` carries the webhooks to the app. The package exports what a test needs:
+
 from ivr.devphone import TwilioEmulator, FlaskClientTransport, RecordingServer, Message, SILENCE
 
 with RecordingServer(account_sid, auth_token) as recordings:
@@ -8,29 +12,26 @@ with RecordingServer(account_sid, auth_token) as recordings:
     result = phone.call(["1", "3*2*501#", Message("tests/fixtures/audio/hello.wav")])
 """
 
-from ivr.devphone.emulator import (
+from ivr.devphone.audio import write_tone_wav
+from ivr.devphone.callers import (
     HANGUP,
     SILENCE,
     Caller,
     CallerScript,
-    CallResult,
     DialOutcome,
     DialRequest,
-    Exchange,
     GatherRequest,
     Heard,
     InteractiveCaller,
     Message,
     RecordRequest,
     ScriptMismatch,
-    SharedKey,
     Signal,
     Speech,
-    TwilioEmulator,
-    new_sid,
-    write_tone_wav,
 )
+from ivr.devphone.emulator import SharedKey, TwilioEmulator, new_sid
 from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.results import CallResult, Exchange
 from ivr.devphone.transport import FlaskClientTransport, HttpTransport, Reply, Transport, TransportError
 
 __all__ = [

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from ivr.devphone.emulator import (
+from ivr.devphone.audio import write_tone_wav
+from ivr.devphone.callers import (
     HANGUP,
     SILENCE,
     Caller,
     CallerScript,
-    CallResult,
     DialAnswer,
     DialOutcome,
     DialRequest,
@@ -32,10 +32,10 @@ from ivr.devphone.emulator import (
     RecordRequest,
     Speech,
     Step,
-    TwilioEmulator,
-    write_tone_wav,
 )
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.results import CallResult
 from ivr.devphone.transport import HttpTransport
 
 if TYPE_CHECKING:

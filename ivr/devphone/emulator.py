@@ -1,8 +1,9 @@
 """Twilio's side of an inbound voice call: request TwiML, follow it verb by verb, post the callbacks.
 
-The emulator is generic: it knows TwiML, not our menus. A *caller* decides what happens at each
-point where a real caller would act (keys at <Gather>, a message at <Record>, the far end at
-<Dial>). `CallerScript` answers from a list of steps for tests; `InteractiveCaller` asks a person.
+The emulator is generic: it knows TwiML, not our menus. A *caller* (`ivr.devphone.callers`) decides
+what happens at each point where a real caller would act (keys at <Gather>, a message at <Record>,
+the far end at <Dial>); the call's story comes back as a `CallResult` (`ivr.devphone.results`).
+`TwilioEmulator` holds the phone number's set-up; each call runs in a `_CallRun`, verb by verb.
 
 Behaviour follows Twilio's TwiML Voice reference:
 
@@ -26,385 +27,43 @@ timestamps are plausible without the test waiting.
 
 from __future__ import annotations
 
-import enum
-import io
 import math
 import secrets
-import struct
 import time
 import uuid
-import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Final, Literal, NoReturn
+from typing import Literal, NoReturn
 from urllib.parse import urlencode, urljoin
 
 from twilio.request_validator import RequestValidator
 
+from ivr.devphone.audio import Audio, read_audio, silent_audio, truncated
+from ivr.devphone.callers import (
+    HANGUP,
+    Caller,
+    CallerScript,
+    DialOutcome,
+    DialRequest,
+    GatherRequest,
+    Heard,
+    Message,
+    RecordRequest,
+    ScriptMismatch,
+    Speech,
+    Step,
+)
 from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.results import CallResult, Exchange
 from ivr.devphone.transport import Reply, Transport, TransportError
 
 API_VERSION = "2010-04-01"
 USER_AGENT = "TwilioProxy/1.1"
 APPLICATION_ERROR_PROMPT = "We are sorry, an application error has occurred. Goodbye."
-
-# --- what the caller can do ----------------------------------------------------------------------
-
-
-class Signal(enum.Enum):
-    """A caller action that is neither keys nor a message."""
-
-    SILENCE = "silence"
-    HANGUP = "hangup"
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-SILENCE: Final = Signal.SILENCE
-"""At <Gather>: no keys until the timeout. At <Record>: say nothing (an empty recording)."""
-HANGUP: Final = Signal.HANGUP
-"""Put the phone down at this point (before any input)."""
-
-
-@dataclass(frozen=True)
-class Message:
-    """A spoken message for <Record>: the caller's audio and how the recording ended.
-
-    `finish` is a key (ends the recording when it is in the verb's finishOnKey), `"hangup"` (the
-    caller puts the phone down after speaking) or `"timeout"` (silence after speaking).
-    """
-
-    wav: str | Path
-    finish: str = "#"
-
-
-@dataclass(frozen=True)
-class Speech:
-    """Spoken words for a <Gather input="speech">: posted as SpeechResult and Confidence."""
-
-    text: str
-    confidence: float = 0.9
-
-
-DialStatus = Literal["completed", "no-answer", "busy", "failed"]
-
-
-@dataclass(frozen=True)
-class DialOutcome:
-    """What happens on the far end of a <Dial>.
-
-    `status` is the DialCallStatus when the called party behaves as described; a ring longer than
-    the Dial timeout turns "completed" into "no-answer", as on Twilio. `recording_wav` is the audio
-    of the bridged call for `record="record-from-answer…"` (a 2-channel WAV for the dual modes;
-    silence of `talk_seconds` is generated when omitted). `hangup_by="caller"` means the caller
-    hung up during the conversation: the Dial action is still requested, its reply ignored.
-    `answered_by` picks which <Number> answers (default the first).
-    """
-
-    status: DialStatus = "completed"
-    ring_seconds: int = 5
-    talk_seconds: int = 30
-    recording_wav: str | Path | None = None
-    hangup_by: Literal["caller", "callee"] = "callee"
-    answered_by: str | None = None
-
-
-Step = str | Signal | Message | Speech | DialOutcome
-GatherAnswer = str | Speech | Signal
-RecordAnswer = Message | Signal
-DialAnswer = DialOutcome | Signal
-
-
-@dataclass(frozen=True)
-class Heard:
-    """Something the caller hears: a <Say>, a <Play>, a <Pause> or the recording beep."""
-
-    kind: Literal["say", "play", "pause", "beep"]
-    text: str = ""
-    language: str = ""
-    voice: str = ""
-    url: str = ""
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class GatherRequest:
-    """The <Gather> the caller is being asked to answer."""
-
-    num_digits: int | None
-    finish_on_key: str
-    timeout: int
-    input: frozenset[str]
-    action: str
-
-
-@dataclass(frozen=True)
-class RecordRequest:
-    """The <Record> the caller is being asked to speak into."""
-
-    max_length: int
-    finish_on_key: str
-    timeout: int
-    play_beep: bool
-    action: str
-
-
-@dataclass(frozen=True)
-class DialRequest:
-    """The <Dial> being placed on the caller's behalf."""
-
-    numbers: tuple[str, ...]
-    timeout: int
-    record: str
-    action: str | None
-
-
-class ScriptMismatch(Exception):
-    """The caller script cannot answer the verb the call reached (a bug in the test's script)."""
-
-
-class Caller:
-    """Base class for whoever is on the phone. Subclasses answer the three kinds of question."""
-
-    def hear(self, heard: Heard) -> None:
-        """Told about every prompt, sound and pause, in order."""
-
-    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
-        raise NotImplementedError
-
-    def answer_record(self, request: RecordRequest) -> RecordAnswer:
-        raise NotImplementedError
-
-    def answer_dial(self, request: DialRequest) -> DialAnswer:
-        raise NotImplementedError
-
-    def unused_steps(self) -> list[Step]:
-        """Scripted steps never reached (empty for a person)."""
-        return []
-
-
-class CallerScript(Caller):
-    """Answers from a list of steps, in order, e.g. `CallerScript(["1", "3*2*501#", Message(wav), "1"])`.
-
-    * <Gather> takes the next step: keys (str), `Speech`, `SILENCE` or `HANGUP`.
-    * <Record> takes the next step if it is a `Message`, `SILENCE` or `HANGUP`; otherwise it uses the
-      default `message` when one was given.
-    * <Dial> takes the next step if it is a `DialOutcome` or `HANGUP`; otherwise the default
-      `dial_outcome` when one was given.
-    * When the steps run out, the caller hangs up.
-    """
-
-    def __init__(
-        self,
-        steps: Iterable[Step],
-        *,
-        message: Message | None = None,
-        dial_outcome: DialOutcome | None = None,
-    ) -> None:
-        self.steps: list[Step] = list(steps)
-        self.position = 0
-        self.message = message
-        self.dial_outcome = dial_outcome
-
-    def _peek(self) -> Step | None:
-        return self.steps[self.position] if self.position < len(self.steps) else None
-
-    def _take(self) -> Step:
-        step = self.steps[self.position]
-        self.position += 1
-        return step
-
-    def _mismatch(self, step: Step, verb: str) -> ScriptMismatch:
-        return ScriptMismatch(f"script step {self.position + 1} ({step!r}) cannot answer {verb}")
-
-    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
-        step = self._peek()
-        if step is None:
-            return HANGUP
-        if isinstance(step, str | Speech | Signal):
-            self._take()
-            return step
-        raise self._mismatch(step, "<Gather>")
-
-    def answer_record(self, request: RecordRequest) -> RecordAnswer:
-        step = self._peek()
-        if isinstance(step, Message | Signal):
-            self._take()
-            return step
-        if self.message is not None:
-            return self.message
-        if step is None:
-            return HANGUP
-        raise self._mismatch(step, "<Record>")
-
-    def answer_dial(self, request: DialRequest) -> DialAnswer:
-        step = self._peek()
-        if isinstance(step, DialOutcome) or step is HANGUP:
-            self._take()
-            return step
-        if self.dial_outcome is not None:
-            return self.dial_outcome
-        if step is None:
-            return HANGUP
-        raise self._mismatch(step, "<Dial>")
-
-    def unused_steps(self) -> list[Step]:
-        return self.steps[self.position :]
-
-
-class InteractiveCaller(Caller):
-    """A person at the keyboard: keys for <Gather> (empty line = silence, `h` = hang up), a choice
-    at <Record> and <Dial>. `ask` shows a prompt and returns the typed line (EOF hangs up).
-    A fixed `dial_outcome` answers every <Dial> without asking."""
-
-    def __init__(
-        self,
-        message_wav: str | Path,
-        ask: Callable[[str], str] = input,
-        dial_outcome: DialOutcome | None = None,
-    ) -> None:
-        self.message_wav = message_wav
-        self.ask = ask
-        self.dial_outcome = dial_outcome
-
-    def _line(self, prompt: str) -> str | None:
-        try:
-            return self.ask(prompt).strip()
-        except (EOFError, KeyboardInterrupt):
-            return None
-
-    def answer_gather(self, request: GatherRequest) -> GatherAnswer:
-        while True:
-            line = self._line("keys (Enter = silence, h = hang up)")
-            if line is None or line.lower() == "h":
-                return HANGUP
-            if line == "":
-                return SILENCE
-            if all(key in "0123456789*#" for key in line):
-                return line
-            if "speech" in request.input:
-                return Speech(line)
-
-    def answer_record(self, request: RecordRequest) -> RecordAnswer:
-        choices: dict[str, RecordAnswer] = {
-            "": Message(self.message_wav, "#"),
-            "h": Message(self.message_wav, "hangup"),
-            "s": SILENCE,
-            "x": HANGUP,
-        }
-        while True:
-            line = self._line(
-                f"record: Enter = say {Path(self.message_wav).name} then #, h = say it then hang up, "
-                "s = say nothing, x = hang up"
-            )
-            if line is None:
-                return HANGUP
-            if line.lower() in choices:
-                return choices[line.lower()]
-
-    def answer_dial(self, request: DialRequest) -> DialAnswer:
-        if self.dial_outcome is not None:
-            return self.dial_outcome
-        choices: dict[str, DialAnswer] = {
-            "": DialOutcome("completed"),
-            "n": DialOutcome("no-answer", ring_seconds=request.timeout),
-            "b": DialOutcome("busy", ring_seconds=0, talk_seconds=0),
-            "f": DialOutcome("failed", ring_seconds=0, talk_seconds=0),
-            "h": HANGUP,
-        }
-        while True:
-            line = self._line(
-                f"dialling {', '.join(request.numbers)}: Enter = answered, n = no answer, b = busy, "
-                "f = failed, h = hang up"
-            )
-            if line is None:
-                return HANGUP
-            if line.lower() in choices:
-                return choices[line.lower()]
-
-
-# --- what the emulator reports --------------------------------------------------------------------
-
-
-@dataclass
-class Exchange:
-    """One webhook: what was sent and what came back.
-
-    `kind` is one of voice, gather, record, dial, redirect (TwiML requests) or call-status,
-    recording-status, dial-status (callbacks). With `retry_webhooks`, `replies_identical` tells
-    whether the retried request got the same answer.
-    """
-
-    kind: str
-    method: str
-    url: str
-    params: dict[str, str]
-    headers: dict[str, str]
-    status: int
-    body: str
-    content_type: str = ""
-    replies_identical: bool | None = None
-    seconds: float = 0.0  # how long the server took to answer (the last delivery, with retries)
-
-
-@dataclass
-class CallResult:
-    """Everything observable about one emulated call."""
-
-    call_sid: str
-    from_: str
-    to: str
-    said: list[str] = field(default_factory=list)
-    heard: list[Heard] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    requests: list[Exchange] = field(default_factory=list)
-    recordings: dict[str, Path | None] = field(default_factory=dict)
-    ended_by: Literal["caller", "twilio"] = "twilio"
-    duration: int = 0
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    unused_steps: list[Step] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No application error, script mismatch or loop guard."""
-        return not self.errors
-
-    def transcript(self) -> str:
-        """What the line said, one prompt per line."""
-        return "\n".join(self.said)
-
-    def requests_of(self, kind: str) -> list[Exchange]:
-        return [exchange for exchange in self.requests if exchange.kind == kind]
-
-    def last(self, kind: str) -> Exchange:
-        """The last webhook of `kind`; AssertionError (with the call's story) when there is none."""
-        found = self.requests_of(kind)
-        if not found:
-            raise AssertionError(f"no {kind!r} request in this call:\n{self.describe()}")
-        return found[-1]
-
-    def describe(self) -> str:
-        """A readable account of the call for assertion messages."""
-        lines = [f"call {self.call_sid} from {self.from_}, ended by {self.ended_by} after {self.duration}s"]
-        lines += [f"  {e.kind:17} {e.method} {e.url} -> {e.status}" for e in self.requests]
-        lines += [f"  said: {text}" for text in self.said]
-        lines += [f"  error: {text}" for text in self.errors]
-        lines += [f"  warning: {text}" for text in self.warnings]
-        if self.unused_steps:
-            lines.append(f"  unused script steps: {self.unused_steps!r}")
-        return "\n".join(lines)
-
-    def raise_for_errors(self) -> CallResult:
-        """AssertionError describing the call when it had errors; the result otherwise."""
-        if self.errors:
-            raise AssertionError(self.describe())
-        return self
 
 
 @dataclass(frozen=True)
@@ -417,9 +76,6 @@ class SharedKey:
 
 
 RecordingCallbackTiming = Literal["after-action", "before-action", "end-of-call"]
-
-
-# --- the emulator ----------------------------------------------------------------------------------
 
 
 class TwilioEmulator:
@@ -513,13 +169,6 @@ class _Fetch:
     caller_gone: bool = False
     # A callback to deliver right after this request was made (a recording status callback).
     after: Callable[[], None] | None = None
-
-
-@dataclass
-class _Audio:
-    data: bytes
-    duration: float
-    channels: int
 
 
 class _CallRun:
@@ -780,7 +429,7 @@ class _CallRun:
             self.hear(Heard("beep", seconds=0.5))
         sid = new_sid("RE")
         start_time = self.timestamp()
-        audio = _read_audio(answer.wav) if isinstance(answer, Message) else None
+        audio = read_audio(answer.wav) if isinstance(answer, Message) else None
         empty = audio is None or audio.duration <= 0
         if callback and "in-progress" in events and answer is not HANGUP:
             self.post_recording_status(callback, verb, sid, "in-progress", None, start_time, "RecordVerb")
@@ -797,7 +446,7 @@ class _CallRun:
             return None
         finish = answer.finish
         if audio.duration > max_length:
-            audio = _truncate(audio, max_length)
+            audio = truncated(audio, max_length)
             finish = "max-length"
         self.clock += audio.duration
         params = self.register_recording(sid, audio, Path(answer.wav), "RecordVerb")
@@ -864,7 +513,7 @@ class _CallRun:
             channels = 2 if record.endswith("dual") else 1
             seconds = talk + (ring if "ringing" in record else 0)
             path = Path(outcome.recording_wav) if outcome.recording_wav else None
-            audio = _read_audio(path) if path else _silence(seconds, channels)
+            audio = read_audio(path) if path else silent_audio(seconds, channels)
             sid = new_sid("RE")
             start_time = format_datetime(self.now() - timedelta(seconds=seconds))
             params.update(self.register_recording(sid, audio, path, "DialVerb"))
@@ -885,7 +534,7 @@ class _CallRun:
 
     # -- recordings and callbacks ---------------------------------------------------------------
 
-    def register_recording(self, sid: str, audio: _Audio, path: Path | None, source: str) -> dict[str, str]:
+    def register_recording(self, sid: str, audio: Audio, path: Path | None, source: str) -> dict[str, str]:
         server = self.emulator.recording_server
         if server is None:
             self.result.errors.append("a recording was made but the emulator has no recording server")
@@ -900,7 +549,7 @@ class _CallRun:
         return {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": str(duration)}
 
     def _recording_callback(
-        self, callback: str | None, verb: ET.Element, sid: str, audio: _Audio, start_time: str, source: str
+        self, callback: str | None, verb: ET.Element, sid: str, audio: Audio, start_time: str, source: str
     ) -> Callable[[], None] | None:
         events = set(verb.get("recordingStatusCallbackEvent", "completed").split())
         if not callback or "completed" not in events:
@@ -940,7 +589,7 @@ class _CallRun:
         verb: ET.Element,
         sid: str,
         status: str,
-        audio: _Audio | None,
+        audio: Audio | None,
         start_time: str,
         source: str,
     ) -> None:
@@ -1025,45 +674,3 @@ class _CallRun:
         if not reply.ok:
             detail = f"HTTP {reply.status}" if reply.status else reply.body
             self.result.warnings.append(f"15003 {kind} callback {url} failed: {detail}")
-
-
-def _read_audio(path: str | Path) -> _Audio:
-    """The caller's audio and its length; a missing or non-WAV file is a test bug and raises."""
-    data = Path(path).read_bytes()
-    with wave.open(io.BytesIO(data)) as reader:
-        frames, rate, channels = reader.getnframes(), reader.getframerate(), reader.getnchannels()
-    return _Audio(data, frames / rate if rate else 0.0, channels)
-
-
-def _truncate(audio: _Audio, seconds: int) -> _Audio:
-    """The first `seconds` of a WAV, as Twilio keeps only up to maxLength."""
-    with wave.open(io.BytesIO(audio.data)) as reader:
-        params = reader.getparams()
-        frames = reader.readframes(int(seconds * params.framerate))
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setparams(params)
-        writer.writeframes(frames)
-    return _Audio(out.getvalue(), float(seconds), params.nchannels)
-
-
-def _silence(seconds: float, channels: int, rate: int = 8000) -> _Audio:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(channels)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(b"\x00\x00" * channels * int(seconds * rate))
-    return _Audio(out.getvalue(), float(seconds), channels)
-
-
-def write_tone_wav(path: str | Path, seconds: float = 2.0, frequency: float = 440.0, rate: int = 8000) -> Path:
-    """Write a mono 16-bit PCM tone (a stand-in for a spoken message) and return its path."""
-    path = Path(path)
-    samples = (int(8000 * math.sin(2 * math.pi * frequency * i / rate)) for i in range(int(seconds * rate)))
-    with wave.open(str(path), "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
-    return path

@@ -11,8 +11,9 @@ from typing import Any
 
 import vosk
 
+from ivr.config import DEFAULT_MODELS_DIR
 from ivr.speech.audio import SAMPLE_WIDTH, AudioSource, PreparedChannel, open_audio
-from ivr.speech.model_store import DEFAULT_MODEL_NAME, DEFAULT_MODELS_DIR, KNOWN_MODELS, model_layout_problems
+from ivr.speech.model_store import DEFAULT_MODEL_NAME, KNOWN_MODELS, model_layout_problems
 from ivr.speech.text import normalise_transcript
 
 DEFAULT_SAMPLE_RATE = 16000  # what Vosk models use unless conf/mfcc.conf says otherwise

@@ -15,9 +15,6 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ivr.config import REPO_ROOT
-
-DEFAULT_MODELS_DIR = REPO_ROOT / "models"  # contents git-ignored
 DEFAULT_MODEL_NAME = "vosk-model-small-cn-0.22"
 CHUNK_SIZE = 1 << 16
 DOWNLOAD_TIMEOUT = 30.0  # seconds to connect, and between bytes once connected

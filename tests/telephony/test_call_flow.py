@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ivr.devphone.emulator import HANGUP, SILENCE, DialOutcome, Message
+from ivr.devphone.callers import HANGUP, SILENCE, DialOutcome, Message
 from ivr.models import Category, RecordingState
 from tests.factories import DUAL_WAV, HELLO_WAV, recordings_of, sha256_of, ticket_for
 

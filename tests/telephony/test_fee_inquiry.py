@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.devphone.emulator import HANGUP, DialOutcome, Message
+from ivr.devphone.callers import HANGUP, DialOutcome, Message
 from ivr.fees.ledger import import_fee_rows, parse_fee_csv
 from ivr.models import Category
 from tests.factories import FIXTURES, HELLO_WAV, ticket_for

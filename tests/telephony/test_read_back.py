@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from ivr import create_app
-from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Recording
 from tests.factories import FIXTURES, HELLO_WAV, korean_model_path, ticket_for
@@ -60,7 +61,7 @@ def test_the_message_is_transcribed_and_read_back_before_confirming(speech_app, 
 
 @pytest.mark.slow
 def test_a_transfer_recording_is_transcribed_per_channel(speech_app, settings, recording_server, database):
-    from ivr.devphone.emulator import DialOutcome
+    from ivr.devphone.callers import DialOutcome
 
     phone = real_time_phone(speech_app, settings, recording_server)
     dual = FIXTURES / "speech" / "ko_dual_8k.wav"

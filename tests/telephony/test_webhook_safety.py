@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from ivr.devphone.emulator import Message, TwilioEmulator
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Call, CallEvent, RecordingState, Ticket
 from tests.factories import HELLO_WAV, call_params, count, sha256_of, signed_post, ticket_for
