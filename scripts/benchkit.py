@@ -1,25 +1,21 @@
-"""Shared by the load and benchmark scripts: a throwaway `ivr serve` and small statistics helpers."""
+"""Shared by the load and benchmark scripts: a throwaway `ivr serve`, small statistics helpers, and
+what the webhook benchmark needs to pin a server to a core and read the CPU time it used."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
+from ivr.devphone.net import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 IVR = str(REPO / ".venv" / "bin" / "ivr")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -32,27 +28,68 @@ def ivr(env: dict[str, str], *args: str) -> str:
     return subprocess.run([IVR, *args], env=env, check=True, capture_output=True, text=True).stdout
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, all its threads (/proc/<pid>/stat utime+stime)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        # The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A Popen preexec_fn that pins the child (and every thread it starts) to `cpus`."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Wait (at most 20 s) for GET `url` to answer 2xx; SystemExit pointing at the log otherwise."""
+    for _ in range(200):
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with {server.returncode}; see {log_path}")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server did not start; see {log_path}")
+
+
 @contextmanager
-def local_server(workdir: Path, settings: dict[str, str], *serve_args: str) -> Iterator[tuple[str, dict[str, str]]]:
+def served(command: list[str], env: dict[str, str], health_url: str, log_path: Path,
+           cpus: set[int] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server command (pinned to `cpus` when given) until it answers `health_url`; stop it after."""
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  preexec_fn=pinned_to(cpus))
+        try:
+            wait_until_healthy(health_url, server, log_path)
+            yield server
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@contextmanager
+def local_server(workdir: Path, settings: dict[str, str], *serve_args: str,
+                 cpus: set[int] | None = None) -> Iterator[tuple[str, dict[str, str]]]:
     """A migrated development server on a free port with its own instance folder; yields (url, env)."""
+    with local_server_process(workdir, settings, *serve_args, cpus=cpus) as (url, env, _server):
+        yield url, env
+
+
+@contextmanager
+def local_server_process(workdir: Path, settings: dict[str, str], *serve_args: str,
+                         cpus: set[int] | None = None) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
+    """Like local_server, and also yields the server process (to read its CPU time)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "IVR_ENV": "development", "IVR_INSTANCE_DIR": str(workdir / "instance"),
            "IVR_RECORDINGS_DIR": str(workdir / "recordings"), "IVR_PUBLIC_URL": url, **settings}
     ivr(env, "init-db")
-    with open(workdir / "server.log", "w") as log:
-        server = subprocess.Popen([IVR, "serve", "--port", str(port), *serve_args], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
-        try:
-            for _ in range(200):
-                try:
-                    if requests.get(f"{url}/healthz", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit(f"server did not start; see {workdir / 'server.log'}")
-            yield url, env
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    command = [IVR, "serve", "--port", str(port), *serve_args]
+    with served(command, env, f"{url}/healthz", workdir / "server.log", cpus) as server:
+        yield url, env, server

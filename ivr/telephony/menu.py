@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from twilio.twiml.voice_response import VoiceResponse
 
+from ivr.config import Settings
 from ivr.models import Category
 from ivr.telephony.steps import MAX_RETRIES, ask_menu, ask_room, connect_person
-from ivr.telephony.twiml import say_prompt
+from ivr.telephony.twiml import RenderedResponse, say_prompt
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import bump_counter, ensure_ticket
 
@@ -18,10 +21,17 @@ EMERGENCY_REASON = "来电选择了紧急情况(按9)"
 
 def answer_call(turn: Turn) -> VoiceResponse:
     """The number's Voice URL: greet at once (E1, E2) and offer the menu."""
+    return greeting(turn.settings)
+
+
+@lru_cache(maxsize=8)
+def greeting(settings: Settings) -> RenderedResponse:
+    """The greeting and menu, the same for every call to these settings: built and rendered once (every
+    call starts here; building and rendering it was about 6 % of /twilio/voice's CPU)."""
     response = VoiceResponse()
-    say_prompt(response, "greeting", property_name=turn.settings.property_name)
+    say_prompt(response, "greeting", property_name=settings.property_name)
     ask_menu(response)
-    return response
+    return RenderedResponse.of(response)
 
 
 def choose_from_menu(turn: Turn) -> VoiceResponse:

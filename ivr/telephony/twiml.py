@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from flask import Response
+from twilio.twiml import TwiML, TwiMLException
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.runtime import current_settings
@@ -12,6 +13,7 @@ from ivr.telephony.prompts import prompt
 
 LANGUAGE = "cmn-CN"
 VOICE = "Polly.Zhiyu"
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
 def say(response: VoiceResponse, text: str) -> None:
@@ -28,6 +30,25 @@ def webhook_url(path: str, **query: str) -> str:
     """The absolute URL Twilio should request next (signatures are computed over it)."""
     url = f"{current_settings().public_url}/twilio/{path}"
     return f"{url}?{urlencode(query)}" if query else url
+
+
+class RenderedResponse(VoiceResponse):
+    """An answer that is the same for every call, built with VoiceResponse and rendered once: the frame
+    turns it into text without building the XML tree again. It takes no more verbs."""
+
+    def __init__(self, xml: str) -> None:
+        super().__init__()
+        self.rendered = xml
+
+    @classmethod
+    def of(cls, response: VoiceResponse) -> RenderedResponse:
+        return cls(response.to_xml())
+
+    def nest(self, verb: TwiML | str) -> TwiML | str:
+        raise TwiMLException("a rendered response is final; build a new VoiceResponse instead")
+
+    def to_xml(self, xml_declaration: bool = True) -> str:
+        return self.rendered if xml_declaration else self.rendered.removeprefix(XML_DECLARATION)
 
 
 def twiml_response(body: str) -> Response:
