@@ -21,6 +21,8 @@ def create_app(settings: Settings | None = None, *, with_queue: bool = True, **q
 
     database = Database(settings.database_url, timeout=settings.db_timeout_seconds)
     app.extensions["ivr.database"] = database
+    import ivr.job_modules  # noqa: F401  (every job kind and periodic task declared before the queue is made)
+
     if with_queue:
         from ivr.jobs import JobQueue
 

@@ -6,8 +6,8 @@ from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from ivr.recordings.transcribe import speech_model_status
 from ivr.runtime import current_database, current_queue, current_settings
+from ivr.speech.status import speech_model_status
 from ivr.telephony.spool import Spool
 
 blueprint = Blueprint("health", __name__)

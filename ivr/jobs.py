@@ -4,6 +4,11 @@ The queue is SQLite-backed and consumed inside `ivr serve` by default, or Redis-
 by `ivr worker` processes when IVR_REDIS_URL is set. A running job holds a lease that its worker renews;
 the sweep re-queues a job whose lease ran out (its worker died), and a starting process re-queues at once
 the jobs of dead processes on its own host. Failed attempts are retried with a capped exponential backoff.
+
+Each kind of job declares itself next to its handler, `@job("download_recording", give_up=…)`, and call sites
+schedule through the handle (`download_recording.schedule(session, recording.id)`); periodic tasks declare
+themselves with `@periodic`. This module imports nothing from the domain: `ivr.job_modules` lists the modules
+that declare jobs, and every process that runs or retries jobs imports it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from types import TracebackType
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
-from sqlalchemy import and_, event, or_, select, update
+from sqlalchemy import Select, and_, event, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -57,31 +62,101 @@ class JobContext:
 
 
 JobHandler = Callable[[JobContext, int], None]
+GiveUpHook = Callable[[JobContext, int, str], None]
+RetryHook = Callable[[Session, int], None]
+PeriodicHandler = Callable[[JobContext], None]
 
 
 @dataclass(frozen=True)
 class JobKind:
-    """How to run one kind of job, what to do when it finally fails, and what to undo when a person
-    retries it (`retried` runs in the retrying transaction; it only changes rows, it does not commit)."""
+    """One kind of job, declared with @job: its name (the rows' `kind`), how to run it, what to do when it
+    finally fails, and what to undo when a person retries it (`retried` runs in the retrying transaction; it
+    only changes rows, it does not commit). Call sites schedule through it."""
 
+    name: str
     run: JobHandler
-    give_up: Callable[[JobContext, int, str], None]
-    retried: Callable[[Session, int], None] | None = None
+    give_up: GiveUpHook
+    retried: RetryHook | None = None
+
+    def schedule(self, session: Session, subject_id: int) -> Job:
+        """Create the job row (once per kind and subject); it is queued when the session commits."""
+        job = session.scalars(self._row(subject_id)).one_or_none()
+        if job is None:
+            job = Job(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
+            try:
+                with session.begin_nested():
+                    session.add(job)
+            except IntegrityError:  # another request scheduled it first
+                return session.scalars(self._row(subject_id)).one()
+        session.info.setdefault("jobs_to_enqueue", []).append(job.id)
+        return job
+
+    def _row(self, subject_id: int) -> Select[Job]:
+        return select(Job).where(Job.kind == self.name, Job.subject_id == subject_id)
 
 
-def job_kinds() -> dict[str, JobKind]:
-    """Every job kind by name (imported here to keep the queue free of domain imports at load)."""
-    from ivr.notifications import SMS_JOB, send_notice_sms, sms_failed
-    from ivr.qa.evaluations import evaluate_call_job, evaluation_failed
-    from ivr.recordings.download import download_recording, recording_download_failed, recording_download_retried
-    from ivr.recordings.transcribe import transcribe_recording, transcription_failed
+@dataclass(frozen=True)
+class PeriodicTask:
+    """Work every consumer runs on a schedule (`minute` in crontab's syntax), outside the job rows."""
 
-    return {
-        "download_recording": JobKind(download_recording, recording_download_failed, recording_download_retried),
-        "transcribe_recording": JobKind(transcribe_recording, transcription_failed),
-        SMS_JOB: JobKind(send_notice_sms, sms_failed),
-        "evaluate_call": JobKind(evaluate_call_job, evaluation_failed),
-    }
+    name: str
+    run: PeriodicHandler
+    minute: str
+
+
+_KINDS: dict[str, JobKind] = {}
+_PERIODIC_TASKS: dict[str, PeriodicTask] = {}
+
+
+def job(name: str, *, give_up: GiveUpHook, retried: RetryHook | None = None) -> Callable[[JobHandler], JobKind]:
+    """Declare the decorated handler as the job kind `name`; the decorated name becomes its JobKind. Its
+    module belongs in ivr/job_modules.py (tests/test_jobs.py checks), so every worker knows the kind."""
+
+    def declare(run: JobHandler) -> JobKind:
+        return register_kind(JobKind(name, run, give_up, retried))
+
+    return declare
+
+
+def periodic(name: str, *, minute: str) -> Callable[[PeriodicHandler], PeriodicHandler]:
+    """Declare the decorated function a periodic task that every consumer runs at `minute` (crontab's
+    syntax, e.g. "*/10"); the function itself is returned unchanged. Its module belongs in ivr/job_modules.py."""
+
+    def declare(run: PeriodicHandler) -> PeriodicHandler:
+        if name in _PERIODIC_TASKS:
+            raise ValueError(f"periodic task {name!r} is already declared")
+        _PERIODIC_TASKS[name] = PeriodicTask(name, run, minute)
+        return run
+
+    return declare
+
+
+def register_kind(kind: JobKind) -> JobKind:
+    """Add a kind to the registry (what @job does); each name is declared once."""
+    if kind.name in _KINDS:
+        raise ValueError(f"job kind {kind.name!r} is already declared (by {_KINDS[kind.name].run.__module__})")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister_kind(name: str) -> JobKind:
+    """Take a kind out of the registry and return it (tests' throwaway kinds); KeyError when it is not there."""
+    return _KINDS.pop(name)
+
+
+def job_kind(name: str) -> JobKind | None:
+    """The declared kind of this name, or None."""
+    return _KINDS.get(name)
+
+
+def registered_kinds() -> dict[str, JobKind]:
+    """Every declared job kind by name."""
+    return dict(_KINDS)
+
+
+def periodic_tasks() -> dict[str, PeriodicTask]:
+    """Every declared periodic task by name (the queue's own sweep is not among them)."""
+    return dict(_PERIODIC_TASKS)
 
 
 def retry_delay(attempt: int, base: float = RETRY_BASE_SECONDS, cap: float = RETRY_CAP_SECONDS) -> float:
@@ -112,20 +187,6 @@ def process_is_alive(pid: int) -> bool:
     return True
 
 
-def schedule_job(session: Session, kind: str, subject_id: int) -> Job:
-    """Create the job row (once per kind and subject); it is queued when the session commits."""
-    job = session.scalars(select(Job).where(Job.kind == kind, Job.subject_id == subject_id)).one_or_none()
-    if job is None:
-        job = Job(kind=kind, subject_id=subject_id, state=JobState.QUEUED)
-        try:
-            with session.begin_nested():
-                session.add(job)
-        except IntegrityError:  # another request scheduled it first
-            return session.scalars(select(Job).where(Job.kind == kind, Job.subject_id == subject_id)).one()
-    session.info.setdefault("jobs_to_enqueue", []).append(job.id)
-    return job
-
-
 class JobNotRetryable(Exception):
     """A person asked to retry a job that is running or already done; the message says which."""
 
@@ -146,7 +207,7 @@ def retry_job(session: Session, job: Job) -> None:
     job.finished_at = None
     job.owner = None
     job.lease_expires_at = None
-    kind = job_kinds().get(job.kind)
+    kind = job_kind(job.kind)
     if kind is not None and kind.retried is not None:
         kind.retried(session, job.subject_id)
     session.flush()
@@ -246,12 +307,15 @@ class JobQueue:
         self.huey = make_huey(settings)
         self._run_task = self.huey.task(name="run_job")(self.run_job)
         self.huey.periodic_task(crontab(minute="*"), name="sweep_jobs")(self.sweep)
-        from ivr.recordings.reconcile import reconcile_periodically  # the last safety net for lost webhooks
-        self.huey.periodic_task(crontab(minute="*/10"), name="reconcile_recordings")(
-            lambda: reconcile_periodically(self.context))
+        for task in _PERIODIC_TASKS.values():  # e.g. Twilio reconciliation, the last safety net for lost webhooks
+            self._add_periodic_task(task)
         self._consumer: Consumer | None = None
         event.listen(database.sessionmaker, "after_commit", self._enqueue_committed)
         event.listen(database.sessionmaker, "after_rollback", self._forget_rolled_back)
+
+    def _add_periodic_task(self, task: PeriodicTask) -> None:
+        context = self.context
+        self.huey.periodic_task(crontab(minute=task.minute), name=task.name)(lambda: task.run(context))
 
     @property
     def backend(self) -> str:
@@ -301,7 +365,7 @@ class JobQueue:
             if job.state == JobState.QUEUED:
                 self._give_up_exhausted(job)
             return  # otherwise already taken by another worker, or done
-        kind = job_kinds().get(job.kind)
+        kind = job_kind(job.kind)
         try:
             if kind is None:
                 raise PermanentJobError(f"unknown job kind {job.kind!r}")
@@ -335,7 +399,7 @@ class JobQueue:
         if not failed:
             return  # retried or claimed meanwhile
         log.error("job %s (%s #%s) %s", job.id, job.kind, job.subject_id, error)
-        kind = job_kinds().get(job.kind)
+        kind = job_kind(job.kind)
         if kind is not None:
             kind.give_up(self.context, job.subject_id, error)
 

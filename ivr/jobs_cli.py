@@ -112,6 +112,7 @@ def retry(state: CliState, job_id: int | None, all_failed: bool) -> None:
     """
     from sqlalchemy import select
 
+    import ivr.job_modules  # noqa: F401  (the kinds' retry hooks, e.g. a failed recording pending again)
     from ivr.jobs import JobNotRetryable, retry_job
     from ivr.models import Job, JobState
 

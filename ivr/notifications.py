@@ -6,11 +6,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.jobs import JobContext, PermanentJobError, schedule_job
+from ivr.jobs import JobContext, PermanentJobError, job
 from ivr.models import Notice, Ticket, User
-from ivr.tickets.procedure import record_event
+from ivr.tickets.events import record_event
 
-SMS_JOB = "notify_sms"
 MANAGER_ROLE = "manager"
 SMS_MAX_CHARS = 300
 
@@ -21,7 +20,7 @@ def notify_managers(session: Session, ticket: Ticket, actor: str | None, reason:
     session.add(notice)
     record_event(session, ticket, "flagged", actor, reason=reason)
     session.flush()
-    schedule_job(session, SMS_JOB, notice.id)
+    send_notice_sms.schedule(session, notice.id)
     return notice
 
 
@@ -42,6 +41,12 @@ def _phones_done(notice: Notice) -> set[str]:
     return sent | refused
 
 
+def _phones_left(session: Session, notice: Notice) -> list[str]:
+    """The phones of the notice's role still without a final outcome (to text, or to give up on)."""
+    done = _phones_done(notice)
+    return [phone for phone in _manager_phones(session, notice.role) if phone not in done]
+
+
 def _add_failures(notice: Notice, lines: list[str]) -> None:
     notice.sms_error = "\n".join([*(notice.sms_error or "").splitlines(), *lines]) or None
 
@@ -55,6 +60,18 @@ class SmsNotSentYet(Exception):
     """Some managers' SMS failed for a reason that may pass (Twilio busy or unreachable): retry those."""
 
 
+def sms_failed(context: JobContext, notice_id: int, error: str) -> None:
+    """Give-up hook: every manager's phone still without an outcome gets the last error as its reason."""
+    with context.database.session() as session:
+        notice = session.get(Notice, notice_id)
+        if notice is None:
+            return
+        _add_failures(notice, [f"{phone}: not sent, gave up: {error}" for phone in _phones_left(session, notice)])
+        if not notice.sms_error:
+            notice.sms_error = error
+
+
+@job("notify_sms", give_up=sms_failed)
 def send_notice_sms(context: JobContext, notice_id: int) -> None:
     """Job handler: text the notice to every active manager with a phone, one SMS each.
 
@@ -74,8 +91,7 @@ def send_notice_sms(context: JobContext, notice_id: int) -> None:
         notice = session.get(Notice, notice_id)
         if notice is None:
             return
-        done = _phones_done(notice)
-        phones = [phone for phone in _manager_phones(session, notice.role) if phone not in done]
+        phones = _phones_left(session, notice)
         anyone_texted = bool(notice.sms_sids)
         body = f"【{settings.property_name}物业】{notice.message}"[:SMS_MAX_CHARS]
     if not phones:
@@ -106,16 +122,3 @@ def send_notice_sms(context: JobContext, notice_id: int) -> None:
         raise SmsNotSentYet("; ".join(retry))
     if refused and not sent and not anyone_texted:
         raise PermanentJobError("no manager could be texted: " + "; ".join(refused))
-
-
-def sms_failed(context: JobContext, notice_id: int, error: str) -> None:
-    """Give-up hook: every manager's phone still without an outcome gets the last error as its reason."""
-    with context.database.session() as session:
-        notice = session.get(Notice, notice_id)
-        if notice is None:
-            return
-        done = _phones_done(notice)
-        missing = [phone for phone in _manager_phones(session, notice.role) if phone not in done]
-        _add_failures(notice, [f"{phone}: not sent, gave up: {error}" for phone in missing])
-        if not notice.sms_error:
-            notice.sms_error = error

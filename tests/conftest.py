@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from ivr.db import Database
 from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.recording_server import RecordingServer
 from ivr.devphone.transport import FlaskClientTransport
-from ivr.jobs import JobQueue
+from ivr.jobs import GiveUpHook, JobHandler, JobKind, JobQueue, RetryHook, job, job_kind, register_kind, unregister_kind
 from ivr.migrate import upgrade_database
 from ivr.staff import create_token
 
@@ -127,6 +127,34 @@ def worker(queue: JobQueue) -> Iterator[JobQueue]:
     queue.start_embedded(workers=2)
     yield queue
     queue.stop_embedded()
+
+
+DeclareJob = Callable[..., JobKind]
+
+
+@pytest.fixture
+def declare_job() -> Iterator[DeclareJob]:
+    """Declare job kinds for one test as handlers do with @job: `declare_job("slow", run)` adds a throwaway
+    kind, `declare_job("transcribe_recording", run, replacing=True)` stands in for a real one. Afterwards
+    the registry is as it was."""
+    declared: list[tuple[str, JobKind | None]] = []
+
+    def declare(name: str, run: JobHandler, *, give_up: GiveUpHook = lambda context, subject_id, error: None,
+                retried: RetryHook | None = None, replacing: bool = False) -> JobKind:
+        real = job_kind(name)
+        if replacing:
+            if real is None:
+                raise LookupError(f"no job kind {name!r} to replace")
+            unregister_kind(name)
+        kind = job(name, give_up=give_up, retried=retried)(run)  # a name already declared is refused here
+        declared.append((name, real if replacing else None))
+        return kind
+
+    yield declare
+    for name, real in reversed(declared):
+        unregister_kind(name)
+        if real is not None:
+            register_kind(real)
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
-"""The job queue surviving crashes: leases and their renewal, the sweep, dead workers re-queued at start-up,
-attempts checked at claim, and a backoff that spreads the retries over a day."""
+"""The job queue: kinds declared with @job and known to every process, and surviving crashes: leases and
+their renewal, the sweep, dead workers re-queued at start-up, attempts checked at claim, and a backoff that
+spreads the retries over a day."""
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import socket
 import subprocess
@@ -16,18 +19,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-import ivr.jobs
 from ivr.db import utcnow
+from ivr.job_modules import JOB_MODULES
 from ivr.jobs import (
     RETRY_BASE_SECONDS,
     RETRY_CAP_SECONDS,
-    JobKind,
     JobQueue,
     LeaseRenewal,
+    job,
+    job_kind,
+    registered_kinds,
     retry_delay,
     retry_schedule,
     worker_identity,
 )
+from ivr.jobs_cli import SUBJECTS
 from ivr.models import JOB_MAX_ATTEMPTS, Job, JobState, RecordingState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,20 +54,87 @@ def job_row(database, job_id: int) -> Job:
         return job
 
 
-@pytest.fixture
-def test_kinds(monkeypatch: pytest.MonkeyPatch):
-    """Register extra job kinds (name → JobKind) beside the real ones for one test."""
-    extra: dict[str, JobKind] = {}
-    real = ivr.jobs.job_kinds
-    monkeypatch.setattr(ivr.jobs, "job_kinds", lambda: {**real(), **extra})
-    return extra
-
-
 def dead_pid() -> int:
     """The id of a process that has just exited (and been reaped)."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+# The registry --------------------------------------------------------------------------------------------------
+
+
+def declares_a_job(decorator: ast.expr) -> bool:
+    """`@job(…)` or `@periodic(…)`, also spelled `@jobs.job(…)`."""
+    if not isinstance(decorator, ast.Call):
+        return False
+    called = decorator.func
+    name = called.id if isinstance(called, ast.Name) else called.attr if isinstance(called, ast.Attribute) else None
+    return name in ("job", "periodic")
+
+
+def modules_that_declare_jobs() -> set[str]:
+    """Every module under ivr/ with a function declared a job or periodic task, read from the source."""
+    found = set()
+    for path in (REPO / "ivr").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                    declares_a_job(decorator) for decorator in node.decorator_list):
+                found.add(".".join(path.relative_to(REPO).with_suffix("").parts))
+    return found
+
+
+def test_every_module_that_declares_a_job_is_in_the_job_modules_list():
+    declaring = modules_that_declare_jobs()
+    assert {"ivr.recordings.download", "ivr.recordings.reconcile"} <= declaring  # the scan sees decorators
+    assert {module.__name__ for module in JOB_MODULES} == declaring
+
+
+FRESH_APP = textwrap.dedent("""
+    import json
+    from ivr import create_app
+    from ivr.jobs import periodic_tasks, registered_kinds
+
+    create_app(with_queue=False)
+    print(json.dumps({"kinds": sorted(registered_kinds()), "periodic": sorted(periodic_tasks())}))
+""")
+
+
+def test_a_fresh_process_knows_every_kind_the_jobs_table_names_once_it_builds_the_app(settings_environ):
+    done = subprocess.run([sys.executable, "-c", FRESH_APP], cwd=REPO, env={**os.environ, **settings_environ},
+                          capture_output=True, text=True, timeout=60, check=True)
+    known = json.loads(done.stdout.splitlines()[-1])
+    assert known["kinds"] == sorted(SUBJECTS)  # `ivr jobs list` names the subject of every kind there is
+    assert known["periodic"] == ["reconcile_recordings"]
+
+
+def test_a_kind_is_declared_once_and_a_test_kind_is_gone_after_its_test(declare_job):
+    with pytest.raises(ValueError, match="'download_recording' is already declared"):
+        job("download_recording", give_up=lambda context, subject_id, error: None)(lambda context, subject_id: None)
+    real = job_kind("download_recording")
+    stand_in = declare_job("download_recording", lambda context, subject_id: None, replacing=True)
+    throwaway = declare_job("throwaway", lambda context, subject_id: None)
+    assert job_kind("download_recording") is stand_in and job_kind("throwaway") is throwaway
+    assert real is not None and real.run.__module__ == "ivr.recordings.download"
+
+
+def test_the_registry_is_as_it_was_after_a_test_that_declared_kinds():
+    kinds = registered_kinds()
+    assert "throwaway" not in kinds and sorted(kinds) == sorted(SUBJECTS)
+    assert kinds["download_recording"].run.__module__ == "ivr.recordings.download"
+
+
+def test_scheduling_through_the_handle_makes_one_row_per_kind_and_subject(database):
+    from ivr.recordings.download import download_recording
+    from ivr.recordings.transcribe import transcribe_recording
+
+    with database.session() as session:
+        first = download_recording.schedule(session, 7)
+        assert download_recording.schedule(session, 7) is first
+        other = transcribe_recording.schedule(session, 7)
+        rows = [(job.kind, job.subject_id) for job in (first, other)]
+        assert rows == [("download_recording", 7), ("transcribe_recording", 7)]
+        assert session.info["jobs_to_enqueue"] == [first.id, first.id, other.id]
 
 
 # Backoff ------------------------------------------------------------------------------------------------------
@@ -91,11 +164,11 @@ def test_a_queue_built_without_options_uses_the_production_backoff_and_lease(set
         JobQueue(settings, database, lease_seconds=1, lease_renew_seconds=1)
 
 
-def test_a_failed_attempt_is_retried_after_the_queues_backoff(settings, database, test_kinds):
+def test_a_failed_attempt_is_retried_after_the_queues_backoff(settings, database, declare_job):
     def fail(context, subject_id):
         raise RuntimeError("Twilio is down")
 
-    test_kinds["always_fails"] = JobKind(fail, lambda *args: None)
+    declare_job("always_fails", fail)
     queue = JobQueue(settings, database, retry_base_seconds=40, retry_cap_seconds=60)
     job_id = add_job(database, "always_fails")
     for attempt, wait in ((1, 40), (2, 60), (3, 60)):
@@ -110,10 +183,9 @@ def test_a_failed_attempt_is_retried_after_the_queues_backoff(settings, database
 # Leases -------------------------------------------------------------------------------------------------------
 
 
-def test_a_claim_takes_a_lease_in_this_processes_name(settings, database, test_kinds):
+def test_a_claim_takes_a_lease_in_this_processes_name(settings, database, declare_job):
     seen: list[Job] = []
-    test_kinds["look"] = JobKind(lambda context, subject_id: seen.append(job_row(database, job_id)),
-                                 lambda *args: None)
+    declare_job("look", lambda context, subject_id: seen.append(job_row(database, job_id)))
     queue = JobQueue(settings, database, lease_seconds=7, lease_renew_seconds=5)
     job_id = add_job(database, "look")
     before = utcnow()
@@ -126,14 +198,14 @@ def test_a_claim_takes_a_lease_in_this_processes_name(settings, database, test_k
     assert (done.state, done.attempts, done.lease_expires_at) == (JobState.DONE, 1, None)
 
 
-def test_a_long_job_that_renews_its_lease_runs_exactly_once_while_the_sweep_runs(settings, database, test_kinds):
+def test_a_long_job_that_renews_its_lease_runs_exactly_once_while_the_sweep_runs(settings, database, declare_job):
     runs: list[float] = []
 
     def slow(context, subject_id):
         runs.append(time.monotonic())
         time.sleep(1.6)  # more than three leases
 
-    test_kinds["slow"] = JobKind(slow, lambda *args: None)
+    declare_job("slow", slow)
     queue = JobQueue(settings, database, lease_seconds=0.5, lease_renew_seconds=0.1)
     job_id = add_job(database, "slow")
     stop = threading.Event()
@@ -218,18 +290,17 @@ CRASHING_WORKER = textwrap.dedent("""
     from ivr.config import load_settings
     from ivr.db import Database
 
-    real = jobs.job_kinds
-    jobs.job_kinds = lambda: {**real(), "crash": jobs.JobKind(lambda context, subject: os._exit(3), print)}
+    jobs.job("crash", give_up=print)(lambda context, subject: os._exit(3))
     settings = load_settings()
     jobs.JobQueue(settings, Database(settings.database_url)).run_job(int(sys.argv[1]))
 """)
 
 
 def test_a_job_that_kills_its_worker_is_retried_then_given_up_with_the_reason(
-        settings, settings_environ, database, test_kinds):
+        settings, settings_environ, database, declare_job):
     given_up: list[tuple[int, str]] = []
-    test_kinds["crash"] = JobKind(lambda context, subject_id: os._exit(3),
-                                  lambda context, subject_id, error: given_up.append((subject_id, error)))
+    declare_job("crash", lambda context, subject_id: os._exit(3),
+                give_up=lambda context, subject_id, error: given_up.append((subject_id, error)))
     job_id = add_job(database, "crash", subject_id=77, max_attempts=2)
     queue = JobQueue(settings, database)
 

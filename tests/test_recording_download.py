@@ -134,10 +134,10 @@ def test_the_sweep_requeues_a_job_whose_lease_ran_out(client, settings, database
 
 
 def test_jobs_scheduled_in_a_rolled_back_transaction_are_not_queued(app, database, queue: JobQueue):
-    from ivr.jobs import schedule_job
+    from ivr.recordings.download import download_recording
 
     session = database.sessionmaker()
-    schedule_job(session, "download_recording", 999)
+    download_recording.schedule(session, 999)
     session.rollback()
     session.close()
     assert len(queue.huey) == 0
