@@ -19,12 +19,12 @@ import requests
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
-from ivr.jobs import JobContext, PermanentJobError, schedule_job
+from ivr.jobs import JobContext, PermanentJobError, job
 from ivr.models import Recording, RecordingState
+from ivr.recordings.transcribe import transcribe_recording
 from ivr.twilio_sids import CALL_SID, RECORDING_SID
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-TRANSCRIBE_JOB = "transcribe_recording"
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 3
 STORED_CONTENT_TYPE = "audio/wav"
@@ -190,6 +190,24 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def recording_download_failed(context: JobContext, recording_id: int, error: str) -> None:
+    """Give-up hook: the recording stays listed (Twilio still holds it) and says why it is missing."""
+    with context.database.session() as session:
+        recording = session.get(Recording, recording_id)
+        if recording is not None and recording.state != RecordingState.STORED:
+            recording.state = RecordingState.FAILED
+            recording.error = error
+
+
+def recording_download_retried(session: Session, recording_id: int) -> None:
+    """Retry hook (`ivr jobs retry`): a recording the download gave up on is pending again, its error gone."""
+    recording = session.get(Recording, recording_id)
+    if recording is not None and recording.state != RecordingState.STORED:
+        recording.state = RecordingState.PENDING
+        recording.error = None
+
+
+@job("download_recording", give_up=recording_download_failed, retried=recording_download_retried)
 def download_recording(context: JobContext, recording_id: int) -> None:
     """Job handler: store the recording's bytes with their SHA-256, size and duration."""
     settings = context.settings
@@ -221,21 +239,4 @@ def download_recording(context: JobContext, recording_id: int) -> None:
         recording.channels = channels or recording.channels
         recording.stored_at = utcnow()
         recording.error = None
-        schedule_job(session, TRANSCRIBE_JOB, recording_id)
-
-
-def recording_download_failed(context: JobContext, recording_id: int, error: str) -> None:
-    """Give-up hook: the recording stays listed (Twilio still holds it) and says why it is missing."""
-    with context.database.session() as session:
-        recording = session.get(Recording, recording_id)
-        if recording is not None and recording.state != RecordingState.STORED:
-            recording.state = RecordingState.FAILED
-            recording.error = error
-
-
-def recording_download_retried(session: Session, recording_id: int) -> None:
-    """Retry hook (`ivr jobs retry`): a recording the download gave up on is pending again, its error gone."""
-    recording = session.get(Recording, recording_id)
-    if recording is not None and recording.state != RecordingState.STORED:
-        recording.state = RecordingState.PENDING
-        recording.error = None
+        transcribe_recording.schedule(session, recording_id)

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 
-from ivr.config import Settings
-from ivr.jobs import JobContext, PermanentJobError, schedule_job
+from ivr.jobs import JobContext, PermanentJobError, job
 from ivr.models import Recording, RecordingState, Transcript
+from ivr.qa.evaluations import evaluate_call_job
 from ivr.speech.audio import UnreadableAudio
-from ivr.speech.engine import SpeechEngine, SpeechModelError, model_is_loaded, resolve_model_path
-from ivr.speech.model_store import model_layout_problems
+from ivr.speech.engine import SpeechEngine, SpeechModelError
+from ivr.speech.status import speech_model_path
 from ivr.tickets.operations import refresh_ticket_transcript
 
-EVALUATE_JOB = "evaluate_call"
+
+def transcription_failed(context: JobContext, recording_id: int, error: str) -> None:
+    """Give-up hook: the audio stays; the recording is flagged for a person to transcribe."""
+    with context.database.session() as session:
+        recording = session.get(Recording, recording_id)
+        if recording is not None:
+            recording.needs_manual_transcription = True
+            recording.transcription_error = error
 
 
-def speech_model_path(settings: Settings) -> Path:
-    """Where the configured Vosk model should be (it may not be installed)."""
-    return resolve_model_path(settings.speech_model, settings.models_dir)
-
-
-def speech_model_installed(settings: Settings) -> bool:
-    return not model_layout_problems(speech_model_path(settings))
-
-
-def speech_model_status(settings: Settings) -> str:
-    """One line for /healthz, the log and the console: is the line transcribing messages?"""
-    path = speech_model_path(settings)
-    if speech_model_installed(settings):
-        state = "loaded" if model_is_loaded(path) else "installed (loads with the first message)"
-        return f"{state}: {path.name}"
-    return (f"missing: {path} — messages are kept but not transcribed until a model is installed "
-            "(`ivr models fetch`)")
-
-
+@job("transcribe_recording", give_up=transcription_failed)
 def transcribe_recording(context: JobContext, recording_id: int) -> None:
     """Job handler: transcribe every channel of the stored audio; keep words, update the ticket."""
     settings = context.settings
@@ -70,13 +57,4 @@ def transcribe_recording(context: JobContext, recording_id: int) -> None:
         if recording.ticket is not None and recording.source == "message":
             refresh_ticket_transcript(session, recording.ticket)
         if recording.source == "dial":
-            schedule_job(session, EVALUATE_JOB, recording.call_id)
-
-
-def transcription_failed(context: JobContext, recording_id: int, error: str) -> None:
-    """Give-up hook: the audio stays; the recording is flagged for a person to transcribe."""
-    with context.database.session() as session:
-        recording = session.get(Recording, recording_id)
-        if recording is not None:
-            recording.needs_manual_transcription = True
-            recording.transcription_error = error
+            evaluate_call_job.schedule(session, recording.call_id)
