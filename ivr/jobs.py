@@ -80,18 +80,18 @@ class JobKind:
 
     def schedule(self, session: Session, subject_id: int) -> Job:
         """Create the job row (once per kind and subject); it is queued when the session commits."""
-        job = session.scalars(self._row(subject_id)).one_or_none()
-        if job is None:
-            job = Job(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
+        row = session.scalars(self._query(subject_id)).one_or_none()
+        if row is None:
+            row = Job(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
             try:
                 with session.begin_nested():
-                    session.add(job)
+                    session.add(row)
             except IntegrityError:  # another request scheduled it first
-                return session.scalars(self._row(subject_id)).one()
-        session.info.setdefault("jobs_to_enqueue", []).append(job.id)
-        return job
+                return session.scalars(self._query(subject_id)).one()
+        session.info.setdefault("jobs_to_enqueue", []).append(row.id)
+        return row
 
-    def _row(self, subject_id: int) -> Select[Job]:
+    def _query(self, subject_id: int) -> Select[Job]:
         return select(Job).where(Job.kind == self.name, Job.subject_id == subject_id)
 
 
