@@ -13,9 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ivr.db import Base, UTCDateTime, utcnow
 
 
-def _enum(cls: type[enum.Enum]) -> Enum:
+def _enum(cls: type[enum.Enum], length: int = 24) -> Enum:
     """Store an enum by value as a plain string (portable, no native ENUM type to migrate)."""
-    return Enum(cls, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e])
+    return Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])
 
 
 class Category(enum.StrEnum):
@@ -54,6 +54,21 @@ class RecordingState(enum.StrEnum):
     DOWNLOADING = "downloading"
     STORED = "stored"
     FAILED = "failed"  # download gave up, or Twilio reported the recording failed/absent
+
+
+class RecordingSource(enum.StrEnum):
+    MESSAGE = "message"  # a take of the caller's message (<Record>)
+    DIAL = "dial"  # a transfer to a person, recorded dual-channel (<Dial record=…>)
+
+
+class Role(enum.StrEnum):
+    """A staff account's role; what each may do is decided in ivr.access."""
+
+    NIGHT_SHIFT = "night_shift"
+    QA = "qa"
+    DEPARTMENT = "department"
+    MANAGER = "manager"
+    ADMIN = "admin"
 
 
 class Call(Base):
@@ -120,9 +135,6 @@ class Ticket(Base):
     confirmed: Mapped[bool] = mapped_column(default=False)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    transcript: Mapped[str | None] = mapped_column(Text)
-    # Staff's correction of the machine transcript; the machine's text stays in `transcript`.
-    corrected_transcript: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
     # The procedure (投诉处理程序): who has it, and when each step happened.
     major: Mapped[bool] = mapped_column(default=False)  # 重大投诉: the manager is told at once
@@ -148,9 +160,21 @@ class Ticket(Base):
     notes: Mapped[list[TicketNote]] = relationship(back_populates="ticket", order_by="TicketNote.id")
 
     @property
+    def text_transcript(self) -> Transcript | None:
+        """Where the ticket's text comes from: the latest message take with something said in it (a
+        person's correction, else the machine's text); takes still being transcribed or silent are passed over."""
+        for recording in reversed(self.recordings):
+            if recording.source == RecordingSource.MESSAGE and recording.transcripts:
+                transcript = recording.transcripts[0]  # a message is mono: channel 0
+                if transcript.current_text:
+                    return transcript
+        return None
+
+    @property
     def text(self) -> str | None:
-        """What the caller said, as staff last corrected it."""
-        return self.corrected_transcript or self.transcript
+        """What the caller said, derived from the takes (see `text_transcript`)."""
+        transcript = self.text_transcript
+        return transcript.current_text if transcript is not None else None
 
 
 class TicketEvent(Base):
@@ -190,7 +214,7 @@ class Notice(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
-    role: Mapped[str] = mapped_column(String(32))
+    role: Mapped[Role] = mapped_column(_enum(Role, length=32))
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     read_by: Mapped[str | None] = mapped_column(String(64))
@@ -229,7 +253,8 @@ class Recording(Base):
     recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    source: Mapped[str] = mapped_column(String(32), default="message")  # message | dial
+    source: Mapped[RecordingSource] = mapped_column(_enum(RecordingSource, length=32),
+                                                    default=RecordingSource.MESSAGE)
     source_url: Mapped[str | None] = mapped_column(Text)
     state: Mapped[RecordingState] = mapped_column(_enum(RecordingState), default=RecordingState.PENDING)
     twilio_status: Mapped[str | None] = mapped_column(String(32))
@@ -271,6 +296,11 @@ class Transcript(Base):
     corrected_by: Mapped[str | None] = mapped_column(String(64))
 
     recording: Mapped[Recording] = relationship(back_populates="transcripts")
+
+    @property
+    def current_text(self) -> str:
+        """What was said on this channel: a person's correction, else the machine's text."""
+        return self.corrected_text or self.text
 
 
 class Job(Base):
@@ -316,7 +346,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(32))
+    role: Mapped[Role] = mapped_column(_enum(Role, length=32))
     department: Mapped[str | None] = mapped_column(String(32))
     phone: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(default=True)

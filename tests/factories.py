@@ -26,7 +26,7 @@ def ticket_for(database: Database, call_sid: str) -> Ticket | None:
     with database.session(read_only=True) as session:
         ticket = session.scalars(select(Ticket).join(Ticket.call).where(Call.call_sid == call_sid)).first()
         if ticket is not None:
-            _ = ticket.recordings, ticket.call
+            _ = ticket.call, [recording.transcripts for recording in ticket.recordings]  # for ticket.text
         return ticket
 
 
@@ -71,19 +71,27 @@ def create_staff(database: Database, username: str, role: str, department: str |
 
 
 def create_ticket(database: Database, **fields) -> int:
-    """A ticket as the line would open it (with its call), returning its id."""
+    """A ticket as the line would open it (with its call), returning its id. `transcript="…"` gives it a
+    stored message take transcribed as that text (one timed word), where the ticket's text comes from."""
     import secrets
 
-    from ivr.models import Category, Ticket
+    from ivr.models import Category, RecordingState, Ticket, Transcript
     from ivr.tickets.operations import get_or_create_call, next_ticket_number
 
     with database.session() as session:
         caller = fields.pop("caller", "+8613900001111")
+        said = fields.pop("transcript", None)
         call = get_or_create_call(session, "CA" + secrets.token_hex(16), from_number=caller)
         ticket = Ticket(number=next_ticket_number(session, "Asia/Shanghai"), call=call,
                         category=fields.pop("category", Category.REPAIR), caller_number=call.from_number,
                         room=fields.pop("room", "3-2-501"), **fields)
         session.add(ticket)
+        if said is not None:
+            take = Recording(recording_sid="RE" + secrets.token_hex(16), call=call, ticket=ticket,
+                             state=RecordingState.STORED, duration=1.0, channels=1)
+            session.add(Transcript(recording=take, channel=0, text=said, raw_text=said, model="test",
+                                   words=[{"word": said, "start": 0.0, "end": 1.0, "conf": 1.0,
+                                           "low_confidence": False}] if said else []))
         session.flush()
         return ticket.id
 

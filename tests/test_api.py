@@ -96,3 +96,49 @@ def test_a_department_token_sees_only_its_department(client, database):
     listed = client.get("/api/tickets", headers=bearer(token)).json["tickets"]
     assert [t["id"] for t in listed] == [mine]
     assert client.get(f"/api/tickets/{theirs}", headers=bearer(token)).status_code == 404
+
+
+def test_the_api_shows_machine_and_corrected_text_and_the_ticket_text_follows_the_latest_take(client, database):
+    from sqlalchemy import select
+
+    from ivr.models import Recording, RecordingState, Ticket, Transcript
+    from ivr.staff import create_token, create_user
+    from tests.factories import create_ticket
+
+    ticket_id = create_ticket(database, transcript="楼上漏税")
+    with database.session() as session:
+        token = create_token(session, "desk", create_user(session, "wang", "night-shift-pw", "night_shift"))
+        [first] = session.scalars(select(Recording.recording_sid).where(Recording.ticket_id == ticket_id)).all()
+
+    def put(sid: str, text: str):
+        return client.put(f"/api/recordings/{sid}/transcripts/0", json={"text": text}, headers=bearer(token))
+
+    def shown() -> tuple[str | None, list[tuple[str, str, str | None]]]:
+        body = client.get(f"/api/tickets/{ticket_id}", headers=bearer(token)).json
+        return body["transcript"], [(r["sid"], t["text"], t["corrected_text"])
+                                    for r in body["recordings"] for t in r["transcripts"]]
+
+    corrected = put(first, " 楼上漏水 ")
+    assert corrected.status_code == 200
+    assert (corrected.json["text"], corrected.json["corrected_text"]) == ("楼上漏税", "楼上漏水")
+    assert shown() == ("楼上漏水", [(first, "楼上漏税", "楼上漏水")])
+
+    # A second take: not transcribed yet, so nothing to correct and the ticket still shows the first.
+    second = "RE" + "9" * 32
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        session.add(Recording(recording_sid=second, call_id=ticket.call_id, ticket=ticket,
+                              state=RecordingState.STORED))
+    assert put(second, "还有三楼").status_code == 404
+    assert shown()[0] == "楼上漏水"
+    # Transcription gives up on it: a person types it, and the latest take's text is the ticket's.
+    with database.session() as session:
+        take = session.scalars(select(Recording).where(Recording.recording_sid == second)).one()
+        take.needs_manual_transcription = True
+    assert put(second, "三楼也漏水").status_code == 200
+    assert shown() == ("三楼也漏水", [(first, "楼上漏税", "楼上漏水"), (second, "", "三楼也漏水")])
+    # Writing the machine's own text back clears the correction.
+    assert put(first, "楼上漏税").json["corrected_text"] is None
+    with database.session() as session:
+        assert session.scalars(select(Transcript.corrected_text).join(Transcript.recording)
+                               .where(Recording.recording_sid == first)).one() is None

@@ -9,15 +9,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ivr.access import correction_access, evaluation_access
-from ivr.api.views import api_principal, api_reader, blueprint
+from ivr.api.views import api_principal, api_reader, blueprint, transcript_json
 from ivr.audit import READ_EVALUATION, record_read
+from ivr.corrections import NothingToCorrect, correct_transcript
 from ivr.models import Call, Evaluation, Recording
-from ivr.qa.evaluations import correct_channel, evaluation_of_call, transfer_recording
+from ivr.qa.evaluations import evaluation_of_call, transfer_recording
 from ivr.qa.scorecard import effective_answers, load_form
 from ivr.runtime import current_database, current_settings
 from ivr.web.access import enforce
-
-MAX_TRANSCRIPT_CHARS = 20000
 
 
 def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
@@ -80,11 +79,11 @@ def correct_channel_transcript(sid: str, channel: int) -> ResponseReturnValue:
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
             abort(400, 'send JSON {"text": "…"}')
-        text = body["text"].strip()[:MAX_TRANSCRIPT_CHARS]
-        transcript = next((t for t in recording.transcripts if t.channel == channel), None)
-        if transcript is None:
+        try:
+            transcript = correct_transcript(session, recording, channel, body["text"], g.api_staff.username,
+                                            current_settings().property_name)
+        except NothingToCorrect:
             abort(404, "no transcript for this recording and channel yet")
-        correct_channel(session, transcript, text, g.api_staff.username, current_settings().property_name)
         evaluation = evaluation_of_call(session, recording.call_id)
-        return jsonify({"sid": sid, "channel": channel, "text": transcript.corrected_text,
+        return jsonify({"sid": sid, **transcript_json(transcript),
                         "evaluation": evaluation_json(evaluation) if evaluation else None})

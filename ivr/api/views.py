@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from ivr.access import Principal, ServiceToken, recording_access, ticket_access, ticket_scope
 from ivr.audit import LIST_TICKETS, READ_TICKET, Reader, record_listen, record_read
-from ivr.models import ApiToken, Call, Category, Recording, RecordingState, Ticket, TicketStatus
+from ivr.models import ApiToken, Call, Category, Recording, RecordingState, Ticket, TicketStatus, Transcript
 from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
@@ -68,6 +68,12 @@ def api_reader(session: Session) -> Reader:
                   token_id=g.api_token_id, remote_addr=request.remote_addr)
 
 
+def transcript_json(transcript: Transcript) -> dict[str, Any]:
+    """One channel: the machine's text and timed words, and a person's correction (null when none)."""
+    return {"channel": transcript.channel, "text": transcript.text, "corrected_text": transcript.corrected_text,
+            "model": transcript.model, "words": transcript.words}
+
+
 def recording_json(recording: Recording) -> dict[str, Any]:
     stored = recording.state == RecordingState.STORED
     return {
@@ -83,7 +89,7 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "needs_manual_transcription": recording.needs_manual_transcription,
         "transcription_error": recording.transcription_error,
         "transcripts": [
-            {"channel": t.channel, "text": t.text, "model": t.model, "words": t.words} for t in recording.transcripts
+            transcript_json(t) for t in recording.transcripts
         ],
     }
 
@@ -108,7 +114,7 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "confirmed_at": ticket.confirmed_at.isoformat() if ticket.confirmed_at else None,
         "created_at": ticket.created_at.isoformat(),
         "created_at_local": ticket.created_at.astimezone(zone).isoformat(),
-        "transcript": ticket.transcript,
+        "transcript": ticket.text,  # derived: the latest message take's corrected text, else its machine text
         "note": ticket.note,
         "recordings": [recording_json(r) for r in ticket.recordings],
     }
@@ -134,9 +140,8 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
 @blueprint.get("/tickets")
 def list_tickets() -> ResponseReturnValue:
     """Tickets, newest first; filters: call_sid, status, category, room, urgent; limit, offset."""
-    query = select(Ticket).options(selectinload(Ticket.recordings), selectinload(Ticket.call)).order_by(
-        Ticket.id.desc()
-    )
+    query = select(Ticket).options(selectinload(Ticket.recordings).selectinload(Recording.transcripts),
+                                   selectinload(Ticket.call)).order_by(Ticket.id.desc())
     if call_sid := request.args.get("call_sid"):
         query = query.join(Ticket.call).where(Call.call_sid == call_sid)
     if (status := _choice("status", TicketStatus)) is not None:

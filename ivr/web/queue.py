@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from ivr.access import ticket_scope
 from ivr.db import utcnow
-from ivr.models import Category, Ticket, TicketNote, TicketStatus
+from ivr.models import Category, Recording, RecordingSource, Ticket, TicketNote, TicketStatus, Transcript
 from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, DEPARTMENTS, STATUS_LABELS
 from ivr.tickets.sla import current_clock, queue_order
@@ -25,13 +25,17 @@ OPEN = "open"
 
 
 def search_condition(text: str) -> ColumnElement[bool]:
-    """Words staff type match the transcript (machine or corrected), notes, number, room or caller."""
+    """Words staff type match what was said in a message take (the machine's text or a person's correction),
+    notes, number, room or caller."""
     pattern = text.strip()
+    said = exists().where(Recording.ticket_id == Ticket.id, Recording.source == RecordingSource.MESSAGE,
+                          Transcript.recording_id == Recording.id,
+                          or_(Transcript.text.contains(pattern, autoescape=True),
+                              Transcript.corrected_text.contains(pattern, autoescape=True)))
     note_matches = exists().where(TicketNote.ticket_id == Ticket.id,
                                   TicketNote.text.contains(pattern, autoescape=True))
     return or_(
-        Ticket.transcript.contains(pattern, autoescape=True),
-        Ticket.corrected_transcript.contains(pattern, autoescape=True),
+        said,
         Ticket.note.contains(pattern, autoescape=True),
         Ticket.number.contains(pattern, autoescape=True),
         Ticket.room.contains(pattern, autoescape=True),
@@ -48,7 +52,9 @@ def _local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
 
 def filtered_query(args: dict[str, str]) -> Select[Any]:
     """The tickets matching the queue's filters (status defaults to everything not closed)."""
-    query = select(Ticket).options(selectinload(Ticket.call))
+    # The first words come from the takes (Ticket.text): load them with the tickets, not row by row.
+    query = select(Ticket).options(selectinload(Ticket.call),
+                                   selectinload(Ticket.recordings).selectinload(Recording.transcripts))
     status = args.get("status", OPEN)
     if status == OPEN:
         query = query.where(Ticket.status != TicketStatus.CLOSED)

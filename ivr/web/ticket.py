@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.access import edit_access, notice_access, recording_access, step_access, ticket_access
-from ivr.audit import ACTION_LABELS, READ_TICKET, record_listen, record_read, ticket_audit
+from ivr.access import correction_access, edit_access, notice_access, recording_access, step_access, ticket_access
+from ivr.audit import READ_TICKET, record_listen, record_read
+from ivr.corrections import correct_transcript, correction_target
 from ivr.db import utcnow
-from ivr.models import Job, Notice, Recording, Ticket
+from ivr.models import Notice, Recording, Ticket
 from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_settings, request_transaction
 from ivr.tickets import procedure
+from ivr.tickets.operations import mark_notice_read
 from ivr.tickets.procedure import DEPARTMENTS, SATISFACTION, ProcedureError
 from ivr.tickets.sla import clocks
+from ivr.tickets.timeline import timeline
 from ivr.web.access import enforce
 from ivr.web.audit import console_reader
 from ivr.web.blueprint import blueprint
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: datetime
-    who: str
-    what: str
-    detail: dict[str, Any]
 
 
 def _ticket_or_404(session: Session, ticket_id: int) -> Ticket:
@@ -43,38 +34,6 @@ def _ticket_or_404(session: Session, ticket_id: int) -> Ticket:
     return ticket
 
 
-EVENT_LABELS = {
-    # "viewed" and "listened" are older rows: views and listens are now in the audit (AuditEvent).
-    "viewed": "查看工单", "listened": "收听录音", "status": "状态变更", "transcript_corrected": "修改转写",
-    "note": "添加备注", "flagged": "报告经理", "record_updated": "修改来电记录",
-}
-
-
-def timeline(session: Session, ticket: Ticket) -> list[TimelineEntry]:
-    """Everything that happened: the call's webhooks, the jobs on its recordings, staff actions, and who
-    opened the ticket and heard its messages (from the audit, in the console or through the API)."""
-    entries = [TimelineEntry(event.at, event.actor or "系统", EVENT_LABELS.get(event.kind, event.kind), event.detail)
-               for event in ticket.events]
-    entries += [TimelineEntry(read.at, read.actor,
-                              ACTION_LABELS[read.action] + ("(API)" if read.via == "api" else ""),
-                              {"recording": read.recording_sid} if read.recording_sid else {})
-                for read in ticket_audit(session, ticket.id)]
-    if ticket.call is not None:
-        entries += [TimelineEntry(event.at, "电话线路", f"来电步骤 {event.endpoint}",
-                                  {key: value for key, value in event.params.items()
-                                   if key in ("Digits", "CallStatus", "DialCallStatus", "RecordingStatus")})
-                    for event in ticket.call.events]
-    recording_ids = [recording.id for recording in ticket.recordings]
-    if recording_ids:
-        for job in session.scalars(select(Job).where(Job.subject_id.in_(recording_ids),
-                                                     Job.kind.in_(["download_recording", "transcribe_recording"]))):
-            label = {"download_recording": "下载录音", "transcribe_recording": "语音转写"}[job.kind]
-            entries.append(TimelineEntry(job.finished_at or job.created_at, "后台任务", f"{label}({job.state.value})",
-                                         {"attempts": job.attempts, "error": job.last_error} if job.last_error
-                                         else {"attempts": job.attempts}))
-    return sorted(entries, key=lambda entry: entry.at)
-
-
 @blueprint.get("/tickets/<int:ticket_id>")
 @login_required
 def show_ticket(ticket_id: int) -> ResponseReturnValue:
@@ -83,10 +42,13 @@ def show_ticket(ticket_id: int) -> ResponseReturnValue:
         record_read(session, console_reader(), READ_TICKET, ticket_id=ticket.id)
         allowed = [step for step in procedure.next_steps(ticket)
                    if step_access(current_user, ticket, step.name).allowed]
+        correcting = correction_target(ticket)
         return render_template(
             "ticket.html", ticket=ticket, steps=allowed, clocks=clocks(ticket, utcnow(), current_settings().timezone),
             timeline=timeline(session, ticket), departments=DEPARTMENTS, satisfaction=SATISFACTION,
             can_edit=edit_access(current_user, ticket).allowed,
+            correcting=correcting if correcting is not None
+            and correction_access(current_user, correcting, None).allowed else None,
             internal_notes=[n for n in ticket.notes if not n.told_caller],
             caller_notes=[n for n in ticket.notes if n.told_caller],
         )
@@ -133,12 +95,19 @@ def take_step(ticket_id: int, step: str) -> ResponseReturnValue:
 
 @blueprint.post("/tickets/<int:ticket_id>/transcript")
 @login_required
-def correct_transcript(ticket_id: int) -> ResponseReturnValue:
+def correct_ticket_transcript(ticket_id: int) -> ResponseReturnValue:
+    """The correction of what the caller said: it goes on the take the ticket's text comes from."""
     with request_transaction() as session:
         ticket = _ticket_or_404(session, ticket_id)
         enforce(edit_access(current_user, ticket))
-        procedure.correct_transcript(session, ticket, current_user.username, request.form.get("text", "")[:10000])
-    flash("转写已保存,原始转写保留在旁", "ok")
+        take = correction_target(ticket)
+        if take is None:
+            flash("这张工单还没有可修改的转写(留言尚未转写或没有留言),可以添加备注", "error")
+        else:
+            enforce(correction_access(current_user, take, None))
+            correct_transcript(session, take, 0, request.form.get("text", ""), current_user.username,
+                               current_settings().property_name)
+            flash("转写已保存,原始转写保留在旁", "ok")
     return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
 
 
@@ -192,7 +161,7 @@ def read_notice(notice_id: int) -> ResponseReturnValue:
         if notice is None:
             abort(404)
         enforce(notice_access(current_user, notice))
-        notice.read_by, notice.read_at = current_user.username, utcnow()
+        mark_notice_read(session, notice, current_user.username)
     return redirect(request.referrer or url_for("console.queue"))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -57,7 +59,6 @@ def test_login_without_csrf_token_is_refused(client, database):
 def test_next_parameter_cannot_send_staff_off_site(client, database):
     create_staff(database, "wang", "night_shift")
     page = client.get("/console/login?next=//evil.example/")
-    import re
 
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
     response = client.post("/console/login?next=//evil.example/",
@@ -65,23 +66,44 @@ def test_next_parameter_cannot_send_staff_off_site(client, database):
     assert response.headers["Location"] == "/console/"
 
 
+def queue_rows(client, query: str = "") -> list[str]:
+    """The queue's rows (the page's own refresh: no filter form that would echo the search), top to bottom."""
+    partial = client.get(f"/console/{query}", headers={"X-Partial": "rows"}).get_data(as_text=True)
+    assert partial.lstrip().startswith('<tbody id="queue-rows">'), partial
+    return [row for row in partial.split("<tr")[1:] if "没有符合条件的工单" not in row]
+
+
+def rooms_listed(client, query: str = "") -> list[str]:
+    return [re.search(r"<td>(\d+-\d+-\d+|未知)</td>", row).group(1) for row in queue_rows(client, query)]
+
+
 def test_the_queue_puts_urgent_first_then_overdue(night, database):
-    calm = create_ticket(database, room="1-1-101")
-    urgent = create_ticket(database, room="2-2-202", urgent=True, urgent_reason="跑水")
-    page = night.get("/console/").get_data(as_text=True)
-    assert page.index("2-2-202") < page.index("1-1-101")
-    assert "紧急" in page and str(calm) and str(urgent)
+    from datetime import timedelta
+
+    from ivr.db import utcnow
+    from ivr.models import Call
+
+    # Made in the opposite order to the one expected, so the order on the page is the queue's own.
+    create_ticket(database, room="1-1-101")
+    late = create_ticket(database, room="3-3-303")
+    create_ticket(database, room="2-2-202", urgent=True, urgent_reason="跑水")
+    with database.session() as session:
+        session.get(Call, session.get(Ticket, late).call_id).started_at = utcnow() - timedelta(hours=2)
+    rows = queue_rows(night)
+    assert rooms_listed(night) == ["2-2-202", "3-3-303", "1-1-101"]
+    urgent, overdue, calm = rows
+    assert '<span class="badge urgent">紧急</span>' in urgent
+    assert '<span class="badge urgent">' not in overdue + calm
+    assert "已超时" in overdue and "已超时" not in calm
 
 
 def test_queue_filters_and_search(night, database):
     create_ticket(database, room="1-1-101", transcript="楼上漏水了")
     create_ticket(database, room="2-2-202", category=Category.COMPLAINT, transcript="晚上很吵")
-    assert "2-2-202" not in night.get("/console/?q=漏水").get_data(as_text=True)
-    assert "1-1-101" in night.get("/console/?q=漏水").get_data(as_text=True)
-    complaints = night.get("/console/?category=complaint").get_data(as_text=True)
-    assert "2-2-202" in complaints and "1-1-101" not in complaints
-    partial = night.get("/console/", headers={"X-Partial": "rows"}).get_data(as_text=True)
-    assert partial.lstrip().startswith('<tbody id="queue-rows">')
+    assert rooms_listed(night, "?q=漏水") == ["1-1-101"]
+    assert rooms_listed(night, "?q=很吵") == ["2-2-202"]
+    assert rooms_listed(night, "?category=complaint") == ["2-2-202"]
+    assert rooms_listed(night, "?q=停电") == []
 
 
 def test_caller_speech_is_shown_as_text_never_as_markup(night, database):
@@ -136,13 +158,37 @@ def test_steps_without_a_csrf_token_are_refused(night, database):
 
 
 def test_correcting_the_transcript_keeps_the_machine_text(night, database):
-    ticket_id = create_ticket(database, transcript="楼上漏税")
+    ticket_id = create_ticket(database, room="1-1-101", transcript="楼上漏税")
+    create_ticket(database, room="2-2-202", transcript="楼道灯不亮")
     path = f"/console/tickets/{ticket_id}"
+    assert rooms_listed(night, "?q=漏水") == []
     night.post(f"{path}/transcript", data={"csrf_token": csrf_from(night, path), "text": "楼上漏水"})
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
-        assert (ticket.transcript, ticket.corrected_transcript) == ("楼上漏税", "楼上漏水")
-    assert "?q=漏水" and "漏水" in night.get("/console/?q=漏水").get_data(as_text=True)
+        [take] = ticket.recordings
+        [transcript] = take.transcripts
+        # The correction is on the take, beside the machine's text; the ticket's text follows it.
+        assert (transcript.text, transcript.corrected_text, transcript.corrected_by) == ("楼上漏税", "楼上漏水", "wang")
+        assert ticket.text == "楼上漏水"
+        [event] = [e for e in ticket.events if e.kind == "transcript_corrected"]
+        assert (event.actor, event.detail["before"], event.detail["after"]) == ("wang", "楼上漏税", "楼上漏水")
+    page = night.get(path).get_data(as_text=True)
+    assert '<dd class="matter" id="matter">楼上漏水</dd>' in page
+    assert '机器转写:<span class="machine">楼上漏税</span>' in page
+    # The queue finds the ticket by the corrected words and still by the machine's.
+    assert rooms_listed(night, "?q=漏水") == ["1-1-101"]
+    assert rooms_listed(night, "?q=漏税") == ["1-1-101"]
+
+
+def test_a_ticket_without_a_transcribed_take_has_nothing_to_correct(night, database):
+    ticket_id = create_ticket(database)  # e.g. a call-back ticket: no message
+    path = f"/console/tickets/{ticket_id}"
+    assert 'id="corrected"' not in night.get(path).get_data(as_text=True)
+    page = night.post(f"{path}/transcript", data={"csrf_token": csrf_from(night, path), "text": "楼上漏水"},
+                      follow_redirects=True).get_data(as_text=True)
+    assert "这张工单还没有可修改的转写" in page
+    with database.session() as session:
+        assert session.get(Ticket, ticket_id).text is None
 
 
 def test_internal_notes_and_what_the_caller_was_told_are_kept_apart(night, database):
@@ -218,7 +264,6 @@ def test_dashboard_counts_overdue_tickets(night, database):
         ticket = session.get(Ticket, ticket_id)
         session.get(Call, ticket.call_id).started_at = utcnow() - timedelta(hours=2)
     page = night.get("/console/dashboard").get_data(as_text=True)
-    import re
 
     assert re.search(r'id="overdue-dispatch"><span class="big">1<', page), page
 
