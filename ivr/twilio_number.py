@@ -17,6 +17,8 @@ import click
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
+from ivr.telephony import webhook_path
+
 if TYPE_CHECKING:
     from twilio.rest import Client
 
@@ -28,11 +30,12 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Separators people type when copying a number ("+86 10 1234-5678", "+1 (415) 555-0100").
 NUMBER_SEPARATORS = re.compile(r"[\s\-()]")
 
-# The paths the telephony blueprint serves; Twilio calls them with POST.
+# The webhooks set on the number itself (Twilio's field → the step's path); Twilio calls them with POST and
+# reaches every other step through the TwiML's action URLs.
 WEBHOOK_PATHS = {
-    "voice_url": "/twilio/voice",
-    "status_callback": "/twilio/status",
-    "voice_fallback_url": "/twilio/fallback",
+    "voice_url": webhook_path("voice"),
+    "status_callback": webhook_path("status"),
+    "voice_fallback_url": webhook_path("fallback"),
 }
 WEBHOOK_METHOD = "POST"
 

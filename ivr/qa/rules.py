@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ivr.qa.speech import ChannelSpeech, Evidence, sounds_like
+from ivr.standard import THREE_RINGS_SECONDS
 
 Answer = Literal["yes", "no", "na"]
 PHRASES_FILE = Path(__file__).with_name("phrases.toml")
-THREE_RINGS_SECONDS = 15.0
 GREETING_WINDOW_CHARS = 40  # the first sentence: the greeting is said before anything else
 PHRASE_THRESHOLD = 0.75  # how close a set phrase must sound (see speech.sounds_like)
 NAME_THRESHOLD = 0.8  # a name: a homophone (佳 for 家) passes, one wrong syllable in four does not

@@ -123,8 +123,9 @@ class Word:
 
 
 @dataclass(frozen=True)
-class Transcript:
-    """What was said on one channel: normalised text for tickets, Vosk's raw text, and timed words."""
+class Recognition:
+    """What the engine recognised on one channel: normalised text for tickets, Vosk's raw text, and timed
+    words (stored as an ivr.models.Transcript)."""
 
     text: str
     raw_text: str
@@ -177,7 +178,7 @@ class SpeechEngine:
     def sample_rate(self) -> int:
         return self.model.sample_rate
 
-    def transcribe(self, channel: PreparedChannel) -> Transcript:
+    def transcribe(self, channel: PreparedChannel) -> Recognition:
         """Recognise one channel. Silence or empty audio gives an empty transcript, not an error."""
         if channel.sample_rate != self.sample_rate:
             raise ValueError(
@@ -188,7 +189,7 @@ class SpeechEngine:
         decoder.feed(channel.pcm)
         return decoder.finish()
 
-    def transcribe_audio(self, source: AudioSource) -> list[Transcript]:
+    def transcribe_audio(self, source: AudioSource) -> list[Recognition]:
         """Decode a recording (bytes or path) and transcribe each of its channels, feeding the recognisers as
         the audio is decoded: memory stays flat however long the recording."""
         with open_audio(source, self.sample_rate) as stream:
@@ -235,14 +236,14 @@ class _ChannelDecoder:
         if self.recogniser.AcceptWaveform(chunk):
             self.segments.append(json.loads(self.recogniser.Result()))
 
-    def finish(self) -> Transcript:
+    def finish(self) -> Recognition:
         if self._pending:
             self._accept(self._pending)
             self._pending = b""
         segments = [*self.segments, json.loads(self.recogniser.FinalResult())]
         words = [self.engine._word(item) for segment in segments for item in segment.get("result", ())]
         raw_text = " ".join(text for segment in segments if (text := segment.get("text", "").strip()))
-        return Transcript(
+        return Recognition(
             text=normalise_transcript(raw_text),
             raw_text=raw_text,
             words=words,

@@ -8,10 +8,11 @@ from ivr.telephony import callbacks, fees, menu, message, person, room
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import twilio_webhook
 
-blueprint = Blueprint("telephony", __name__, url_prefix="/twilio")
+URL_PREFIX = "/twilio"
+blueprint = Blueprint("telephony", __name__, url_prefix=URL_PREFIX)
 blueprint.before_request(require_twilio_signature)
 
-# path → (step, which parameter names the call)
+# path → (step, which parameter names the call); the one list of the line's webhook paths
 STEPS = {
     "voice": (menu.answer_call, "CallSid"),
     "menu": (menu.choose_from_menu, "CallSid"),
@@ -32,6 +33,13 @@ STEPS = {
 for path, (step, sid_param) in STEPS.items():
     view = twilio_webhook(path, on_error=callbacks.trouble_response, sid_param=sid_param)(step)
     blueprint.add_url_rule(f"/{path}", endpoint=path.replace("/", "_"), view_func=view, methods=["POST"])
+
+
+def webhook_path(path: str) -> str:
+    """The URL path Twilio requests for a step, e.g. `/twilio/voice`; a path that is not a step is an error."""
+    if path not in STEPS:
+        raise KeyError(f"no webhook step {path!r}")
+    return f"{URL_PREFIX}/{path}"
 
 
 def init_app(app: Flask) -> None:

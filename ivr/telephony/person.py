@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from ivr.models import RecordingSource
 from ivr.telephony.steps import ask_message, goodbye
 from ivr.telephony.twiml import say_prompt
 from ivr.telephony.webhook import Turn
@@ -17,7 +18,7 @@ def dial_finished(turn: Turn) -> VoiceResponse:
     response = VoiceResponse()
     sid = turn.form.get("RecordingSid", "").strip()
     if sid:
-        register_recording(turn.session, turn.call, sid[:64], source="dial",
+        register_recording(turn.session, turn.call, sid[:64], source=RecordingSource.DIAL,
                            source_url=turn.form.get("RecordingUrl") or None)
     if turn.form.get("DialCallStatus") == ANSWERED:
         goodbye(response)

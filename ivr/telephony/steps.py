@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from ivr.models import Category, Recording
+from ivr.models import Category, Recording, RecordingSource
 from ivr.spoken import digits_spoken
+from ivr.standard import THREE_RINGS_SECONDS
 from ivr.telephony.prompts import prompt
 from ivr.telephony.twiml import say, say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
@@ -14,7 +15,6 @@ from ivr.tickets.rooms import Room, parse_room_code
 MENU_TIMEOUT = 6
 ROOM_TIMEOUT = 10
 MAX_MESSAGE_SECONDS = 180
-RING_SECONDS = 15  # about three rings (E1) before falling back to a message
 HANG_UP_GRACE_SECONDS = 10  # let the caller hang up first (E6)
 MAX_RETRIES = 3
 READ_BACK_CHARS = 80
@@ -98,7 +98,7 @@ def read_back(turn: Turn, response: VoiceResponse) -> None:
 
 def latest_take(turn: Turn) -> Recording | None:
     """The caller's most recent message recording on this call."""
-    takes = [r for r in turn.call.recordings if r.source == "message"]
+    takes = [r for r in turn.call.recordings if r.source == RecordingSource.MESSAGE]
     return takes[-1] if takes else None
 
 
@@ -112,8 +112,9 @@ def ticket_number_spoken(number: str) -> str:
     return f"{digits_spoken(number[:6])},{digits_spoken(number[6:])}"
 
 
-def next_steps(category: Category) -> str:
-    return prompt(f"next_steps_{category.value}")
+def what_happens_next(category: Category) -> str:
+    """What the caller is told happens with their matter, after the ticket number."""
+    return prompt(f"what_happens_next_{category.value}")
 
 
 def goodbye(response: VoiceResponse, lead: str | None = None) -> None:
@@ -136,7 +137,7 @@ def connect_person(turn: Turn, response: VoiceResponse, *, emergency: bool = Fal
     dial = Dial(
         action=webhook_url("dial-result"),
         method="POST",
-        timeout=RING_SECONDS,
+        timeout=THREE_RINGS_SECONDS,  # E1, then a message
         record="record-from-answer-dual",
         recording_status_callback=webhook_url("recording-status"),
         recording_status_callback_method="POST",

@@ -18,7 +18,8 @@ from ivr.telephony.prompts import all_prompts
 PROPERTY = "幸福家园"
 SAMPLES = {
     "property_name": PROPERTY, "room_spoken": "3栋2单元501室", "phone_tail_spoken": "1234",
-    "transcript": "厨房水管漏水", "ticket_number_spoken": "20261127001", "next_steps": "工作人员会尽快与您联系。",
+    "transcript": "厨房水管漏水", "ticket_number_spoken": "20261127001",
+    "what_happens_next": "工作人员会尽快与您联系。",
     "fee_type": "物业费", "period": "2026年11月", "amount": "300元", "due_date": "12月10日", "total": "300元",
 }
 # The prompts that ask again because nothing was heard: they must use the apology form (E7).

@@ -17,8 +17,8 @@ from ivr.speech.audio import PreparedChannel, UnreadableAudio, prepare_audio
 from ivr.speech.engine import (
     ModelInvalid,
     ModelMissing,
+    Recognition,
     SpeechEngine,
-    Transcript,
     load_model,
     model_is_loaded,
     model_sample_rate,
@@ -96,7 +96,7 @@ def has_hangul(text: str) -> bool:
     return any("\uac00" <= ch <= "\ud7a3" for ch in text)
 
 
-def assert_well_timed(transcript: Transcript) -> None:
+def assert_well_timed(transcript: Recognition) -> None:
     assert transcript.words
     for word in transcript.words:
         assert 0 <= word.start <= word.end <= transcript.duration + 0.05
@@ -188,7 +188,7 @@ def test_audio_at_the_wrong_rate_is_refused(korean_engine: SpeechEngine, audio_d
 def test_two_threads_share_one_model(korean_model_path: Path, audio_dir: Path) -> None:
     engine_module._models.pop(korean_model_path.resolve(), None)  # make the threads race for the first load
     engines: dict[str, SpeechEngine] = {}
-    results: dict[str, list[Transcript]] = {}
+    results: dict[str, list[Recognition]] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
