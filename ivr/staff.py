@@ -66,6 +66,16 @@ def end_sessions(user: User) -> None:
     user.session_version = (user.session_version or 0) + 1
 
 
+def toggle_active(user: User, admin_id: int) -> bool:
+    """Disable the account, or enable it again, for the admin `admin_id`; either way its sessions end
+    (re-enabling does not bring old sessions back). Nobody disables their own account. Returns `user.active`."""
+    if user.id == admin_id:
+        raise StaffError("不能停用自己的账号")
+    user.active = not user.active
+    end_sessions(user)
+    return user.active
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

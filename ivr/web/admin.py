@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ivr.models import User
 from ivr.runtime import request_transaction
-from ivr.staff import ROLES, StaffError, create_user, end_sessions, set_password
+from ivr.staff import ROLES, StaffError, create_user, set_password, toggle_active
 from ivr.tickets.procedure import DEPARTMENTS
 from ivr.web.access import MANAGE_USERS, roles_required
 from ivr.web.auth import StaffUser, recent_login_trouble
@@ -50,12 +50,12 @@ def update_account(user_id: int) -> ResponseReturnValue:
         if user is None:
             abort(404)
         if request.form.get("action") == "toggle":
-            if user.id == current_user.id:
-                flash("不能停用自己的账号", "error")
+            try:
+                active = toggle_active(user, current_user.id)
+            except StaffError as exc:
+                flash(str(exc), "error")
             else:
-                user.active = not user.active
-                end_sessions(user)  # re-enabling an account does not bring its old sessions back
-                flash(f"{user.username} 已{'启用' if user.active else '停用'}", "ok")
+                flash(f"{user.username} 已{'启用' if active else '停用'}", "ok")
         elif password := request.form.get("password", ""):
             try:
                 set_password(user, password)
