@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from functools import wraps
 
 from flask import Response, request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.config import Settings
+from ivr.db import utcnow
 from ivr.models import Call, CallEvent
 from ivr.runtime import current_database, current_settings
 from ivr.telephony.spool import Spool, new_entry
@@ -62,18 +63,19 @@ WEBHOOKS: dict[str, tuple[Callable[[Turn], VoiceResponse], str]] = {}
 
 
 def twilio_webhook(
-    endpoint: str, *, on_error: Callable[[], VoiceResponse], sid_param: str = "CallSid"
+    endpoint: str, *, on_error: Callable[[dict[str, str]], VoiceResponse], sid_param: str = "CallSid"
 ) -> Callable[[Callable[[Turn], VoiceResponse]], Callable[[], Response]]:
     """Wrap a step of the call. Retries with the same I-Twilio-Idempotency-Token get the first answer.
     A step that cannot complete (the database is down or locked past its timeout, or a bug) is spooled
-    to disk for replay and the caller hears `on_error`'s answer: never a 5xx, never Twilio's error voice."""
+    to disk for replay and the caller hears `on_error`'s answer to the form: never a 5xx, never Twilio's
+    error voice."""
 
     def decorate(step: Callable[[Turn], VoiceResponse]) -> Callable[[], Response]:
         WEBHOOKS[endpoint] = (step, sid_param)
 
         @wraps(step)
         def view() -> Response:
-            form = {key: request.form.get(key, "") for key in request.form}
+            form = request.form.to_dict()  # the first value of each parameter
             call_sid = form.get(sid_param, "").strip()
             if not CALL_SID.fullmatch(call_sid):
                 return Response(f"missing or malformed {sid_param}\n", status=400, mimetype="text/plain")
@@ -97,7 +99,7 @@ def twilio_webhook(
                     failure = exc
                     break
             _spool(form, token, failure)
-            return twiml_response(str(on_error()))
+            return twiml_response(str(on_error(form)))
 
         return view
 
@@ -141,8 +143,8 @@ def run_step(
         else:  # a callback about a child call (a dialled number) belongs to its parent call
             call = get_or_create_call(session, call_sid)
         body = str(step(Turn(session, call, form, current_settings())))
-        session.add(
-            CallEvent(call=call, endpoint=endpoint, params=_stored_params(form), idempotency_token=token, response=body)
-        )
-        session.flush()
+        session.flush()  # what the step changed, then the event in one statement (it is only ever read back)
+        session.execute(insert(CallEvent).values(call_id=call.id, at=utcnow(), endpoint=endpoint,
+                                                 params=_stored_params(form), idempotency_token=token,
+                                                 response=body))
     return body

@@ -76,7 +76,10 @@ def test_a_transferred_call_is_scored_with_evidence(qa_app, settings, recording_
     assert all(0 <= e["start"] <= e["end"] <= 10 for e in greeting_evidence)
     assert answers["E3"]["answer"] == "yes" and answers["E4"]["answer"] == "yes"
     assert answers["E5"]["answer"] == "yes" and answers["E8"]["answer"] == "yes"
-    assert (body["final_score"] == body["suggested_score"] and body["final_score"] > 80) or hangup_by == "callee"
+    assert answers["E7"]["answer"] == "na"  # nobody asked again, so E7's 10 points do not count
+    # Who hung up first (E6) is all that differs: 90 points apply; the staff member ending first loses 10 of them.
+    assert answers["E6"]["answer"] == ("yes" if hangup_by == "caller" else "no")
+    assert body["final_score"] == body["suggested_score"] == {"caller": 100.0, "callee": 88.9}[hangup_by]
 
     rude = client.put(f"/api/recordings/{sid}/transcripts/1", json={"text": RUDE_CALL}, headers=headers).json
     e8 = next(q for q in rude["evaluation"]["questions"] if q["id"] == "E8")

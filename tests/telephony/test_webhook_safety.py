@@ -168,3 +168,43 @@ def test_a_failing_step_apologises_and_records_instead_of_a_500(app, client, set
     assert response.status_code == 200
     body = response.get_data(as_text=True)
     assert "对不起,系统暂时繁忙" in body and "<Record" in body
+
+
+def test_a_step_that_loses_a_race_once_is_run_again_and_answers_as_usual(client, settings, database, monkeypatch):
+    """A concurrent request for the same call inserted first (an IntegrityError at flush): the frame rolls
+    back and runs the step again, which then succeeds — the caller hears the greeting, nothing is spooled."""
+    from sqlalchemy.exc import IntegrityError
+
+    from ivr.telephony import webhook
+    from ivr.telephony.spool import Spool
+
+    real, attempts = webhook.get_or_create_call, []
+
+    def loses_the_first_race(session, call_sid, **fields):
+        attempts.append(call_sid)
+        call = real(session, call_sid, **fields)  # written in this attempt's transaction…
+        if len(attempts) == 1:  # …which then hits the other request's row
+            raise IntegrityError("INSERT INTO calls", None, Exception("UNIQUE constraint failed: calls.call_sid"))
+        return call
+
+    monkeypatch.setattr(webhook, "get_or_create_call", loses_the_first_race)
+    response = signed_post(client, settings, "/twilio/voice", call_params())
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "您好,幸福家园物业服务中心" in body and "系统暂时繁忙" not in body
+    assert attempts == ["CA" + "1" * 32] * 2
+    assert count(database, Call) == 1 and count(database, CallEvent) == 1  # the first attempt left nothing
+    assert Spool(settings.spool_dir).status().empty
+
+
+def test_a_failing_step_after_a_message_only_says_goodbye(client, settings, database, monkeypatch):
+    """The message is already recorded (the form has its RecordingSid): the apology does not ask for it again."""
+    from ivr.telephony import message
+
+    def explode(turn, **options):
+        raise RuntimeError("database fell over")
+
+    monkeypatch.setattr(message, "keep_posted_take", explode)
+    params = call_params(RecordingSid="RE" + "5" * 32, RecordingDuration="3", Digits="#",
+                         RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "5" * 32)
+    body = signed_post(client, settings, "/twilio/recorded", params).get_data(as_text=True)
+    assert "再见" in body and "<Record" not in body and "系统暂时繁忙" not in body
