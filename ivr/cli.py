@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ivr.config import ConfigError, Settings, load_settings
+from ivr.config import ConfigError, Settings, load_settings, read_environment
 from ivr.db import Database
 
 if TYPE_CHECKING:
@@ -27,6 +27,19 @@ class CliState:
             return self._settings
         try:
             return load_settings()
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration: {exc}") from exc
+
+    @cached_property
+    def dev_settings(self) -> Settings:
+        """Settings for the development tools (the dev phone): IVR_ENV defaults to development, as
+        ./scripts/run sets it, so they share the development server's generated secrets."""
+        if self._settings is not None:
+            return self._settings
+        environ = read_environment()
+        environ.setdefault("IVR_ENV", "development")
+        try:
+            return load_settings(environ)
         except ConfigError as exc:
             raise click.ClickException(f"configuration: {exc}") from exc
 
@@ -75,8 +88,9 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     from waitress import serve as waitress_serve
 
     from ivr import create_app
-    from ivr.recordings.transcribe import speech_model_installed, speech_model_status
+    from ivr.speech.status import speech_model_installed, speech_model_status
     from ivr.telephony.spool import SpoolReplayer
+    from ivr.twilio_number import webhook_urls
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = state.settings
@@ -92,14 +106,17 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     _sweep_at_start(queue)
     replayer = SpoolReplayer(app)
     replayer.start()
-    click.echo(f"Twilio voice URL:      {settings.public_url}/twilio/voice  (HTTP POST)")
-    click.echo(f"Twilio status callback: {settings.public_url}/twilio/status")
-    click.echo(f"Twilio fallback URL:   {settings.public_url}/twilio/fallback")
+    urls = webhook_urls(settings.public_url)
+    click.echo(f"Twilio voice URL:      {urls['voice_url']}  (HTTP POST)")
+    click.echo(f"Twilio status callback: {urls['status_callback']}")
+    click.echo(f"Twilio fallback URL:   {urls['voice_fallback_url']}")
     click.echo(f"Jobs: {'embedded worker (SQLite queue)' if embedded else 'Redis queue — run `ivr worker`'}")
     click.echo(f"Speech model: {speech_model_status(settings)}")
     if not speech_model_installed(settings):
         logging.getLogger("ivr").warning("speech model %s", speech_model_status(settings))
     click.echo(f"Try a call without Twilio:  .venv/bin/ivr call --server http://127.0.0.1:{port}")
+    click.echo(f"Night-shift console:   {settings.public_url}/console/  (the first account: "
+               ".venv/bin/ivr user create NAME --role admin)")
     try:
         waitress_serve(app, host=host, port=port, threads=threads, ident="ivr")
     finally:

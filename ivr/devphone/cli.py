@@ -203,8 +203,9 @@ def call(
     speak: bool,
     linger: float,
 ) -> None:
-    """Place a call to the running server through the Twilio emulator (the dev phone)."""
-    settings = state.settings
+    """Place a call to the running server through the Twilio emulator (the dev phone). Outside production
+    it signs with the development server's generated secrets (IVR_ENV defaults to development here)."""
+    settings = state.dev_settings
     steps = parse_keys(keys) if keys is not None else None
     speaker = espeak_speaker(click.echo) if speak else None
     with contextlib.ExitStack() as stack:
