@@ -68,7 +68,7 @@ def main() -> int:
     if args.database_url:
         settings["IVR_DATABASE_URL"] = args.database_url
     with local_server(workdir, settings, "--threads", str(args.threads)) as (public_url, env):
-        token = ivr(env, "token", "create", "load").strip().splitlines()[-1]
+        token = ivr(env, "token", "create", "load", "--service").strip().splitlines()[-1]
         message = write_tone_wav(workdir / "message.wav", seconds=3.0)
         expected_sha = hashlib.sha256(message.read_bytes()).hexdigest()
         transport = TimedTransport(public_url, public_url)
