@@ -1,5 +1,5 @@
 """Evaluations of transferred calls: gather the facts from the database, run the rules, keep the
-suggestions apart from the reviewer's final answers, re-score when a transcript is corrected."""
+suggestions apart from the reviewer's final answers, re-score when a transcript is corrected (ivr.corrections)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
-from ivr.jobs import JobContext
-from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, Transcript, User
+from ivr.jobs import JobContext, job
+from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, User
 from ivr.qa.rules import RULES, CallFacts, EventFact
 from ivr.qa.scorecard import ANSWERS, Form, effective_answers, load_form, score
 from ivr.qa.speech import ChannelSpeech
@@ -170,27 +170,14 @@ def evaluate_after_transcription(session: Session, recording: Recording, propert
         evaluate_call(session, recording.call, property_name)
 
 
-def correct_channel(session: Session, transcript: Transcript, text: str, who: str, property_name: str) -> None:
-    """A person's corrected text for one channel (the machine words stay for timings): a message take
-    updates its ticket's text too; a transfer is re-scored — suggestions follow, reviewers' answers stay."""
-    from ivr.tickets.procedure import correct_transcript
-
-    transcript.corrected_text = text.strip() or None
-    transcript.corrected_by = who
-    recording = transcript.recording
-    if recording.source == "message" and recording.ticket is not None:
-        correct_transcript(session, recording.ticket, who, text)
-    session.flush()
-    evaluate_after_transcription(session, recording, property_name)
+def evaluation_failed(context: JobContext, call_id: int, error: str) -> None:
+    """Give-up hook: nothing to undo; the job row keeps the error for the timeline and the QA list."""
 
 
+@job("evaluate_call", give_up=evaluation_failed)
 def evaluate_call_job(context: JobContext, call_id: int) -> None:
     """Job handler: score a transferred call after its recording is transcribed."""
     with context.database.session() as session:
         call = session.get(Call, call_id)
         if call is not None:
             evaluate_call(session, call, context.settings.property_name)
-
-
-def evaluation_failed(context: JobContext, call_id: int, error: str) -> None:
-    """Give-up hook: nothing to undo; the job row keeps the error for the timeline and the QA list."""

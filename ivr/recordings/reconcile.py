@@ -24,10 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ivr.db import utcnow
-from ivr.jobs import JobContext, schedule_job
-from ivr.models import Call, Category, Checkpoint, Recording
+from ivr.jobs import JobContext, periodic
+from ivr.models import Call, Category, Checkpoint, Recording, RecordingSource
+from ivr.recordings.download import download_recording
+from ivr.tickets.events import record_event
 from ivr.tickets.operations import ABANDONED_NOTE, ensure_ticket, get_or_create_call, register_recording
-from ivr.tickets.procedure import record_event
 from ivr.twilio_rest import TwilioApi, TwilioApiError
 from ivr.twilio_sids import CALL_SID, RECORDING_SID
 
@@ -142,6 +143,7 @@ def reconcile_recordings(
     return report
 
 
+@periodic("reconcile_recordings", minute="*/10")
 def reconcile_periodically(context: JobContext) -> None:
     """The periodic task: reconcile, and log (never raise) what went wrong or what was found."""
     try:
@@ -261,13 +263,13 @@ def _import(context: JobContext, found: TwilioRecording, call_info: TwilioCall |
                     ticket.recovered = True
                 record_event(session, ticket, "recovered", None, recording_sid=found.sid, reason=RECOVERED_NOTE)
             recording = register_recording(
-                session, call, found.sid, source="dial" if found.is_transfer else "message",
+                session, call, found.sid, source=RecordingSource.DIAL if found.is_transfer else RecordingSource.MESSAGE,
                 source_url=media_url, duration=found.duration, channels=found.channels, twilio_status="completed",
             )
             recording.ticket = ticket
             if found.created is not None:
                 recording.created_at = found.created
-            schedule_job(session, "download_recording", recording.id)
+            download_recording.schedule(session, recording.id)
             imported = ImportedRecording(found.sid, found.call_sid, recording.source, call.from_number,
                                          ticket.number if ticket else None)
     except IntegrityError:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import request
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.db import utcnow
-from ivr.jobs import schedule_job
-from ivr.models import Category, Recording, RecordingState
-from ivr.telephony.message import keep_take
+from ivr.models import Category, Recording, RecordingSource, RecordingState
+from ivr.recordings.download import download_recording
+from ivr.telephony.message import keep_posted_take
 from ivr.telephony.steps import goodbye, record_message
 from ivr.telephony.twiml import say_prompt
 from ivr.telephony.webhook import Turn
@@ -47,19 +46,20 @@ def recording_status_changed(turn: Turn) -> VoiceResponse:
     recording: Recording | None
     if turn.form.get("RecordingSource") == "DialVerb" or status == "absent":
         # A transfer's recording belongs to the call; an absent take holds nothing to put on a ticket.
+        dialled = turn.form.get("RecordingSource") == "DialVerb"
         recording = register_recording(turn.session, turn.call, sid,
-                                       source="dial" if turn.form.get("RecordingSource") == "DialVerb" else "message",
+                                       source=RecordingSource.DIAL if dialled else RecordingSource.MESSAGE,
                                        source_url=turn.form.get("RecordingUrl") or None,
                                        twilio_status=status)
     else:
-        recording = keep_take(turn, twilio_status=status)
+        recording = keep_posted_take(turn, twilio_status=status)
         assert recording is not None  # the form has a RecordingSid
     if channels.isdigit():
         recording.channels = int(channels)
     if started := _recording_start(turn.form.get("RecordingStartTime", "")):
         recording.created_at = started
     if status == "completed" and recording.state in (RecordingState.PENDING, RecordingState.DOWNLOADING):
-        schedule_job(turn.session, "download_recording", recording.id)
+        download_recording.schedule(turn.session, recording.id)
     return VoiceResponse()
 
 
@@ -76,17 +76,18 @@ def _recording_start(value: str) -> datetime | None:
 def fallback(turn: Turn) -> VoiceResponse:
     """Twilio's fallback URL (our Voice URL failed): take a message so nothing is lost."""
     if turn.form.get("RecordingSid"):
-        keep_take(turn)
+        keep_posted_take(turn)
         response = VoiceResponse()
         goodbye(response)
         return response
-    return trouble_response()
+    return trouble_response(turn.form)
 
 
-def trouble_response() -> VoiceResponse:
-    """What the caller hears when a step fails: an apology and a message recorded anyway (E7)."""
+def trouble_response(form: dict[str, str]) -> VoiceResponse:
+    """What the caller hears when a step fails: an apology and a message recorded anyway (E7); after a
+    message (the form has its RecordingSid) only the goodbye."""
     response = VoiceResponse()
-    if request.form.get("RecordingSid"):
+    if form.get("RecordingSid"):
         goodbye(response)
         return response
     say_prompt(response, "system_trouble")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.jobs import schedule_job
-from ivr.models import Category, Recording, RecordingState
-from ivr.recordings.transcribe import speech_model_installed
+from ivr.models import Recording, RecordingState
+from ivr.recordings.download import download_recording
+from ivr.speech.status import speech_model_installed
 from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import (
     MAX_RETRIES,
@@ -14,20 +14,13 @@ from ivr.telephony.steps import (
     connect_person,
     goodbye,
     latest_take,
-    next_steps,
     read_back,
     ticket_number_spoken,
+    what_happens_next,
 )
 from ivr.telephony.twiml import say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
-from ivr.tickets.operations import (
-    ABANDONED_NOTE,
-    bump_counter,
-    confirm_ticket,
-    ensure_ticket,
-    register_recording,
-    reset_counter,
-)
+from ivr.tickets.operations import bump_counter, confirm_ticket, ensure_ticket, keep_take, reset_counter
 
 POLL_SECONDS = 1
 MAX_POLLS = 6  # with the hold phrase, a caller waits at most about eight seconds for the read-back
@@ -40,32 +33,21 @@ def _duration(value: str | None) -> float | None:
         return None
 
 
-def keep_take(turn: Turn, *, twilio_status: str | None = None) -> Recording | None:
-    """Put the recording Twilio just made on the call's ticket (opening the ticket if needed)."""
-    sid = turn.form.get("RecordingSid", "").strip()
-    ticket = ensure_ticket(turn.session, turn.call, turn.settings.timezone,
-                           urgent=turn.call.category == Category.EMERGENCY)
-    if ticket.note == ABANDONED_NOTE:  # the take arrived after the hang-up was noted
-        ticket.note = None
-    if sid:
-        recording = register_recording(
-            turn.session, turn.call, sid[:64],
-            source_url=turn.form.get("RecordingUrl") or None,
-            duration=_duration(turn.form.get("RecordingDuration")),
-            twilio_status=twilio_status,
-        )
-        recording.ticket = ticket
-        return recording
-    return None
+def keep_posted_take(turn: Turn, *, twilio_status: str | None = None) -> Recording | None:
+    """Keep the take Twilio posted (RecordingSid, RecordingUrl, RecordingDuration) on the call's ticket."""
+    return keep_take(turn.session, turn.call, turn.settings.timezone,
+                     turn.form.get("RecordingSid", "").strip()[:64] or None,
+                     source_url=turn.form.get("RecordingUrl") or None,
+                     duration=_duration(turn.form.get("RecordingDuration")), twilio_status=twilio_status)
 
 
 def message_recorded(turn: Turn) -> VoiceResponse:
     """The Record action: keep the take and start fetching it; then (after the transcript, when a
     speech model is installed) read back — unless the caller already hung up."""
-    take = keep_take(turn)
+    take = keep_posted_take(turn)
     if take is not None and take.source_url and take.state == RecordingState.PENDING:
         # Fetch now rather than on the status callback: the caller is waiting for the read-back.
-        schedule_job(turn.session, "download_recording", take.id)
+        download_recording.schedule(turn.session, take.id)
     response = VoiceResponse()
     if turn.form.get("Digits") == "hangup":
         return response  # Twilio ignores this answer; the take is already kept
@@ -128,7 +110,7 @@ def confirm_message(turn: Turn) -> VoiceResponse:
     elif turn.digits == "1":
         confirm_ticket(turn.session, ticket)
         goodbye(response, prompt("confirmed", ticket_number_spoken=ticket_number_spoken(ticket.number),
-                                 next_steps=next_steps(ticket.category)))
+                                 what_happens_next=what_happens_next(ticket.category)))
     elif turn.digits == "2":
         ask_message(turn, response)
     elif turn.digits == "0":

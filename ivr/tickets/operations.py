@@ -10,7 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
-from ivr.models import Call, Category, Recording, RecordingState, Ticket, TicketCounter
+from ivr.models import Call, Category, Notice, Recording, RecordingSource, RecordingState, Ticket, TicketCounter
+from ivr.notifications import notify_managers
 
 
 def get_or_create_call(session: Session, call_sid: str, **fields: str | None) -> Call:
@@ -90,11 +91,15 @@ def mark_urgent(session: Session, ticket: Ticket, reason: str) -> None:
     """Raise the ticket to urgent (once) and tell the managers at once."""
     if ticket.urgent:
         return
-    from ivr.notifications import notify_managers
-
     ticket.urgent = True
     ticket.urgent_reason = reason
     notify_managers(session, ticket, None, f"紧急:{reason}")
+
+
+def mark_notice_read(session: Session, notice: Notice, reader: str) -> None:
+    """A staff member of the notice's role has read it; it leaves every console of that role."""
+    notice.read_by, notice.read_at = reader, utcnow()
+    session.flush()
 
 
 def confirm_ticket(session: Session, ticket: Ticket) -> Ticket:
@@ -114,7 +119,7 @@ def register_recording(
     source_url: str | None,
     duration: float | None = None,
     channels: int | None = None,
-    source: str = "message",
+    source: RecordingSource = RecordingSource.MESSAGE,
     twilio_status: str | None = None,
 ) -> Recording:
     """Record that Twilio has (or is making) this recording; idempotent on RecordingSid."""
@@ -140,17 +145,37 @@ def register_recording(
 ABANDONED_NOTE = "来电在留言前挂断,请回电联系"
 
 
+def keep_take(
+    session: Session,
+    call: Call,
+    timezone: str,
+    recording_sid: str | None,
+    *,
+    source_url: str | None = None,
+    duration: float | None = None,
+    twilio_status: str | None = None,
+) -> Recording | None:
+    """Put a take of the caller's message on the call's ticket, opening the ticket (urgent after the
+    emergency key) the first time; without a RecordingSid only the ticket is opened."""
+    ticket = ensure_ticket(session, call, timezone, urgent=call.category == Category.EMERGENCY)
+    if ticket.note == ABANDONED_NOTE:  # the take arrived after the hang-up was noted
+        ticket.note = None
+    if not recording_sid:
+        return None
+    recording = register_recording(session, call, recording_sid, source_url=source_url, duration=duration,
+                                   twilio_status=twilio_status)
+    recording.ticket = ticket
+    return recording
+
+
 def refresh_ticket_transcript(session: Session, ticket: Ticket) -> None:
-    """The ticket's text is its latest message take that has words; what was said may make it urgent."""
+    """A take of the ticket was transcribed, so its text (derived from the takes: `Ticket.text`) may have
+    changed; what the caller said may make it urgent."""
     from ivr.speech.triage import triage
 
-    for recording in reversed(ticket.recordings):
-        if recording.source == "message" and recording.transcripts and recording.transcripts[0].text:
-            ticket.transcript = recording.transcripts[0].text
-            break
-    else:
+    if not ticket.text:
         return
-    found = triage(ticket.transcript)
+    found = triage(ticket.text)
     if found.urgent:
         mark_urgent(session, ticket, "留言提到:" + "、".join(found.matched))
     session.flush()

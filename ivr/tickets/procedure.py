@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
-from ivr.models import Category, Notice, Ticket, TicketEvent, TicketNote, TicketStatus
+from ivr.models import Category, Notice, Ticket, TicketNote, TicketStatus
+from ivr.notifications import notify_managers
+from ivr.tickets.events import record_event
 
 DEPARTMENTS = ("工程部", "秩序维护部", "环境部", "绿化", "客服部", "财务")
 SATISFACTION = ("满意", "基本满意", "不满意")
@@ -31,13 +33,6 @@ CATEGORY_LABELS = {
 
 class ProcedureError(ValueError):
     """A step that cannot be taken now, or is missing what the procedure requires (message in Chinese)."""
-
-
-def record_event(session: Session, ticket: Ticket, kind: str, actor: str | None, **detail: Any) -> TicketEvent:
-    """Add a line to the ticket's timeline / audit log."""
-    event = TicketEvent(ticket=ticket, kind=kind, actor=actor, detail=detail)
-    session.add(event)
-    return event
 
 
 def _require(value: str | None, what: str) -> str:
@@ -120,16 +115,6 @@ def reopen(session: Session, ticket: Ticket, actor: str, reason: str) -> None:
                             TicketStatus.CLOSED}, target, actor, reason=why)
 
 
-def correct_transcript(session: Session, ticket: Ticket, actor: str, text: str) -> None:
-    """Staff's corrected text; the machine transcript is kept beside it."""
-    corrected = text.strip()
-    if corrected == (ticket.corrected_transcript or ticket.transcript or ""):
-        return
-    record_event(session, ticket, "transcript_corrected", actor, before=ticket.text, after=corrected)
-    ticket.corrected_transcript = corrected or None
-    session.flush()
-
-
 def update_caller(session: Session, ticket: Ticket, actor: str, caller_name: str, room: str) -> None:
     """Who called and from which room, as staff complete or correct the record (E3)."""
     from ivr.tickets.rooms import parse_room_code
@@ -159,8 +144,6 @@ def add_note(session: Session, ticket: Ticket, actor: str, text: str, *, told_ca
 
 def flag_for_manager(session: Session, ticket: Ticket, actor: str | None, reason: str) -> Notice:
     """重大投诉必须马上报告经理: mark the ticket major and tell the managers."""
-    from ivr.notifications import notify_managers
-
     ticket.major = True
     return notify_managers(session, ticket, actor, reason)
 

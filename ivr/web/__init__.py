@@ -12,8 +12,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 
 from ivr.models import Notice
-from ivr.recordings.transcribe import speech_model_installed, speech_model_status
 from ivr.runtime import close_request_session, current_settings, request_session
+from ivr.speech.status import speech_model_installed, speech_model_status
 from ivr.telephony.spool import Spool
 
 csrf = CSRFProtect()
@@ -34,7 +34,7 @@ def unread_notices() -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     from ivr.api.views import blueprint as api_blueprint
     from ivr.telephony import blueprint as telephony_blueprint
-    from ivr.web import admin, audit, dashboard, formatting, qa, queue, ticket  # noqa: F401  (views register)
+    from ivr.web import admin, audit, dashboard, formatting, qa_reports, qa_review, queue, ticket  # noqa: F401 (routes)
     from ivr.web.auth import blueprint as auth_blueprint
     from ivr.web.auth import login_manager
     from ivr.web.blueprint import blueprint
