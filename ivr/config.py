@@ -80,7 +80,7 @@ def _positive_number(environ: Mapping[str, str], name: str, default: float, kind
         raise ConfigError(f"{name} must be a {kind.__name__} number, not {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive, not {raw!r}")
-    return value
+    return float(value)
 
 
 MAX_TRUSTED_PROXIES = 5
@@ -118,7 +118,8 @@ def _dev_secrets(instance_dir: Path) -> dict[str, str]:
     """Random secrets kept in the instance folder so a development server and its dev phone agree."""
     path = instance_dir / "dev-secrets.json"
     if path.exists():
-        return json.loads(path.read_text())
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
     values = {
         "secret_key": secrets.token_hex(32),
         "twilio_auth_token": secrets.token_hex(16),

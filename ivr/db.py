@@ -128,7 +128,7 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
     engine.info = {"write_gate": gate}  # type: ignore[attr-defined]
 
     @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection, _record):
+    def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -161,7 +161,7 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
                 gate.release()
 
     @event.listens_for(engine, "begin")
-    def _begin(connection):
+    def _begin(connection: Connection) -> None:
         if connection.get_execution_options().get(WRITE_INTENT):
             take_gate(connection)
             try:
@@ -174,16 +174,17 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
             connection.exec_driver_sql("BEGIN")
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _gate_first_write(connection, _cursor, statement, _parameters, _context, _executemany):
+    def _gate_first_write(connection: Connection, _cursor: object, statement: str, _parameters: object,
+                          _context: object, _executemany: bool) -> None:
         if _WRITE_STATEMENT.match(statement) and connection.in_transaction():
             take_gate(connection)
 
     @event.listens_for(engine, "commit")
-    def _commit(connection):
+    def _commit(connection: Connection) -> None:
         end_transaction(connection, "COMMIT")  # SQLAlchemy's own commit() then finds nothing to do
 
     @event.listens_for(engine, "rollback")
-    def _rollback(connection):
+    def _rollback(connection: Connection) -> None:
         end_transaction(connection, "ROLLBACK")
 
     return engine

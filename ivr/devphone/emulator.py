@@ -134,10 +134,10 @@ class TwilioEmulator:
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """X-Twilio-Signature for a request to `url` with form `params`."""
         if self.shared_key is not None:
-            return RequestValidator(self.shared_key.secret).compute_signature(
+            return str(RequestValidator(self.shared_key.secret).compute_signature(
                 url, dict(params), self.shared_key.algorithm
-            )
-        return RequestValidator(self.auth_token).compute_signature(url, dict(params))
+            ))
+        return str(RequestValidator(self.auth_token).compute_signature(url, dict(params)))
 
 
 def new_sid(prefix: str) -> str:

@@ -20,7 +20,7 @@ from ivr.devphone.transport import Reply, Transport
 
 
 @contextmanager
-def sqlite_locked_by_another_process(path: str | Path, seconds: float = 120.0) -> Iterator[subprocess.Popen]:
+def sqlite_locked_by_another_process(path: str | Path, seconds: float = 120.0) -> Iterator[subprocess.Popen[str]]:
     """Another process holds the SQLite file's write lock (as `sqlite3` in a terminal, a backup or a long
     migration would) until the block ends or `seconds` pass."""
     script = textwrap.dedent("""
@@ -120,7 +120,7 @@ class ServeProcess:
         self.environ = {**os.environ, **environ, "IVR_PUBLIC_URL": self.url}
         self.log_path = log_path
         self.extra_args = extra_args
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServeProcess:
         import requests

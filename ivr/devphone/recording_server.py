@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import operator
 import re
 import shutil
 import subprocess
@@ -443,13 +444,14 @@ def _by_date(items: Sequence[StoredRecording], params: dict[str, str], name: str
     On the wire `DateCreated>=2026-11-25` is the parameter `DateCreated>` with the value `2026-11-25`.
     """
     kept = list(items)
-    for key, test in (
-        (name + ">", lambda day, ref: day >= ref),
-        (name + ">=", lambda day, ref: day >= ref),
-        (name + "<", lambda day, ref: day <= ref),
-        (name + "<=", lambda day, ref: day <= ref),
-        (name, lambda day, ref: day == ref),
-    ):
+    tests: tuple[tuple[str, Callable[[date, date], bool]], ...] = (
+        (name + ">", operator.ge),
+        (name + ">=", operator.ge),
+        (name + "<", operator.le),
+        (name + "<=", operator.le),
+        (name, operator.eq),
+    )
+    for key, test in tests:
         if key in params:
             try:
                 reference = date.fromisoformat(params[key][:10])

@@ -49,7 +49,8 @@ class FailureLimit:
     def delay(self, failures: int) -> timedelta | None:
         if failures < self.allowed:
             return None
-        return min(self.first * 2 ** min(failures - self.allowed, 16), self.longest)
+        wait: timedelta = self.first * 2 ** min(failures - self.allowed, 16)
+        return min(wait, self.longest)
 
 
 # One (account, address) pair: someone guessing one account's password, or its owner mistyping.
