@@ -86,6 +86,7 @@ def has_role(who: Principal, roles: frozenset[Role]) -> bool:
 
 # Tickets ---------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TicketScope:
     """The tickets someone may see: every one, or those of some departments.
@@ -152,10 +153,15 @@ def notice_access(who: Principal, notice: Notice) -> Access:
 
 # QA -----------------------------------------------------------------------------------------------------
 
+
 def _is_subject(who: Principal, evaluation: Evaluation | None) -> bool:
     """The staff member whose call was scored."""
-    return (evaluation is not None and not isinstance(who, ServiceToken)
-            and evaluation.agent_user_id is not None and evaluation.agent_user_id == who.id)
+    return (
+        evaluation is not None
+        and not isinstance(who, ServiceToken)
+        and evaluation.agent_user_id is not None
+        and evaluation.agent_user_id == who.id
+    )
 
 
 def evaluation_access(who: Principal, evaluation: Evaluation | None) -> Access:
@@ -179,6 +185,7 @@ def respond_access(who: Principal, evaluation: Evaluation) -> Access:
 
 
 # Recordings and transcripts ---------------------------------------------------------------------------------
+
 
 def _is_ticket_message(recording: Recording) -> bool:
     return recording.source != RecordingSource.DIAL and recording.ticket is not None

@@ -46,8 +46,15 @@ class Reader:
     remote_addr: str | None = None
 
     def event(self, action: str, **fields: Any) -> AuditEvent:
-        return AuditEvent(actor=self.actor[:64], via=self.via, user_id=self.user_id, token_id=self.token_id,
-                          remote_addr=(self.remote_addr or "")[:64] or None, action=action, **fields)
+        return AuditEvent(
+            actor=self.actor[:64],
+            via=self.via,
+            user_id=self.user_id,
+            token_id=self.token_id,
+            remote_addr=(self.remote_addr or "")[:64] or None,
+            action=action,
+            **fields,
+        )
 
     def same_reader(self) -> ColumnElement[bool]:
         """Rows written for this reader: the same token through the API, the same account in the console."""
@@ -58,29 +65,45 @@ class Reader:
         return AuditEvent.actor == self.actor[:64]
 
 
-def record_listen(session: Session, reader: Reader, recording: Recording, range_header: str | None,
-                  now: datetime | None = None) -> AuditEvent | None:
+def record_listen(
+    session: Session, reader: Reader, recording: Recording, range_header: str | None, now: datetime | None = None
+) -> AuditEvent | None:
     """Audit a request for a recording's audio; returns the new listen, or None when the request belongs
     to the reader's listen already recorded (within LISTEN_WINDOW)."""
     now = now or utcnow()
     already = session.scalars(
-        select(AuditEvent.id).where(AuditEvent.action == LISTEN, AuditEvent.recording_sid == recording.recording_sid,
-                                    AuditEvent.via == reader.via, AuditEvent.at > now - LISTEN_WINDOW,
-                                    reader.same_reader()).limit(1)).first()
+        select(AuditEvent.id)
+        .where(
+            AuditEvent.action == LISTEN,
+            AuditEvent.recording_sid == recording.recording_sid,
+            AuditEvent.via == reader.via,
+            AuditEvent.at > now - LISTEN_WINDOW,
+            reader.same_reader(),
+        )
+        .limit(1)
+    ).first()
     if already is not None:
         return None
     detail: dict[str, Any] = {"source": recording.source}
     if range_header:
         detail["range"] = range_header[:MAX_DETAIL_CHARS]
-    event = reader.event(LISTEN, at=now, recording_sid=recording.recording_sid, ticket_id=recording.ticket_id,
-                         detail=detail)
+    event = reader.event(
+        LISTEN, at=now, recording_sid=recording.recording_sid, ticket_id=recording.ticket_id, detail=detail
+    )
     session.add(event)
     session.flush()
     return event
 
 
-def record_read(session: Session, reader: Reader, action: str, *, ticket_id: int | None = None,
-                recording_sid: str | None = None, **detail: Any) -> AuditEvent:
+def record_read(
+    session: Session,
+    reader: Reader,
+    action: str,
+    *,
+    ticket_id: int | None = None,
+    recording_sid: str | None = None,
+    **detail: Any,
+) -> AuditEvent:
     """Audit a read of a ticket, a listing or an evaluation."""
     event = reader.event(action, ticket_id=ticket_id, recording_sid=recording_sid, detail=detail)
     session.add(event)
@@ -90,13 +113,23 @@ def record_read(session: Session, reader: Reader, action: str, *, ticket_id: int
 
 def ticket_audit(session: Session, ticket_id: int) -> list[AuditEvent]:
     """Who opened the ticket and heard its messages, oldest first (for the ticket's timeline)."""
-    return list(session.scalars(select(AuditEvent).where(AuditEvent.ticket_id == ticket_id,
-                                                         AuditEvent.action.in_([LISTEN, READ_TICKET]))
-                                .order_by(AuditEvent.at, AuditEvent.id)))
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.ticket_id == ticket_id, AuditEvent.action.in_([LISTEN, READ_TICKET]))
+            .order_by(AuditEvent.at, AuditEvent.id)
+        )
+    )
 
 
-def audit_query(*, user: str | None = None, recording: str | None = None, action: str | None = None,
-                since: datetime | None = None, until: datetime | None = None) -> Select[AuditEvent]:
+def audit_query(
+    *,
+    user: str | None = None,
+    recording: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Select[AuditEvent]:
     """Audit rows, newest first. `user` is a username (their console and API reads) or "token:<name>"."""
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if user:

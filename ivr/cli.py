@@ -47,7 +47,6 @@ class CliState:
     def database(self) -> Database:
         return Database(self.settings.database_url, timeout=self.settings.db_timeout_seconds)
 
-
     def close(self) -> None:
         """Release database connections (called when the command finishes)."""
         if "database" in self.__dict__:
@@ -73,13 +72,17 @@ def init_db(state: CliState) -> None:
     click.echo(f"database ready: {state.database.engine.url.render_as_string(hide_password=True)}")
 
 
-
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--threads", default=8, show_default=True, type=int, help="Web server threads.")
-@click.option("--workers", default=2, show_default=True, type=int,
-              help="Embedded job worker threads (ignored when IVR_REDIS_URL is set: run `ivr worker`).")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Embedded job worker threads (ignored when IVR_REDIS_URL is set: run `ivr worker`).",
+)
 @click.pass_obj
 def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> None:
     """Serve the webhooks, the API and /healthz, with the embedded job worker."""
@@ -95,8 +98,11 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = state.settings
     if settings.debug and host not in ("127.0.0.1", "::1", "localhost"):
-        logging.getLogger("ivr").warning("IVR_ENV=%s with generated secrets, listening on %s: other machines can "
-                                         "reach this server", settings.env, host)
+        logging.getLogger("ivr").warning(
+            "IVR_ENV=%s with generated secrets, listening on %s: other machines can reach this server",
+            settings.env,
+            host,
+        )
     app = create_app(settings)
     queue = app.extensions["ivr.queue"]
     queue.requeue_jobs_of_dead_workers()  # before our own workers start: a dead process's jobs, at once
@@ -115,8 +121,10 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     if not speech_model_installed(settings):
         logging.getLogger("ivr").warning("speech model %s", speech_model_status(settings))
     click.echo(f"Try a call without Twilio:  .venv/bin/ivr call --server http://127.0.0.1:{port}")
-    click.echo(f"Night-shift console:   {settings.public_url}/console/  (the first account: "
-               ".venv/bin/ivr user create NAME --role admin)")
+    click.echo(
+        f"Night-shift console:   {settings.public_url}/console/  (the first account: "
+        ".venv/bin/ivr user create NAME --role admin)"
+    )
     try:
         waitress_serve(app, host=host, port=port, threads=threads, ident="ivr")
     finally:
@@ -169,8 +177,12 @@ def token() -> None:
 @click.argument("name")
 @click.option("--user", "username", help="Staff account the token acts for (it sees what that account sees).")
 @click.option("--service", is_flag=True, help="A program's token with no account: it sees every ticket.")
-@click.option("--expires", default="90d", show_default=True,
-              help="Lifetime: days (30d), a last valid day (2027-01-31, property time) or never.")
+@click.option(
+    "--expires",
+    default="90d",
+    show_default=True,
+    help="Lifetime: days (30d), a last valid day (2027-01-31, property time) or never.",
+)
 @click.pass_obj
 def token_create(state: CliState, name: str, username: str | None, service: bool, expires: str) -> None:
     """Create a token called NAME and print it (last line of output; it is not shown again)."""
@@ -191,8 +203,10 @@ def token_create(state: CliState, name: str, username: str | None, service: bool
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
     until = "never expires" if expires_at is None else f"expires {_local(state.settings, expires_at)}"
-    click.echo(f"token {name!r} created ({'service' if service else 'for ' + str(username)}, {until}); "
-               "store it now, it cannot be shown again:")
+    click.echo(
+        f"token {name!r} created ({'service' if service else 'for ' + str(username)}, {until}); "
+        "store it now, it cannot be shown again:"
+    )
     click.echo(plain)
 
 
@@ -210,11 +224,18 @@ def token_list(state: CliState) -> None:
     from ivr.staff import list_tokens, token_state
 
     with state.database.session(read_only=True) as session:
-        rows = [(str(t.id), t.name, t.user.username if t.user else ("service" if t.service else "-"),
-                 _local(state.settings, t.created_at),
-                 "never" if t.expires_at is None else _local(state.settings, t.expires_at),
-                 "never" if t.last_used_at is None else _local(state.settings, t.last_used_at), token_state(t))
-                for t in list_tokens(session)]
+        rows = [
+            (
+                str(t.id),
+                t.name,
+                t.user.username if t.user else ("service" if t.service else "-"),
+                _local(state.settings, t.created_at),
+                "never" if t.expires_at is None else _local(state.settings, t.expires_at),
+                "never" if t.last_used_at is None else _local(state.settings, t.last_used_at),
+                token_state(t),
+            )
+            for t in list_tokens(session)
+        ]
     if not rows:
         click.echo("no tokens (create one with `ivr token create NAME --user U`)")
         return
@@ -250,18 +271,25 @@ def user() -> None:
 @click.option("--department", help="For department accounts, e.g. 工程部.")
 @click.option("--name", "display_name", help="Name shown in the console and used in QA.")
 @click.option("--phone", help="Phone number (E.164), e.g. for on-duty transfers.")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Prompted for when not given.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted for when not given.")
 @click.pass_obj
-def user_create(state: CliState, username: str, role: str, department: str | None, display_name: str | None,
-                phone: str | None, password: str) -> None:
+def user_create(
+    state: CliState,
+    username: str,
+    role: str,
+    department: str | None,
+    display_name: str | None,
+    phone: str | None,
+    password: str,
+) -> None:
     """Create the staff account USERNAME with a role."""
     from ivr.staff import StaffError, create_user
 
     try:
         with state.database.session() as session:
-            create_user(session, username, password, role, department=department,
-                        display_name=display_name, phone=phone)
+            create_user(
+                session, username, password, role, department=department, display_name=display_name, phone=phone
+            )
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"user {username!r} created with role {role}")
@@ -269,8 +297,7 @@ def user_create(state: CliState, username: str, role: str, department: str | Non
 
 @user.command("set-password")
 @click.argument("username")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Prompted for when not given.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted for when not given.")
 @click.pass_obj
 def user_set_password(state: CliState, username: str, password: str) -> None:
     """Give USERNAME a new password; every console session of that account ends."""

@@ -92,8 +92,10 @@ def _trusted_proxies(environ: Mapping[str, str]) -> int:
     if not raw:
         return 0
     if not raw.isdigit() or int(raw) > MAX_TRUSTED_PROXIES:
-        raise ConfigError(f"IVR_TRUSTED_PROXIES must be a whole number from 0 to {MAX_TRUSTED_PROXIES} "
-                          f"(the reverse proxies in front of the line), not {raw!r}")
+        raise ConfigError(
+            f"IVR_TRUSTED_PROXIES must be a whole number from 0 to {MAX_TRUSTED_PROXIES} "
+            f"(the reverse proxies in front of the line), not {raw!r}"
+        )
     return int(raw)
 
 
@@ -109,9 +111,11 @@ def _redis_problem(url: str) -> str | None:
         password = None
     if password or any(parse_qs(parts.query).get("password", [])):
         return None
-    return ("IVR_REDIS_URL has no password: whoever can reach Redis could run code in the worker (jobs are "
-            "unpickled); use redis://:PASSWORD@host:6379/0 (or rediss://:PASSWORD@host for TLS) and set "
-            "requirepass in redis.conf")
+    return (
+        "IVR_REDIS_URL has no password: whoever can reach Redis could run code in the worker (jobs are "
+        "unpickled); use redis://:PASSWORD@host:6379/0 (or rediss://:PASSWORD@host for TLS) and set "
+        "requirepass in redis.conf"
+    )
 
 
 def _dev_secrets(instance_dir: Path) -> dict[str, str]:

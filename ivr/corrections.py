@@ -43,8 +43,9 @@ def _transcript_to_correct(recording: Recording, channel: int, corrected: str) -
     raise NothingToCorrect(f"no transcript for recording {recording.recording_sid} channel {channel} yet")
 
 
-def correct_transcript(session: Session, recording: Recording, channel: int, text: str, actor: str,
-                       property_name: str) -> Transcript:
+def correct_transcript(
+    session: Session, recording: Recording, channel: int, text: str, actor: str, property_name: str
+) -> Transcript:
     """A person's text for one channel of a recording; the machine's text and words stay. Text equal to the
     machine's (or empty) clears the correction. On a ticket the change goes on its timeline; a transfer is
     re-scored. Raises NothingToCorrect when the channel has not been transcribed yet."""
@@ -57,8 +58,16 @@ def correct_transcript(session: Session, recording: Recording, channel: int, tex
     transcript.corrected_by = actor
     session.add(transcript)  # new when a person types what transcription could not
     if recording.ticket is not None:
-        record_event(session, recording.ticket, "transcript_corrected", actor, recording=recording.recording_sid,
-                     channel=channel, before=before or None, after=corrected)
+        record_event(
+            session,
+            recording.ticket,
+            "transcript_corrected",
+            actor,
+            recording=recording.recording_sid,
+            channel=channel,
+            before=before or None,
+            after=corrected,
+        )
     session.flush()
     evaluate_after_transcription(session, recording, property_name)
     return transcript

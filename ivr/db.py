@@ -94,8 +94,11 @@ class WriteGate:
         """Wait for the gate; returns the seconds waited."""
         started = time.monotonic()
         if not self._lock.acquire(timeout=self.timeout):
-            raise DatabaseBusy("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
-                f"database is locked (no write lock within {self.timeout:g} s)"))
+            raise DatabaseBusy(
+                "BEGIN IMMEDIATE",
+                None,
+                sqlite3.OperationalError(f"database is locked (no write lock within {self.timeout:g} s)"),
+            )
         return time.monotonic() - started
 
     def release(self) -> None:
@@ -112,8 +115,9 @@ def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engine
             "connect_timeout": max(1, round(timeout)),
             "options": f"-c lock_timeout={int(timeout * 1000)} -c statement_timeout={STATEMENT_TIMEOUT_SECONDS}s",
         }
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout,
-                         connect_args=connect_args)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout, connect_args=connect_args
+    )
 
 
 def _sqlite_engine(url: str, timeout: float) -> Engine:
@@ -174,8 +178,14 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
             connection.exec_driver_sql("BEGIN")
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _gate_first_write(connection: Connection, _cursor: object, statement: str, _parameters: object,
-                          _context: object, _executemany: bool) -> None:
+    def _gate_first_write(
+        connection: Connection,
+        _cursor: object,
+        statement: str,
+        _parameters: object,
+        _context: object,
+        _executemany: bool,
+    ) -> None:
         if _WRITE_STATEMENT.match(statement) and connection.in_transaction():
             take_gate(connection)
 

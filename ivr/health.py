@@ -30,8 +30,11 @@ def healthz() -> ResponseReturnValue:
     status["queue"] = queue.backend if queue else "none"
     status["speech_model"] = speech_model_status(current_settings())
     spooled = Spool(current_settings().spool_dir).status()
-    status["spool"] = {"pending": spooled.pending, "failed": spooled.failed,
-                       "oldest": spooled.oldest.isoformat() if spooled.oldest else None}
+    status["spool"] = {
+        "pending": spooled.pending,
+        "failed": spooled.failed,
+        "oldest": spooled.oldest.isoformat() if spooled.oldest else None,
+    }
     if not spooled.empty:
         status["status"] = "degraded"
     return jsonify(status), 200 if database_up else 503

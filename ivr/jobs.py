@@ -197,8 +197,9 @@ def retry_job(session: Session, job: Job) -> None:
     recording shown as failed goes back to pending). Queued through Huey when the session commits on a
     sessionmaker a JobQueue listens to; otherwise the sweep picks it up."""
     if job.state == JobState.RUNNING:
-        raise JobNotRetryable(f"job {job.id} is running (on {job.owner or 'an unknown worker'}); "
-                              "it cannot be retried now")
+        raise JobNotRetryable(
+            f"job {job.id} is running (on {job.owner or 'an unknown worker'}); it cannot be retried now"
+        )
     if job.state == JobState.DONE:
         raise JobNotRetryable(f"job {job.id} is already done; there is nothing to retry")
     job.state = JobState.QUEUED
@@ -271,8 +272,9 @@ class LeaseRenewal:
             try:
                 if not self.renew():
                     self.lost = True
-                    log.warning("job %s: lease lost (re-queued by the sweep); %s stops renewing it",
-                                self.job_id, self.owner)
+                    log.warning(
+                        "job %s: lease lost (re-queued by the sweep); %s stops renewing it", self.job_id, self.owner
+                    )
                     return
             except SQLAlchemyError as exc:  # the next tick tries again; the lease outlasts a few misses
                 log.warning("job %s: could not renew the lease: %s", self.job_id, exc)
@@ -296,8 +298,9 @@ class JobQueue:
         lease_renew_seconds: float = LEASE_RENEW_SECONDS,
     ) -> None:
         if not 0 < lease_renew_seconds < lease_seconds:
-            raise ValueError(f"the lease ({lease_seconds} s) must outlast its renewal interval "
-                             f"({lease_renew_seconds} s)")
+            raise ValueError(
+                f"the lease ({lease_seconds} s) must outlast its renewal interval ({lease_renew_seconds} s)"
+            )
         self.context = JobContext(settings, database)
         self.retry_base_seconds = retry_base_seconds
         self.retry_cap_seconds = retry_cap_seconds
@@ -354,8 +357,13 @@ class JobQueue:
             claimed = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.attempts < Job.max_attempts)
-                .values(state=JobState.RUNNING, attempts=Job.attempts + 1, started_at=now, owner=owner,
-                        lease_expires_at=now + timedelta(seconds=self.lease_seconds))
+                .values(
+                    state=JobState.RUNNING,
+                    attempts=Job.attempts + 1,
+                    started_at=now,
+                    owner=owner,
+                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
+                )
                 .returning(Job.id)
             ).first()
             job = session.get(Job, job_id)
@@ -382,8 +390,9 @@ class JobQueue:
                     .returning(Job.id)
                 ).first()
             if not finished:
-                log.warning("job %s finished on %s after its lease had passed on; its next run has nothing to do",
-                            job_id, owner)
+                log.warning(
+                    "job %s finished on %s after its lease had passed on; its next run has nothing to do", job_id, owner
+                )
 
     def _give_up_exhausted(self, job: Job) -> None:
         """A queued job with no attempts left: its last attempt never reported back (the worker died)."""
@@ -392,8 +401,9 @@ class JobQueue:
             failed = session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.state == JobState.QUEUED, Job.attempts >= Job.max_attempts)
-                .values(state=JobState.FAILED, last_error=error, finished_at=utcnow(), owner=None,
-                        lease_expires_at=None)
+                .values(
+                    state=JobState.FAILED, last_error=error, finished_at=utcnow(), owner=None, lease_expires_at=None
+                )
                 .returning(Job.id)
             ).first()
         if not failed:
@@ -423,8 +433,9 @@ class JobQueue:
                 .returning(Job.id)
             ).first()
         if not recorded:
-            log.warning("job %s failed on %s after its lease had passed on; the outcome is left to its next run",
-                        job.id, owner)
+            log.warning(
+                "job %s failed on %s after its lease had passed on; the outcome is left to its next run", job.id, owner
+            )
         elif final:
             if kind is not None:
                 kind.give_up(self.context, job.subject_id, error)
@@ -436,20 +447,26 @@ class JobQueue:
         now = utcnow()
         claimed_before = now - timedelta(seconds=self.lease_seconds)
         with self.context.database.session() as session:
-            expired = session.execute(
-                update(Job)
-                .where(
-                    Job.state == JobState.RUNNING,
-                    or_(
-                        Job.lease_expires_at < now,
-                        # Claimed before leases existed: give it one lease's time from its start.
-                        and_(Job.lease_expires_at.is_(None),
-                             or_(Job.started_at.is_(None), Job.started_at < claimed_before)),
-                    ),
+            expired = (
+                session.execute(
+                    update(Job)
+                    .where(
+                        Job.state == JobState.RUNNING,
+                        or_(
+                            Job.lease_expires_at < now,
+                            # Claimed before leases existed: give it one lease's time from its start.
+                            and_(
+                                Job.lease_expires_at.is_(None),
+                                or_(Job.started_at.is_(None), Job.started_at < claimed_before),
+                            ),
+                        ),
+                    )
+                    .values(state=JobState.QUEUED, owner=None, lease_expires_at=None, run_after=now)
+                    .returning(Job.id)
                 )
-                .values(state=JobState.QUEUED, owner=None, lease_expires_at=None, run_after=now)
-                .returning(Job.id)
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             lost = session.scalars(
                 select(Job.id).where(Job.state == JobState.QUEUED, Job.run_after < now - LOST_QUEUED_AFTER)
             ).all()
@@ -468,11 +485,15 @@ class JobQueue:
         try:
             with self.context.database.session() as session:
                 running = session.execute(
-                    select(Job.id, Job.owner, Job.started_at).where(Job.state == JobState.RUNNING,
-                                                                     Job.owner.is_not(None))
+                    select(Job.id, Job.owner, Job.started_at).where(
+                        Job.state == JobState.RUNNING, Job.owner.is_not(None)
+                    )
                 ).all()
-                dead = [job_id for job_id, owner, started_at in running
-                        if owner and self._owner_is_dead(owner, started_at, host, me)]
+                dead = [
+                    job_id
+                    for job_id, owner, started_at in running
+                    if owner and self._owner_is_dead(owner, started_at, host, me)
+                ]
                 if dead:
                     session.execute(
                         update(Job)
@@ -480,8 +501,10 @@ class JobQueue:
                         .values(state=JobState.QUEUED, owner=None, lease_expires_at=None, run_after=utcnow())
                     )
         except SQLAlchemyError as exc:
-            log.warning("could not look for jobs of dead workers (the sweep will re-queue them when their "
-                        "leases run out): %s", exc)
+            log.warning(
+                "could not look for jobs of dead workers (the sweep will re-queue them when their leases run out): %s",
+                exc,
+            )
             return []
         for job_id in dead:
             self.enqueue(job_id)
@@ -501,8 +524,14 @@ class JobQueue:
     def start_embedded(self, workers: int = 2) -> None:
         """Consume in background threads of this process (the default for `ivr serve`)."""
         # Idle workers poll the SQLite queue; a short ceiling keeps pickup latency low.
-        self._consumer = _EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", periodic=True,
-                                           initial_delay=0.05, max_delay=POLL_CEILING_SECONDS)
+        self._consumer = _EmbeddedConsumer(
+            self.huey,
+            workers=workers,
+            worker_type="thread",
+            periodic=True,
+            initial_delay=0.05,
+            max_delay=POLL_CEILING_SECONDS,
+        )
         self._consumer.start()
 
     def stop_embedded(self) -> None:
@@ -512,8 +541,14 @@ class JobQueue:
 
     def run_worker(self, workers: int = 2) -> None:
         """Consume in the foreground with signal handling (`ivr worker`)."""
-        Consumer(self.huey, workers=workers, worker_type="thread", periodic=True,
-                 initial_delay=0.05, max_delay=POLL_CEILING_SECONDS).run()
+        Consumer(
+            self.huey,
+            workers=workers,
+            worker_type="thread",
+            periodic=True,
+            initial_delay=0.05,
+            max_delay=POLL_CEILING_SECONDS,
+        ).run()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no job is queued or running (used by tests, the load script and shutdown)."""

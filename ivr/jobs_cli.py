@@ -72,8 +72,15 @@ def _subject(job: Job) -> str:
 
 
 def _row(job: Job, zone: ZoneInfo) -> tuple[str, ...]:
-    return (str(job.id), job.kind, _subject(job), job.state.value, f"{job.attempts}/{job.max_attempts}",
-            _when(job, zone), _shorten(job.last_error))
+    return (
+        str(job.id),
+        job.kind,
+        _subject(job),
+        job.state.value,
+        f"{job.attempts}/{job.max_attempts}",
+        _when(job, zone),
+        _shorten(job.last_error),
+    )
 
 
 def _when(job: Job, zone: ZoneInfo) -> str:
@@ -142,8 +149,10 @@ def retry(state: CliState, job_id: int | None, all_failed: bool) -> None:
     for job in retried:
         click.echo(f"{described[job]} queued again with a fresh set of attempts")
     if not queued:
-        click.echo("the job queue could not be reached: the periodic sweep will pick them up within about three "
-                   "minutes", err=True)
+        click.echo(
+            "the job queue could not be reached: the periodic sweep will pick them up within about three minutes",
+            err=True,
+        )
 
 
 def _queue_or_none(state: CliState) -> JobQueue | None:

@@ -102,8 +102,9 @@ class CallEvent(Base):
 
     __tablename__ = "call_events"
     # A retry repeats the token for the same webhook of the same call; another call's token means nothing here.
-    __table_args__ = (UniqueConstraint("call_id", "endpoint", "idempotency_token",
-                                       name="uq_call_events_call_endpoint_token"),)
+    __table_args__ = (
+        UniqueConstraint("call_id", "endpoint", "idempotency_token", name="uq_call_events_call_endpoint_token"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
@@ -253,8 +254,7 @@ class Recording(Base):
     recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    source: Mapped[RecordingSource] = mapped_column(_enum(RecordingSource, length=32),
-                                                    default=RecordingSource.MESSAGE)
+    source: Mapped[RecordingSource] = mapped_column(_enum(RecordingSource, length=32), default=RecordingSource.MESSAGE)
     source_url: Mapped[str | None] = mapped_column(Text)
     state: Mapped[RecordingState] = mapped_column(_enum(RecordingState), default=RecordingState.PENDING)
     twilio_status: Mapped[str | None] = mapped_column(String(32))

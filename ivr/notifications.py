@@ -27,9 +27,7 @@ def notify_managers(session: Session, ticket: Ticket, actor: str | None, reason:
 def _manager_phones(session: Session, role: str) -> list[str]:
     """The phones of the active staff with `role`, each once, in account order."""
     phones = session.scalars(
-        select(User.phone)
-        .where(User.role == role, User.active.is_(True), User.phone.is_not(None))
-        .order_by(User.id)
+        select(User.phone).where(User.role == role, User.active.is_(True), User.phone.is_not(None)).order_by(User.id)
     )
     return list(dict.fromkeys(phone for phone in phones if phone))
 

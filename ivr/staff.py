@@ -30,8 +30,14 @@ class StaffError(ValueError):
 
 
 def create_user(
-    session: Session, username: str, password: str, role: str, *, department: str | None = None,
-    display_name: str | None = None, phone: str | None = None,
+    session: Session,
+    username: str,
+    password: str,
+    role: str,
+    *,
+    department: str | None = None,
+    display_name: str | None = None,
+    phone: str | None = None,
 ) -> User:
     """A new staff account with a hashed password."""
     if role not in ROLES:
@@ -41,8 +47,14 @@ def create_user(
     check_password_rules(password)
     if session.scalars(select(User).where(User.username == username)).first():
         raise StaffError(f"user {username!r} already exists")
-    user = User(username=username, password_hash=generate_password_hash(password), role=role,
-                department=department, display_name=display_name, phone=phone)
+    user = User(
+        username=username,
+        password_hash=generate_password_hash(password),
+        role=role,
+        department=department,
+        display_name=display_name,
+        phone=phone,
+    )
     session.add(user)
     session.flush()
     return user
@@ -102,8 +114,9 @@ def parse_expiry(text: str, timezone: str, now: datetime | None = None) -> datet
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise StaffError(f"--expires must be a number of days (30d), a date (2027-01-31) or never, not {text!r}") \
-            from None
+        raise StaffError(
+            f"--expires must be a number of days (30d), a date (2027-01-31) or never, not {text!r}"
+        ) from None
     end = datetime.combine(day + timedelta(days=1), time(), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
     if end <= now:
         raise StaffError(f"--expires {text} is in the past")
@@ -111,15 +124,21 @@ def parse_expiry(text: str, timezone: str, now: datetime | None = None) -> datet
 
 
 def create_token(
-    session: Session, name: str, user: User | None = None, *, service: bool = False,
+    session: Session,
+    name: str,
+    user: User | None = None,
+    *,
+    service: bool = False,
     expires: timedelta | datetime | None = DEFAULT_TOKEN_LIFETIME,
 ) -> str:
     """A new API token acting for `user`, or a service token (no account: sees every ticket) when `service`
     is asked for explicitly. `expires`: a lifetime, a moment, or None for never. Only the digest is stored,
     so the plain token is returned once."""
     if user is None and not service:
-        raise StaffError("a token acts for a staff account (--user NAME) or, asked for explicitly, is a service "
-                         "token that sees every ticket (--service)")
+        raise StaffError(
+            "a token acts for a staff account (--user NAME) or, asked for explicitly, is a service "
+            "token that sees every ticket (--service)"
+        )
     if user is not None and service:
         raise StaffError("a token is either for a staff account (--user) or a service token (--service), not both")
     if not name.strip() or len(name) > 64:
@@ -131,8 +150,16 @@ def create_token(
     now = utcnow()
     expires_at = now + expires if isinstance(expires, timedelta) else expires
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_sha256=token_digest(token), user=user, service=service,
-                         created_at=now, expires_at=expires_at))
+    session.add(
+        ApiToken(
+            name=name,
+            token_sha256=token_digest(token),
+            user=user,
+            service=service,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
     session.flush()
     return token
 

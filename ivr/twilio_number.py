@@ -67,8 +67,7 @@ def normalise_phone_number(phone_number: str) -> str:
     number = NUMBER_SEPARATORS.sub("", phone_number)
     if not E164.match(number):
         raise TwilioSetupError(
-            f"{phone_number!r} is not an E.164 phone number: write it with + and the country code, "
-            "e.g. +861012345678"
+            f"{phone_number!r} is not an E.164 phone number: write it with + and the country code, e.g. +861012345678"
         )
     return number
 
@@ -244,18 +243,14 @@ def twilio() -> None:
 @click.option("--public-url", help="Base URL Twilio calls (default: IVR_PUBLIC_URL).")
 @click.option("--allow-http", is_flag=True, help="Accept an http public URL (test numbers only).")
 @click.pass_obj
-def configure_number_command(
-    state: CliState, phone_number: str, public_url: str | None, allow_http: bool
-) -> None:
+def configure_number_command(state: CliState, phone_number: str, public_url: str | None, allow_http: bool) -> None:
     """Point PHONE_NUMBER (E.164, e.g. +861012345678) at this server's voice webhooks."""
     from ivr.twilio_rest import twilio_client
 
     settings = state.settings
     client = twilio_client(settings)
     try:
-        configured = configure_number(
-            client, phone_number, public_url or settings.public_url, allow_http=allow_http
-        )
+        configured = configure_number(client, phone_number, public_url or settings.public_url, allow_http=allow_http)
     except TwilioSetupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{configured.phone_number} ({configured.sid}) now calls this server:")
@@ -265,11 +260,20 @@ def configure_number_command(
 
 
 @twilio.command("reconcile")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="List Twilio's recordings created on or after this day (GMT, YYYY-MM-DD); "
-                   "default: since the last run, or the last two days.")
-@click.option("--settle", "settle_minutes", type=click.FloatRange(min=0), default=10, show_default=True,
-              help="Leave recordings younger than this many minutes to the live webhooks (0: import them too).")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="List Twilio's recordings created on or after this day (GMT, YYYY-MM-DD); "
+    "default: since the last run, or the last two days.",
+)
+@click.option(
+    "--settle",
+    "settle_minutes",
+    type=click.FloatRange(min=0),
+    default=10,
+    show_default=True,
+    help="Leave recordings younger than this many minutes to the live webhooks (0: import them too).",
+)
 @click.pass_obj
 def reconcile_command(state: CliState, since: datetime | None, settle_minutes: float) -> None:
     """Import the recordings Twilio holds that the line never heard of (as recovered tickets)."""
@@ -280,8 +284,11 @@ def reconcile_command(state: CliState, since: datetime | None, settle_minutes: f
     # A queue bound to the database, so each download job is handed to the worker as its import commits.
     JobQueue(settings, state.database)
     try:
-        report = reconcile_recordings(JobContext(settings, state.database), since=since.date() if since else None,
-                                      settle=timedelta(minutes=settle_minutes))
+        report = reconcile_recordings(
+            JobContext(settings, state.database),
+            since=since.date() if since else None,
+            settle=timedelta(minutes=settle_minutes),
+        )
     except ReconcileError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -291,8 +298,9 @@ def reconcile_command(state: CliState, since: datetime | None, settle_minutes: f
     for item in report.imported:
         caller = item.from_number or "unknown caller"
         if item.ticket_number:
-            click.echo(f"imported {item.recording_sid} (call {item.call_sid}, {caller}): "
-                       f"recovered ticket {item.ticket_number}")
+            click.echo(
+                f"imported {item.recording_sid} (call {item.call_sid}, {caller}): recovered ticket {item.ticket_number}"
+            )
         else:
             click.echo(f"imported {item.recording_sid} (call {item.call_sid}, {caller}): transfer recording")
     if report.imported:

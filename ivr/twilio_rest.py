@@ -62,8 +62,9 @@ class RebasingHttpClient(TwilioHttpClient):
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
-        return super().request(method, rebase_url(url, self.base_url), params, data, headers, auth, timeout,
-                               allow_redirects)
+        return super().request(
+            method, rebase_url(url, self.base_url), params, data, headers, auth, timeout, allow_redirects
+        )
 
 
 def twilio_client(settings: Settings) -> Client:
@@ -72,8 +73,9 @@ def twilio_client(settings: Settings) -> Client:
 
     if settings.twilio_api_url.rstrip("/") == DEFAULT_API_URL:
         return Client(settings.twilio_account_sid, settings.twilio_auth_token)
-    return Client(settings.twilio_account_sid, settings.twilio_auth_token,
-                  http_client=RebasingHttpClient(settings.twilio_api_url))
+    return Client(
+        settings.twilio_account_sid, settings.twilio_auth_token, http_client=RebasingHttpClient(settings.twilio_api_url)
+    )
 
 
 class TwilioApiError(Exception):
@@ -113,8 +115,13 @@ class TwilioApi:
         url = self.url(uri)
         where = urlsplit(self.base_url).netloc
         try:
-            response = requests.get(url, params=params, auth=(self.account_sid, self.auth_token),
-                                    timeout=REQUEST_TIMEOUT, headers={"Accept": "application/json"})
+            response = requests.get(
+                url,
+                params=params,
+                auth=(self.account_sid, self.auth_token),
+                timeout=REQUEST_TIMEOUT,
+                headers={"Accept": "application/json"},
+            )
         except requests.RequestException as exc:
             raise TwilioApiError(
                 f"could not reach Twilio at {where} ({type(exc).__name__}): check this machine's internet "
@@ -161,8 +168,10 @@ def _refusal(response: requests.Response, where: str) -> TwilioApiError:
     status = response.status_code
     detail = f"HTTP {status}" + (f", Twilio error {code}" if code else "")
     if status == 401:
-        text = (f"Twilio rejected the credentials ({detail}): check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
-                "(the live Auth Token of that account, not test credentials)")
+        text = (
+            f"Twilio rejected the credentials ({detail}): check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+            "(the live Auth Token of that account, not test credentials)"
+        )
     elif status == 403:
         text = f"Twilio refused access ({detail}: {message}): the account may be suspended or lack permission"
     elif status == 404:

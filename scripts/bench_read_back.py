@@ -50,7 +50,8 @@ class StampedTransport(HttpTransport):
         reply = super().request(method, url, params, headers)
         with self._lock:
             self.log.setdefault(params.get("CallSid", ""), []).append(
-                (sent, time.perf_counter(), url.split("/twilio/")[-1], reply.body))
+                (sent, time.perf_counter(), url.split("/twilio/")[-1], reply.body)
+            )
         return reply
 
 
@@ -72,8 +73,12 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ivr-readback-"))
-    settings = {"IVR_VOSK_MODEL": model_folder(args.model), "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-                "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "bench-" + "k" * 32}
+    settings = {
+        "IVR_VOSK_MODEL": model_folder(args.model),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "IVR_SECRET_KEY": "bench-" + "k" * 32,
+    }
     waits: list[float] = []
     with_text = 0
     with local_server(workdir, settings) as (url, _):
@@ -97,10 +102,14 @@ def main() -> int:
             with_text += "您反映的问题是" in body
 
     model = Path(model_folder(args.model))
-    print(f"model: {model.parent.name if model.name == 'model' else model.name}; message: {args.message.name}; "
-          f"{args.calls} calls at concurrency {args.concurrency}; {os.cpu_count()} cores")
-    print(f"read-back wait after the caller pressed # (s): p50 {statistics.median(waits):.2f}  "
-          f"p95 {percentile(waits, 0.95):.2f}  max {max(waits):.2f}")
+    print(
+        f"model: {model.parent.name if model.name == 'model' else model.name}; message: {args.message.name}; "
+        f"{args.calls} calls at concurrency {args.concurrency}; {os.cpu_count()} cores"
+    )
+    print(
+        f"read-back wait after the caller pressed # (s): p50 {statistics.median(waits):.2f}  "
+        f"p95 {percentile(waits, 0.95):.2f}  max {max(waits):.2f}"
+    )
     print(f"read-backs with the transcript: {with_text}/{args.calls}")
     return 0
 

@@ -119,8 +119,12 @@ def record_call(public_url: str, workdir: Path) -> list[Webhook]:
 
 def fresh_call(template: Sequence[Webhook]) -> list[Webhook]:
     """The template call with new SIDs (the call's and every recording's), as a different call."""
-    sids = {value for webhook in template for key, value in webhook.params.items()
-            if key in ("CallSid", "RecordingSid") and value}
+    sids = {
+        value
+        for webhook in template
+        for key, value in webhook.params.items()
+        if key in ("CallSid", "RecordingSid") and value
+    }
     renames = {sid: new_sid(sid[:2]) for sid in sids}
 
     def renamed(text: str) -> str:
@@ -282,9 +286,13 @@ class Server:
 @contextmanager
 def ivr_server(workdir: Path, database_url: str | None, threads: int, cpus: set[int] | None) -> Iterator[Server]:
     """`ivr serve` on a fresh database, no job workers, no speech model."""
-    settings = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                "IVR_SECRET_KEY": "bench-webhooks-" + "k" * 32, "IVR_DUTY_NUMBERS": "+8613800000001",
-                "IVR_MODELS_DIR": str(workdir / "models")}
+    settings = {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "IVR_SECRET_KEY": "bench-webhooks-" + "k" * 32,
+        "IVR_DUTY_NUMBERS": "+8613800000001",
+        "IVR_MODELS_DIR": str(workdir / "models"),
+    }
     if database_url:
         settings["IVR_DATABASE_URL"] = database_url
     serve_args = ("--threads", str(threads), "--workers", "0")
@@ -298,8 +306,12 @@ def minimal_server(workdir: Path, database_url: str | None, threads: int, cpus: 
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MINIMAL_DATABASE_URL": database_url or f"sqlite:///{workdir / 'minimal.sqlite3'}",
-           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": url}
+    env = {
+        **os.environ,
+        "MINIMAL_DATABASE_URL": database_url or f"sqlite:///{workdir / 'minimal.sqlite3'}",
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "PUBLIC_URL": url,
+    }
     command = [sys.executable, str(MINIMAL_APP), "--port", str(port), "--threads", str(threads)]
     with served(command, env, f"{url}/healthz", workdir / "server.log", cpus) as process:
         yield Server("minimal", url, process.pid)
@@ -374,9 +386,15 @@ def idle_cpu_ms_per_s(pid: int, seconds: float = 1.0) -> float:
 def measure(servers: list[Server], template: list[Webhook], args: argparse.Namespace) -> dict[str, Results]:
     """Warm both servers up, then `--rounds` rounds; within a round each phase runs on one server then the
     other (the order alternates), so a change in the machine's background load hits both alike."""
-    per_round = {phase: max(1, -(-total // args.rounds)) for phase, total in (
-        ("voice_alone", args.requests), ("voice_together", args.concurrent_requests),
-        ("calls_alone", args.calls), ("calls_together", args.concurrent_calls))}
+    per_round = {
+        phase: max(1, -(-total // args.rounds))
+        for phase, total in (
+            ("voice_alone", args.requests),
+            ("voice_together", args.concurrent_requests),
+            ("calls_alone", args.calls),
+            ("calls_together", args.concurrent_calls),
+        )
+    }
     results = {server.app: Results(server.app) for server in servers}
     for server in servers:
         warmup = {"voice_alone": args.warmup, "calls_alone": 3}
@@ -407,57 +425,80 @@ ROW = "{:<11} {:<8} {:<24} {:>8}  {:<20} {:<20} {:<22} {:<10}"
 
 def report(database: str, results: dict[str, Results], args: argparse.Namespace, steps: int) -> None:
     """Print the table for one database: each app, then the ratios ivr / minimal."""
-    for label, alone, together in (("/twilio/voice", "voice_alone", "voice_together"),
-                                   (f"whole call ({steps} webhooks)", "calls_alone", "calls_together")):
+    for label, alone, together in (
+        ("/twilio/voice", "voice_alone", "voice_together"),
+        (f"whole call ({steps} webhooks)", "calls_alone", "calls_together"),
+    ):
         values: dict[str, tuple[float, float, float]] = {}
         for app in ("minimal", "ivr"):
             r = results[app]
             values[app] = (r.cpu_ms_per_request(alone), r.latency_ms(together, 0.50), r.latency_ms(together, 0.95))
-            print(ROW.format(
-                database, app, label, r.requests(alone),
-                spread(values[app][0], [run.cpu_ms_per_request for run in r.rounds[alone]]),
-                spread(values[app][1], [run.latency_ms(0.50) for run in r.rounds[together]], 1),
-                spread(values[app][2], [run.latency_ms(0.95) for run in r.rounds[together]], 1),
-                f"{r.per_second(together):.0f}"))
+            print(
+                ROW.format(
+                    database,
+                    app,
+                    label,
+                    r.requests(alone),
+                    spread(values[app][0], [run.cpu_ms_per_request for run in r.rounds[alone]]),
+                    spread(values[app][1], [run.latency_ms(0.50) for run in r.rounds[together]], 1),
+                    spread(values[app][2], [run.latency_ms(0.95) for run in r.rounds[together]], 1),
+                    f"{r.per_second(together):.0f}",
+                )
+            )
         cpu, p50, p95 = (values["ivr"][i] / values["minimal"][i] for i in range(3))
-        verdict = (f"CPU {'within' if cpu <= TARGET_CPU else 'OVER'} {TARGET_CPU:g}×, "
-                   f"p95 {'within' if p95 <= TARGET_P95 else 'OVER'} {TARGET_P95:g}×")
-        print(ROW.format(database, "ratio", "ivr / minimal", "", f"{cpu:.2f}×", f"{p50:.2f}×", f"{p95:.2f}×",
-                         verdict))
+        verdict = (
+            f"CPU {'within' if cpu <= TARGET_CPU else 'OVER'} {TARGET_CPU:g}×, "
+            f"p95 {'within' if p95 <= TARGET_P95 else 'OVER'} {TARGET_P95:g}×"
+        )
+        print(ROW.format(database, "ratio", "ivr / minimal", "", f"{cpu:.2f}×", f"{p50:.2f}×", f"{p95:.2f}×", verdict))
     indent = " " * 12
     step_cpu: dict[str, list[int]] = {}
     for run in results["ivr"].rounds["calls_alone"]:
         for step, values_ns in run.step_cpu_ns.items():
             step_cpu.setdefault(step, []).extend(values_ns)
-    print(indent + "ivr CPU ms per step, one call at a time (median): "
-          + ", ".join(f"{step} {statistics.median(v) / 1e6:.2f}" for step, v in step_cpu.items()))
+    print(
+        indent
+        + "ivr CPU ms per step, one call at a time (median): "
+        + ", ".join(f"{step} {statistics.median(v) / 1e6:.2f}" for step, v in step_cpu.items())
+    )
     for app in ("minimal", "ivr"):
         latencies: dict[str, list[float]] = {}
         for run in results[app].rounds["calls_together"]:
             for step, seconds in run.step_latencies.items():
                 latencies.setdefault(step, []).extend(seconds)
-        print(indent + f"{app} p95 ms per step, {args.concurrency} calls at a time: "
-              + ", ".join(f"{step} {percentile(latencies[step], 0.95) * 1000:.0f}" for step in step_cpu))
+        print(
+            indent
+            + f"{app} p95 ms per step, {args.concurrency} calls at a time: "
+            + ", ".join(f"{step} {percentile(latencies[step], 0.95) * 1000:.0f}" for step in step_cpu)
+        )
     print(indent + "idle CPU ms/s: " + ", ".join(f"{app} {results[app].idle_cpu_ms_per_s:.1f}" for app in results))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300, help="/twilio/voice one at a time (CPU per request)")
-    parser.add_argument("--concurrent-requests", type=int, default=480,
-                        help="/twilio/voice requests sent `--concurrency` at a time (latency)")
+    parser.add_argument(
+        "--concurrent-requests",
+        type=int,
+        default=480,
+        help="/twilio/voice requests sent `--concurrency` at a time (latency)",
+    )
     parser.add_argument("--calls", type=int, default=30, help="whole calls one at a time (CPU per webhook)")
     parser.add_argument("--concurrent-calls", type=int, default=48, help="whole calls `--concurrency` at a time")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="the counts are split into this many rounds, the apps taking turns")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="the counts are split into this many rounds, the apps taking turns"
+    )
     parser.add_argument("--warmup", type=int, default=50, help="/twilio/voice requests before measuring")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads, both apps")
     parser.add_argument("--server-cpu", type=int, default=1, help="the core both servers are pinned to")
     parser.add_argument("--load-cpu", type=int, default=0, help="the core this load generator is pinned to")
-    parser.add_argument("--postgres-url", default=os.environ.get("IVR_TEST_DATABASE_URL"),
-                        help="a PostgreSQL server to measure on too (default: IVR_TEST_DATABASE_URL); "
-                             "throwaway databases are created there and dropped")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("IVR_TEST_DATABASE_URL"),
+        help="a PostgreSQL server to measure on too (default: IVR_TEST_DATABASE_URL); "
+        "throwaway databases are created there and dropped",
+    )
     parser.add_argument("--skip-sqlite", action="store_true", help="measure PostgreSQL only")
     args = parser.parse_args()
     # Stopped from outside, still stop the servers and drop the databases (the context managers do).
@@ -466,8 +507,10 @@ def main() -> int:
     available = os.sched_getaffinity(0)
     server_cpus: set[int] | None = {args.server_cpu}
     if len(available) < 2 or not {args.server_cpu, args.load_cpu} <= available:
-        print(f"warning: cannot pin to CPUs {args.server_cpu} / {args.load_cpu} (have {sorted(available)}); "
-              "not pinning", file=sys.stderr)
+        print(
+            f"warning: cannot pin to CPUs {args.server_cpu} / {args.load_cpu} (have {sorted(available)}); not pinning",
+            file=sys.stderr,
+        )
         server_cpus = None
     else:
         os.sched_setaffinity(0, {args.load_cpu})  # before any thread starts: every client thread inherits it
@@ -477,18 +520,31 @@ def main() -> int:
         databases.append(("PostgreSQL", args.postgres_url))
     workdir = Path(tempfile.mkdtemp(prefix="ivr-bench-webhooks-"))
     pinning = f"servers pinned to CPU {args.server_cpu}, load on CPU {args.load_cpu}" if server_cpus else "no pinning"
-    print(f"webhook benchmark: {pinning}; waitress {args.threads} threads; {args.rounds} rounds, the apps taking "
-          "turns; value over all rounds (min–max of the rounds)")
-    print(ROW.format("database", "app", "what", "requests", "CPU ms/request", f"p50 ms @{args.concurrency}",
-                     f"p95 ms @{args.concurrency}", f"req/s @{args.concurrency}"))
+    print(
+        f"webhook benchmark: {pinning}; waitress {args.threads} threads; {args.rounds} rounds, the apps taking "
+        "turns; value over all rounds (min–max of the rounds)"
+    )
+    print(
+        ROW.format(
+            "database",
+            "app",
+            "what",
+            "requests",
+            "CPU ms/request",
+            f"p50 ms @{args.concurrency}",
+            f"p95 ms @{args.concurrency}",
+            f"req/s @{args.concurrency}",
+        )
+    )
     template: list[Webhook] = []
     for database, server_url in databases:
         tag = f"{database.lower()}_{uuid.uuid4().hex[:8]}"
-        with database_for(server_url, f"bench_ivr_{tag}") as ivr_url, \
-                database_for(server_url, f"bench_minimal_{tag}") as minimal_url, \
-                ivr_server(workdir / f"{database.lower()}-ivr", ivr_url, args.threads, server_cpus) as ours, \
-                minimal_server(workdir / f"{database.lower()}-minimal", minimal_url, args.threads,
-                               server_cpus) as minimal:
+        with (
+            database_for(server_url, f"bench_ivr_{tag}") as ivr_url,
+            database_for(server_url, f"bench_minimal_{tag}") as minimal_url,
+            ivr_server(workdir / f"{database.lower()}-ivr", ivr_url, args.threads, server_cpus) as ours,
+            minimal_server(workdir / f"{database.lower()}-minimal", minimal_url, args.threads, server_cpus) as minimal,
+        ):
             if not template:
                 template = record_call(ours.public_url, workdir)
             results = measure([minimal, ours], template, args)

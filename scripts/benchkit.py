@@ -58,12 +58,12 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log_path: Path
 
 
 @contextmanager
-def served(command: list[str], env: dict[str, str], health_url: str, log_path: Path,
-           cpus: set[int] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def served(
+    command: list[str], env: dict[str, str], health_url: str, log_path: Path, cpus: set[int] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server command (pinned to `cpus` when given) until it answers `health_url`; stop it after."""
     with open(log_path, "w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  preexec_fn=pinned_to(cpus))
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pinned_to(cpus))
         try:
             wait_until_healthy(health_url, server, log_path)
             yield server
@@ -73,22 +73,30 @@ def served(command: list[str], env: dict[str, str], health_url: str, log_path: P
 
 
 @contextmanager
-def local_server(workdir: Path, settings: dict[str, str], *serve_args: str,
-                 cpus: set[int] | None = None) -> Iterator[tuple[str, dict[str, str]]]:
+def local_server(
+    workdir: Path, settings: dict[str, str], *serve_args: str, cpus: set[int] | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
     """A migrated development server on a free port with its own instance folder; yields (url, env)."""
     with local_server_process(workdir, settings, *serve_args, cpus=cpus) as (url, env, _server):
         yield url, env
 
 
 @contextmanager
-def local_server_process(workdir: Path, settings: dict[str, str], *serve_args: str,
-                         cpus: set[int] | None = None) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
+def local_server_process(
+    workdir: Path, settings: dict[str, str], *serve_args: str, cpus: set[int] | None = None
+) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
     """Like local_server, and also yields the server process (to read its CPU time)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IVR_ENV": "development", "IVR_INSTANCE_DIR": str(workdir / "instance"),
-           "IVR_RECORDINGS_DIR": str(workdir / "recordings"), "IVR_PUBLIC_URL": url, **settings}
+    env = {
+        **os.environ,
+        "IVR_ENV": "development",
+        "IVR_INSTANCE_DIR": str(workdir / "instance"),
+        "IVR_RECORDINGS_DIR": str(workdir / "recordings"),
+        "IVR_PUBLIC_URL": url,
+        **settings,
+    }
     ivr(env, "init-db")
     command = [IVR, "serve", "--port", str(port), *serve_args]
     with served(command, env, f"{url}/healthz", workdir / "server.log", cpus) as server:

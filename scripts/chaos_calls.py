@@ -67,15 +67,27 @@ class FaultLog:
         self.seconds.setdefault(kind, []).append(seconds)
 
     def describe(self) -> str:
-        return ", ".join(f"{kind}×{n} ({min(self.seconds[kind]):.0f}–{max(self.seconds[kind]):.0f} s)"
-                         for kind, n in sorted(self.counts.items())) or "none happened"
+        return (
+            ", ".join(
+                f"{kind}×{n} ({min(self.seconds[kind]):.0f}–{max(self.seconds[kind]):.0f} s)"
+                for kind, n in sorted(self.counts.items())
+            )
+            or "none happened"
+        )
 
 
 class Faults(threading.Thread):
     """Injects one fault at a time, at random, until told to stop; always leaves everything running."""
 
-    def __init__(self, kinds: list[str], rng: random.Random, serve: ServeProcess, recordings: RecordingServer,
-                 sqlite_file: str | None, postgres: ThrowawayPostgres | None) -> None:
+    def __init__(
+        self,
+        kinds: list[str],
+        rng: random.Random,
+        serve: ServeProcess,
+        recordings: RecordingServer,
+        sqlite_file: str | None,
+        postgres: ThrowawayPostgres | None,
+    ) -> None:
         super().__init__(name="faults", daemon=True)
         self.kinds, self.rng, self.serve, self.recordings = kinds, rng, serve, recordings
         self.sqlite_file, self.postgres = sqlite_file, postgres
@@ -132,8 +144,7 @@ def main() -> int:
     rng = random.Random(seed)
     if args.postgres and postgres_bindir() is None:
         raise SystemExit("--postgres needs the PostgreSQL server binaries (Debian package postgresql)")
-    kinds = (args.faults.split(",") if args.faults
-             else ["postgres" if args.postgres else "lock", "kill", "recordings"])
+    kinds = args.faults.split(",") if args.faults else ["postgres" if args.postgres else "lock", "kill", "recordings"]
 
     workdir = Path(tempfile.mkdtemp(prefix="ivr-chaos-"))
     with ExitStack() as stack:
@@ -148,11 +159,18 @@ def main() -> int:
         upgrade_database(database_url)
         recordings = RecordingServer(ACCOUNT_SID, AUTH_TOKEN).start()
         stack.callback(recordings.stop)
-        environ = {"IVR_ENV": "development", "IVR_INSTANCE_DIR": str(workdir / "instance"),
-                   "IVR_RECORDINGS_DIR": str(workdir / "recordings"), "IVR_DATABASE_URL": database_url,
-                   "IVR_DUTY_NUMBERS": "", "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                   "IVR_SECRET_KEY": "chaos-" + "k" * 32, "IVR_TWILIO_API_URL": recordings.base_url,
-                   "IVR_MODELS_DIR": str(workdir / "models")}
+        environ = {
+            "IVR_ENV": "development",
+            "IVR_INSTANCE_DIR": str(workdir / "instance"),
+            "IVR_RECORDINGS_DIR": str(workdir / "recordings"),
+            "IVR_DATABASE_URL": database_url,
+            "IVR_DUTY_NUMBERS": "",
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "IVR_SECRET_KEY": "chaos-" + "k" * 32,
+            "IVR_TWILIO_API_URL": recordings.base_url,
+            "IVR_MODELS_DIR": str(workdir / "models"),
+        }
         serve = ServeProcess(environ, workdir / "serve.log", "--threads", "16").start()
         stack.callback(serve.stop)
         message = write_tone_wav(workdir / "message.wav", seconds=3.0)
@@ -166,8 +184,9 @@ def main() -> int:
             room = f"{i % 30 + 1}*{i % 4 + 1}*{100 + i}#"
             return phone.call(CallerScript(["1", room, "1", "1"], message=Message(message)), from_=f"+86139{i:08d}")
 
-        faults = Faults(kinds, rng, serve, recordings, None if args.postgres else database_url[len("sqlite:///"):],
-                        postgres)
+        faults = Faults(
+            kinds, rng, serve, recordings, None if args.postgres else database_url[len("sqlite:///") :], postgres
+        )
         started = time.monotonic()
         faults.start()
         with ThreadPoolExecutor(args.concurrency) as pool:
@@ -184,8 +203,9 @@ def main() -> int:
         while any(spool.glob("*.json")) and time.monotonic() - settle_started < SETTLE_SECONDS:
             time.sleep(1)  # the server replays its spool first
         # The last safety net, as the periodic task runs it ten minutes later: recordings never heard of.
-        reconciled = subprocess.run([IVR, "twilio", "reconcile", "--settle", "0"], env=serve.environ,
-                                    capture_output=True, text=True)
+        reconciled = subprocess.run(
+            [IVR, "twilio", "reconcile", "--settle", "0"], env=serve.environ, capture_output=True, text=True
+        )
         while time.monotonic() - settle_started < SETTLE_SECONDS:
             stored = stored_messages(database, expected_sha)
             if set(left) <= stored:
@@ -198,22 +218,33 @@ def main() -> int:
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    webhooks = [(exchange.seconds, exchange.url.rsplit("/twilio/", 1)[-1].split("?")[0])
-                for result in results for exchange in result.requests]
+    webhooks = [
+        (exchange.seconds, exchange.url.rsplit("/twilio/", 1)[-1].split("?")[0])
+        for result in results
+        for exchange in result.requests
+    ]
     slowest = max(webhooks)
-    print(f"chaos: {args.calls} calls, {args.concurrency} at a time, "
-          f"{'PostgreSQL' if args.postgres else 'SQLite'}, seed {seed}, {calls_seconds:.0f} s of calls")
+    print(
+        f"chaos: {args.calls} calls, {args.concurrency} at a time, "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}, seed {seed}, {calls_seconds:.0f} s of calls"
+    )
     print(f"faults injected              {faults.log.describe()}")
     print(f"calls placed                 {len(results)}")
     print(f"calls Twilio could not reach {report['unreachable']}  (ivr serve was killed: Twilio's error voice)")
     print(f"messages left                {len(left)}")
-    print(f"messages stored byte-exact   {report['stored']}/{len(left)}  (settled {settle_seconds:.0f} s after "
-          f"the last call; {report['recovered']} recovered by reconciliation"
-          f"{'' if reconciled.returncode == 0 else ', reconcile failed: ' + reconciled.stderr.strip()[-200:]})")
-    print(f"duplicates                   {report['duplicates']}  (tickets per call, recordings per sid, "
-          f"applied webhooks per idempotency token)")
-    print(f"webhooks                     {len(webhooks)}, p95 {percentile([s for s, _ in webhooks], 0.95):.2f} s, "
-          f"slowest {slowest[0]:.2f} s ({slowest[1]}), over 5 s: {sum(1 for s, _ in webhooks if s > 5)}")
+    print(
+        f"messages stored byte-exact   {report['stored']}/{len(left)}  (settled {settle_seconds:.0f} s after "
+        f"the last call; {report['recovered']} recovered by reconciliation"
+        f"{'' if reconciled.returncode == 0 else ', reconcile failed: ' + reconciled.stderr.strip()[-200:]})"
+    )
+    print(
+        f"duplicates                   {report['duplicates']}  (tickets per call, recordings per sid, "
+        f"applied webhooks per idempotency token)"
+    )
+    print(
+        f"webhooks                     {len(webhooks)}, p95 {percentile([s for s, _ in webhooks], 0.95):.2f} s, "
+        f"slowest {slowest[0]:.2f} s ({slowest[1]}), over 5 s: {sum(1 for s, _ in webhooks if s > 5)}"
+    )
     lost = sorted(set(left) - stored)
     if lost:
         print(f"LOST: {len(lost)} message(s): " + ", ".join(f"{sid} (call {left[sid]})" for sid in lost[:10]))
@@ -223,27 +254,37 @@ def main() -> int:
 def stored_messages(database: Database, expected_sha: str) -> set[str]:
     """Recording SIDs stored byte-exact on a ticket."""
     with database.session(read_only=True) as session:
-        return set(session.scalars(select(Recording.recording_sid).where(
-            Recording.state == RecordingState.STORED, Recording.sha256 == expected_sha,
-            Recording.ticket_id.is_not(None))))
+        return set(
+            session.scalars(
+                select(Recording.recording_sid).where(
+                    Recording.state == RecordingState.STORED,
+                    Recording.sha256 == expected_sha,
+                    Recording.ticket_id.is_not(None),
+                )
+            )
+        )
 
 
-def outcome(database: Database, results: list[CallResult], left: dict[str, str], stored: set[str],
-            expected_sha: str) -> dict[str, int]:
+def outcome(
+    database: Database, results: list[CallResult], left: dict[str, str], stored: set[str], expected_sha: str
+) -> dict[str, int]:
     with database.session(read_only=True) as session:
-        tickets_per_call = session.execute(select(Ticket.call_id, func.count()).group_by(Ticket.call_id)
-                                           .having(func.count() > 1)).all()
-        tokens = session.execute(select(CallEvent.idempotency_token, func.count())
-                                 .where(CallEvent.idempotency_token.is_not(None))
-                                 .group_by(CallEvent.idempotency_token).having(func.count() > 1)).all()
+        tickets_per_call = session.execute(
+            select(Ticket.call_id, func.count()).group_by(Ticket.call_id).having(func.count() > 1)
+        ).all()
+        tokens = session.execute(
+            select(CallEvent.idempotency_token, func.count())
+            .where(CallEvent.idempotency_token.is_not(None))
+            .group_by(CallEvent.idempotency_token)
+            .having(func.count() > 1)
+        ).all()
         recovered = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.recovered.is_(True))) or 0
         known_calls = set(session.scalars(select(Call.call_sid)))
     return {
         "stored": len(set(left) & stored),
         "duplicates": len(tickets_per_call) + len(tokens),
         "recovered": recovered,
-        "unreachable": sum(1 for r in results if any("11200" in e for e in r.errors)
-                           or r.call_sid not in known_calls),
+        "unreachable": sum(1 for r in results if any("11200" in e for e in r.errors) or r.call_sid not in known_calls),
     }
 
 

@@ -63,8 +63,12 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ivr-load-"))
-    settings = {"IVR_DUTY_NUMBERS": "+8613800000001", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-                "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "load-test-" + "k" * 32}
+    settings = {
+        "IVR_DUTY_NUMBERS": "+8613800000001",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "IVR_SECRET_KEY": "load-test-" + "k" * 32,
+    }
     if args.database_url:
         settings["IVR_DATABASE_URL"] = args.database_url
     with local_server(workdir, settings, "--threads", str(args.threads)) as (public_url, env):
@@ -93,8 +97,9 @@ def main() -> int:
                 tickets = []
                 offset = 0
                 while True:
-                    page = requests.get(f"{public_url}/api/tickets?limit=200&offset={offset}", headers=headers,
-                                        timeout=10).json()["tickets"]
+                    page = requests.get(
+                        f"{public_url}/api/tickets?limit=200&offset={offset}", headers=headers, timeout=10
+                    ).json()["tickets"]
                     tickets += page
                     offset += len(page)
                     if len(page) < 200:
@@ -107,17 +112,23 @@ def main() -> int:
 
     webhook = [seconds * 1000 for _, seconds in transport.latencies]
     failed_calls = sum(1 for _, ok in outcomes if not ok)
-    print(f"calls: {args.calls} at concurrency {args.concurrency}, server threads {args.threads}, "
-          f"database {'SQLite' if not args.database_url else args.database_url.split(':')[0]}")
+    print(
+        f"calls: {args.calls} at concurrency {args.concurrency}, server threads {args.threads}, "
+        f"database {'SQLite' if not args.database_url else args.database_url.split(':')[0]}"
+    )
     print(f"webhooks: {len(webhook)} in {call_seconds:.1f}s ({len(webhook) / call_seconds:.0f}/s)")
-    print(f"webhook latency ms: p50 {statistics.median(webhook):.1f}  p95 {percentile(webhook, 0.95):.1f}  "
-          f"max {max(webhook):.1f}")
+    print(
+        f"webhook latency ms: p50 {statistics.median(webhook):.1f}  p95 {percentile(webhook, 0.95):.1f}  "
+        f"max {max(webhook):.1f}"
+    )
     by_step: dict[str, list[float]] = {}
     for step, seconds in transport.latencies:
         by_step.setdefault(step, []).append(seconds * 1000)
     slowest = sorted(by_step.items(), key=lambda item: -percentile(item[1], 0.95))[:3]
-    print("slowest steps (p95 / max ms): " + ", ".join(
-        f"{step} {percentile(values, 0.95):.0f} / {max(values):.0f}" for step, values in slowest))
+    print(
+        "slowest steps (p95 / max ms): "
+        + ", ".join(f"{step} {percentile(values, 0.95):.0f} / {max(values):.0f}" for step, values in slowest)
+    )
     print(f"calls with errors: {failed_calls}")
     print(f"messages stored byte-exact: {stored}/{args.calls} (all stored {drain_seconds:.1f}s after the last call)")
     return 0 if failed_calls == 0 and stored == args.calls else 1

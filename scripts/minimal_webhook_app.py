@@ -76,9 +76,14 @@ def create_app(database_url: str, auth_token: str, public_url: str) -> Flask:
         if not validator.validate(url, request.form, request.headers.get("X-Twilio-Signature", "")):
             return Response("invalid signature\n", status=403, mimetype="text/plain")
         with write_lock, Session(engine) as session, session.begin():
-            session.add(WebhookRequest(call_sid=request.form.get("CallSid", "")[:64], endpoint=endpoint[:64],
-                                       idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"),
-                                       received_at=datetime.now(UTC)))
+            session.add(
+                WebhookRequest(
+                    call_sid=request.form.get("CallSid", "")[:64],
+                    endpoint=endpoint[:64],
+                    idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"),
+                    received_at=datetime.now(UTC),
+                )
+            )
         response = VoiceResponse()
         response.say("您好,物业服务中心,很高兴为您服务。", language="cmn-CN", voice="Polly.Zhiyu")
         return Response(str(response), mimetype="text/xml")

@@ -139,8 +139,14 @@ def declare_job() -> Iterator[DeclareJob]:
     the registry is as it was."""
     declared: list[tuple[str, JobKind | None]] = []
 
-    def declare(name: str, run: JobHandler, *, give_up: GiveUpHook = lambda context, subject_id, error: None,
-                retried: RetryHook | None = None, replacing: bool = False) -> JobKind:
+    def declare(
+        name: str,
+        run: JobHandler,
+        *,
+        give_up: GiveUpHook = lambda context, subject_id, error: None,
+        retried: RetryHook | None = None,
+        replacing: bool = False,
+    ) -> JobKind:
         real = job_kind(name)
         if replacing:
             if real is None:

@@ -53,8 +53,14 @@ def signed_post(client, settings, path: str, params: dict[str, str], headers: di
 
 
 def call_params(call_sid: str = "CA" + "1" * 32, **extra: str) -> dict[str, str]:
-    params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+8613912345678",
-              "To": "+861062345678", "CallStatus": "in-progress", "Direction": "inbound"}
+    params = {
+        "CallSid": call_sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+8613912345678",
+        "To": "+861062345678",
+        "CallStatus": "in-progress",
+        "Direction": "inbound",
+    }
     params.update(extra)
     return params
 
@@ -82,16 +88,36 @@ def create_ticket(database: Database, **fields) -> int:
         caller = fields.pop("caller", "+8613900001111")
         said = fields.pop("transcript", None)
         call = get_or_create_call(session, "CA" + secrets.token_hex(16), from_number=caller)
-        ticket = Ticket(number=next_ticket_number(session, "Asia/Shanghai"), call=call,
-                        category=fields.pop("category", Category.REPAIR), caller_number=call.from_number,
-                        room=fields.pop("room", "3-2-501"), **fields)
+        ticket = Ticket(
+            number=next_ticket_number(session, "Asia/Shanghai"),
+            call=call,
+            category=fields.pop("category", Category.REPAIR),
+            caller_number=call.from_number,
+            room=fields.pop("room", "3-2-501"),
+            **fields,
+        )
         session.add(ticket)
         if said is not None:
-            take = Recording(recording_sid="RE" + secrets.token_hex(16), call=call, ticket=ticket,
-                             state=RecordingState.STORED, duration=1.0, channels=1)
-            session.add(Transcript(recording=take, channel=0, text=said, raw_text=said, model="test",
-                                   words=[{"word": said, "start": 0.0, "end": 1.0, "conf": 1.0,
-                                           "low_confidence": False}] if said else []))
+            take = Recording(
+                recording_sid="RE" + secrets.token_hex(16),
+                call=call,
+                ticket=ticket,
+                state=RecordingState.STORED,
+                duration=1.0,
+                channels=1,
+            )
+            session.add(
+                Transcript(
+                    recording=take,
+                    channel=0,
+                    text=said,
+                    raw_text=said,
+                    model="test",
+                    words=[{"word": said, "start": 0.0, "end": 1.0, "conf": 1.0, "low_confidence": False}]
+                    if said
+                    else [],
+                )
+            )
         session.flush()
         return ticket.id
 
@@ -103,8 +129,9 @@ def login(client, username: str, password: str = PASSWORD):
     page = client.get("/console/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
     assert token, page
-    return client.post("/console/login", data={"username": username, "password": password,
-                                               "csrf_token": token.group(1)})
+    return client.post(
+        "/console/login", data={"username": username, "password": password, "csrf_token": token.group(1)}
+    )
 
 
 def csrf_from(client, path: str) -> str:

@@ -56,8 +56,9 @@ ROUTES = [
     console("GET", "/dashboard", 302, 200, 200, 200, 200, 200),
     console("GET", "/tickets/{ticket}", 302, 200, 200, 200, 200, 200),
     console("GET", "/tickets/{other_ticket}", 302, 200, 200, 404, 200, 200),
-    console("POST", "/tickets/{ticket}/steps/dispatch", 302, 302, 403, 403, 302, 302, department="工程部",
-            handler="李工"),
+    console(
+        "POST", "/tickets/{ticket}/steps/dispatch", 302, 302, 403, 403, 302, 302, department="工程部", handler="李工"
+    ),
     console("POST", "/tickets/{ticket}/steps/start", 302, 302, 403, 302, 302, 302),
     console("POST", "/tickets/{other_ticket}/steps/start", 302, 302, 403, 404, 302, 302),
     console("POST", "/tickets/{ticket}/transcript", 302, 302, 403, 302, 302, 302, **TEXT),
@@ -130,8 +131,15 @@ def message_on(database, settings, ticket_id: int, sid: str) -> None:
     path = store(settings, f"{sid}.wav", HELLO_WAV)
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
-        recording = Recording(recording_sid=sid, call_id=ticket.call_id, ticket=ticket, source="message",
-                              state=RecordingState.STORED, path=path, channels=1)
+        recording = Recording(
+            recording_sid=sid,
+            call_id=ticket.call_id,
+            ticket=ticket,
+            source="message",
+            state=RecordingState.STORED,
+            path=path,
+            channels=1,
+        )
         session.add(recording)
         session.add(Transcript(recording=recording, channel=0, text="楼上漏税", raw_text="楼上 漏税", words=[]))
 
@@ -159,21 +167,24 @@ def build_world(database, settings) -> dict[str, object]:
     notice for managers. Returns the values the route paths name, and the tokens by role."""
     with database.session() as session:
         users = {
-            "night_shift": create_user(session, "wang", PASSWORD, "night_shift", display_name="王芳",
-                                       phone=WANG_NUMBER),
+            "night_shift": create_user(
+                session, "wang", PASSWORD, "night_shift", display_name="王芳", phone=WANG_NUMBER
+            ),
             "qa": create_user(session, "zhang", PASSWORD, "qa"),
             "department": create_user(session, "gong", PASSWORD, "department", department="工程部"),
             "manager": create_user(session, "boss", PASSWORD, "manager"),
             "admin": create_user(session, "root", PASSWORD, "admin"),
         }
         lina = create_user(session, "lina", PASSWORD, "night_shift", display_name="李娜", phone=LI_NUMBER)
-        tokens: dict[str, str] = {role: create_token(session, f"{user.username}-token", user)
-                                  for role, user in users.items()}
+        tokens: dict[str, str] = {
+            role: create_token(session, f"{user.username}-token", user) for role, user in users.items()
+        }
         tokens["service"] = create_token(session, "archive", service=True)
         lina_id = lina.id
     ticket = create_ticket(database, department="工程部", handler="李工", status=TicketStatus.DISPATCHED)
-    other_ticket = create_ticket(database, room="5-1-1102", department="秩序维护部", handler="赵队",
-                                 status=TicketStatus.DISPATCHED)
+    other_ticket = create_ticket(
+        database, room="5-1-1102", department="秩序维护部", handler="赵队", status=TicketStatus.DISPATCHED
+    )
     message_on(database, settings, ticket, "RE" + "a" * 32)
     message_on(database, settings, other_ticket, "RE" + "b" * 32)
     own_call = create_evaluated_call(database, agent_number=WANG_NUMBER)
@@ -184,12 +195,17 @@ def build_world(database, settings) -> dict[str, object]:
         session.flush()
         notice_id = notice.id
     return {
-        "ticket": ticket, "other_ticket": other_ticket,
-        "message": "RE" + "a" * 32, "other_message": "RE" + "b" * 32,
-        "own_call": own_call, "others_call": others_call,
+        "ticket": ticket,
+        "other_ticket": other_ticket,
+        "message": "RE" + "a" * 32,
+        "other_message": "RE" + "b" * 32,
+        "own_call": own_call,
+        "others_call": others_call,
         "own_transfer": transfer_recording_sid(database, settings, own_call),
         "others_transfer": transfer_recording_sid(database, settings, others_call),
-        "manager_notice": notice_id, "lina": lina_id, "tokens": tokens,
+        "manager_notice": notice_id,
+        "lina": lina_id,
+        "tokens": tokens,
     }
 
 

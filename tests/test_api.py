@@ -20,8 +20,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-                                     {"Authorization": "Bearer "}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}]
+)
 def test_the_api_needs_a_valid_bearer_token(client, headers):
     response = client.get("/api/tickets", headers=headers)
     assert response.status_code == 401
@@ -115,8 +116,9 @@ def test_the_api_shows_machine_and_corrected_text_and_the_ticket_text_follows_th
 
     def shown() -> tuple[str | None, list[tuple[str, str, str | None]]]:
         body = client.get(f"/api/tickets/{ticket_id}", headers=bearer(token)).json
-        return body["transcript"], [(r["sid"], t["text"], t["corrected_text"])
-                                    for r in body["recordings"] for t in r["transcripts"]]
+        return body["transcript"], [
+            (r["sid"], t["text"], t["corrected_text"]) for r in body["recordings"] for t in r["transcripts"]
+        ]
 
     corrected = put(first, " 楼上漏水 ")
     assert corrected.status_code == 200
@@ -127,8 +129,7 @@ def test_the_api_shows_machine_and_corrected_text_and_the_ticket_text_follows_th
     second = "RE" + "9" * 32
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
-        session.add(Recording(recording_sid=second, call_id=ticket.call_id, ticket=ticket,
-                              state=RecordingState.STORED))
+        session.add(Recording(recording_sid=second, call_id=ticket.call_id, ticket=ticket, state=RecordingState.STORED))
     assert put(second, "还有三楼").status_code == 404
     assert shown()[0] == "楼上漏水"
     # Transcription gives up on it: a person types it, and the latest take's text is the ticket's.
@@ -140,5 +141,9 @@ def test_the_api_shows_machine_and_corrected_text_and_the_ticket_text_follows_th
     # Writing the machine's own text back clears the correction.
     assert put(first, "楼上漏税").json["corrected_text"] is None
     with database.session() as session:
-        assert session.scalars(select(Transcript.corrected_text).join(Transcript.recording)
-                               .where(Recording.recording_sid == first)).one() is None
+        assert (
+            session.scalars(
+                select(Transcript.corrected_text).join(Transcript.recording).where(Recording.recording_sid == first)
+            ).one()
+            is None
+        )

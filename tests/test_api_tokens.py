@@ -46,10 +46,13 @@ def test_a_token_records_its_last_use(client, database, wang):
         assert timedelta(days=89) < record.expires_at - before <= timedelta(days=90)  # the default lifetime
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"revoked": True}, "token revoked"),
-    ({"expires_at": utcnow() - timedelta(seconds=1)}, "token expired at"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"revoked": True}, "token revoked"),
+        ({"expires_at": utcnow() - timedelta(seconds=1)}, "token expired at"),
+    ],
+)
 def test_revoked_and_expired_tokens_get_401_with_the_reason(client, database, wang, change, reason):
     token = make_token(database, "wang-phone", wang)
     assert client.get("/api/tickets", headers=bearer(token)).status_code == 200

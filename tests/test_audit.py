@@ -64,12 +64,19 @@ def test_a_direct_fetch_of_the_console_audio_url_is_one_listen_for_all_its_range
     client.environ_base["REMOTE_ADDR"] = "10.0.0.7"
     login(client, "wang")
     sid, url = world["message"], f"/console/recordings/{world['message']}/audio"
-    assert [fetch(client, url, h) for h in ({}, {"Range": "bytes=0-"}, {"Range": "bytes=44-"},
-                                           {"Range": "bytes=100-200"})] == [200, 206, 206, 206]
+    assert [
+        fetch(client, url, h) for h in ({}, {"Range": "bytes=0-"}, {"Range": "bytes=44-"}, {"Range": "bytes=100-200"})
+    ] == [200, 206, 206, 206]
     [listen] = audit_rows(database, action="listen")
-    assert (listen.actor, listen.user_id, listen.token_id, listen.via, listen.recording_sid, listen.ticket_id,
-            listen.remote_addr) == ("wang", user_id(database, "wang"), None, "console", sid, world["ticket"],
-                                    "10.0.0.7")
+    assert (
+        listen.actor,
+        listen.user_id,
+        listen.token_id,
+        listen.via,
+        listen.recording_sid,
+        listen.ticket_id,
+        listen.remote_addr,
+    ) == ("wang", user_id(database, "wang"), None, "console", sid, world["ticket"], "10.0.0.7")
     assert listen.detail == {"source": "message"}  # the first request had no Range
 
     other = app.test_client()
@@ -81,7 +88,10 @@ def test_a_direct_fetch_of_the_console_audio_url_is_one_listen_for_all_its_range
     # After the window the next request opens a new listen, whatever its range (bytes=1- does not dodge it).
     assert fetch(client, url, {"Range": "bytes=1-"}) == 206
     assert [(row.actor, row.detail.get("range")) for row in audit_rows(database, action="listen")] == [
-        ("wang", None), ("boss", "bytes=0-"), ("wang", "bytes=1-")]
+        ("wang", None),
+        ("boss", "bytes=0-"),
+        ("wang", "bytes=1-"),
+    ]
 
 
 def test_an_api_fetch_is_a_listen_of_the_token_and_its_account(client, world, database):
@@ -104,20 +114,31 @@ def test_transfer_recordings_on_the_qa_pages_are_audited(app, world, database):
     page = client.get(f"/console/qa/calls/{world['own_call']}").get_data(as_text=True)
     [read] = audit_rows(database, action="read_evaluation")
     assert (read.actor, read.via, read.recording_sid, read.detail) == (
-        "zhang", "console", world["own_transfer"], {"call_sid": world["own_call"]})
+        "zhang",
+        "console",
+        world["own_transfer"],
+        {"call_sid": world["own_call"]},
+    )
     url = f"/console/recordings/{world['own_transfer']}/audio"
     assert f'src="{url}"' in page and not audit_rows(database, action="listen")  # the page itself sends no audio
     assert fetch(client, url, {"Range": "bytes=0-"}) == 206
     assert fetch(client, url, {"Range": "bytes=2000-"}) == 206
     [listen] = audit_rows(database, action="listen")
     assert (listen.actor, listen.recording_sid, listen.ticket_id, listen.detail) == (
-        "zhang", world["own_transfer"], None, {"source": "dial", "range": "bytes=0-"})
+        "zhang",
+        world["own_transfer"],
+        None,
+        {"source": "dial", "range": "bytes=0-"},
+    )
 
     api = app.test_client()
-    assert api.get(f"/api/calls/{world['own_call']}/evaluation", headers=bearer(world["tokens"]["qa"])).status_code \
-        == 200
+    assert (
+        api.get(f"/api/calls/{world['own_call']}/evaluation", headers=bearer(world["tokens"]["qa"])).status_code == 200
+    )
     assert [(row.actor, row.via) for row in audit_rows(database, action="read_evaluation")] == [
-        ("zhang", "console"), ("zhang", "api")]
+        ("zhang", "console"),
+        ("zhang", "api"),
+    ]
 
 
 def test_api_ticket_reads_are_audited_and_shown_on_the_ticket_timeline(app, client, world, database):
@@ -128,11 +149,17 @@ def test_api_ticket_reads_are_audited_and_shown_on_the_ticket_timeline(app, clie
     assert client.get(f"/api/tickets/{world['ticket']}", headers=bearer(tokens["night_shift"])).status_code == 200
     lists = audit_rows(database, action="list_tickets")
     assert [(row.actor, row.detail["ids"]) for row in lists] == [
-        ("wang", [world["other_ticket"], world["ticket"]]), ("gong", [world["ticket"]])]
+        ("wang", [world["other_ticket"], world["ticket"]]),
+        ("gong", [world["ticket"]]),
+    ]
     assert lists[0].detail["query"] == {"status": "dispatched"} and lists[0].ticket_id is None
     [read] = audit_rows(database, action="read_ticket")
     assert (read.actor, read.via, read.ticket_id, read.token_id) == (
-        "wang", "api", world["ticket"], token_id(database, "wang-token"))
+        "wang",
+        "api",
+        world["ticket"],
+        token_id(database, "wang-token"),
+    )
 
     console = app.test_client()
     login(console, "boss")
@@ -140,8 +167,7 @@ def test_api_ticket_reads_are_audited_and_shown_on_the_ticket_timeline(app, clie
     assert "<strong>wang</strong> 查看工单(API)" in timeline
 
 
-def test_a_department_cannot_fetch_another_departments_recording_and_nothing_is_audited(app, client, world,
-                                                                                       database):
+def test_a_department_cannot_fetch_another_departments_recording_and_nothing_is_audited(app, client, world, database):
     console = app.test_client()
     login(console, "gong")
     department_token = bearer(world["tokens"]["department"])
@@ -154,14 +180,26 @@ def test_a_department_cannot_fetch_another_departments_recording_and_nothing_is_
 
 
 def listen_row(actor: str, sid: str, minutes_ago: int) -> AuditEvent:
-    return AuditEvent(actor=actor, via="console", action="listen", recording_sid=sid, remote_addr="10.0.0.9",
-                      at=utcnow() - timedelta(minutes=minutes_ago), detail={"source": "message"})
+    return AuditEvent(
+        actor=actor,
+        via="console",
+        action="listen",
+        recording_sid=sid,
+        remote_addr="10.0.0.9",
+        at=utcnow() - timedelta(minutes=minutes_ago),
+        detail={"source": "message"},
+    )
 
 
 def test_the_audit_page_shows_admins_who_listened_newest_first_filtered_and_paged(app, world, database):
     with database.session() as session:
-        session.add_all([listen_row("wang", world["message"], 30), listen_row("boss", world["message"], 20),
-                         listen_row("wang", world["other_message"], 10)])
+        session.add_all(
+            [
+                listen_row("wang", world["message"], 30),
+                listen_row("boss", world["message"], 20),
+                listen_row("wang", world["other_message"], 10),
+            ]
+        )
         session.add_all([listen_row("lina", world["other_message"], 100 + i) for i in range(55)])
     admin = app.test_client()
     login(admin, "root")
@@ -169,8 +207,10 @@ def test_the_audit_page_shows_admins_who_listened_newest_first_filtered_and_page
     def rows(query: str) -> list[tuple[str, str]]:
         page = admin.get(f"/console/audit{query}").get_data(as_text=True)
         body = page.split("<tbody>")[1].split("</tbody>")[0]
-        return [(chunk.split('class="actor">')[1].split("<")[0], chunk.split('class="recording">')[1].split("<")[0])
-                for chunk in body.split("<tr ")[1:]]
+        return [
+            (chunk.split('class="actor">')[1].split("<")[0], chunk.split('class="recording">')[1].split("<")[0])
+            for chunk in body.split("<tr ")[1:]
+        ]
 
     assert rows("?user=wang") == [("wang", world["other_message"]), ("wang", world["message"])]
     assert rows(f"?recording={world['message']}") == [("boss", world["message"]), ("wang", world["message"])]

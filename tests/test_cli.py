@@ -27,8 +27,11 @@ def test_help_needs_no_configuration():
 
 
 def test_production_without_secrets_is_refused_with_what_to_set(tmp_path):
-    result = CliRunner().invoke(main, ["init-db"], env={"IVR_ENV": "production", "IVR_SECRET_KEY": "",
-                                                        "TWILIO_AUTH_TOKEN": "", "IVR_INSTANCE_DIR": str(tmp_path)})
+    result = CliRunner().invoke(
+        main,
+        ["init-db"],
+        env={"IVR_ENV": "production", "IVR_SECRET_KEY": "", "TWILIO_AUTH_TOKEN": "", "IVR_INSTANCE_DIR": str(tmp_path)},
+    )
     assert result.exit_code != 0
     assert "IVR_SECRET_KEY" in result.output and "TWILIO_AUTH_TOKEN" in result.output
 
@@ -135,8 +138,17 @@ def test_user_set_password_ends_the_accounts_sessions(settings, database, app):
 
 
 def test_user_create_hashes_the_password_and_checks_the_role(settings, database):
-    ok = run(settings, "user", "create", "wang", "--role", "night_shift", "--name", "王芳",
-             input="correct horse battery\ncorrect horse battery\n")
+    ok = run(
+        settings,
+        "user",
+        "create",
+        "wang",
+        "--role",
+        "night_shift",
+        "--name",
+        "王芳",
+        input="correct horse battery\ncorrect horse battery\n",
+    )
     assert ok.exit_code == 0, ok.output
     with database.session() as session:
         user = session.scalars(select(User)).one()

@@ -23,15 +23,29 @@ def test_trusted_proxies_must_be_a_small_whole_number(settings_environ, value):
         load_settings({**settings_environ, "IVR_TRUSTED_PROXIES": value})
 
 
-@pytest.mark.parametrize("url", ["redis://:s3cret@redis.internal:6379/0", "redis://ivr:s3cret@redis.internal/0",
-                                 "rediss://:s3cret@redis.internal:6380/0", "redis://redis.internal/0?password=s3cret"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret@redis.internal:6379/0",
+        "redis://ivr:s3cret@redis.internal/0",
+        "rediss://:s3cret@redis.internal:6380/0",
+        "redis://redis.internal/0?password=s3cret",
+    ],
+)
 def test_production_accepts_redis_with_a_password(production, url):
     settings = load_settings({**production, "IVR_REDIS_URL": url})
     assert settings.redis_url == url and not any("IVR_REDIS_URL" in w for w in settings.warnings)
 
 
-@pytest.mark.parametrize("url", ["redis://redis.internal:6379/0", "redis://ivr@redis.internal/0",
-                                 "rediss://redis.internal:6380/0", "redis://:@redis.internal/0"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis.internal:6379/0",
+        "redis://ivr@redis.internal/0",
+        "rediss://redis.internal:6380/0",
+        "redis://:@redis.internal/0",
+    ],
+)
 def test_production_refuses_redis_without_a_password(production, url):
     with pytest.raises(ConfigError, match=r"IVR_REDIS_URL has no password.*redis://:PASSWORD@"):
         load_settings({**production, "IVR_REDIS_URL": url})

@@ -64,8 +64,15 @@ def trap() -> Iterator[Trap]:
 
 
 def report(client, settings, url: str, sid: str = RECORDING_SID):
-    params = call_params(CALL_SID, RecordingSid=sid, RecordingUrl=url, RecordingStatus="completed",
-                         RecordingDuration="2", RecordingChannels="1", RecordingSource="RecordVerb")
+    params = call_params(
+        CALL_SID,
+        RecordingSid=sid,
+        RecordingUrl=url,
+        RecordingStatus="completed",
+        RecordingDuration="2",
+        RecordingChannels="1",
+        RecordingSource="RecordVerb",
+    )
     return signed_post(client, settings, "/twilio/recording-status", params)
 
 
@@ -74,17 +81,20 @@ def recording_row(database, sid: str = RECORDING_SID) -> Recording | None:
         return session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
 
 
-@pytest.mark.parametrize("template", [
-    "http://localhost:{trap}\\@127.0.0.1:{trap}/Recordings/RE1",  # requests would fetch from `localhost`
-    "http://localhost:{trap}\\\\@127.0.0.1/RE1",
-    "https://user:secret@api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
-    "https://api.twilio.com:8443/2010-04-01/Accounts/AC1/Recordings/RE1",
-    "https://api.twilio.com:99999/RE1",
-    "https://api.twilio.com/2010-04-01/Recordings/RE1 http://localhost:{trap}/",
-    "https://api.twilio.com/2010-04-01/Recordings/RE1\r\nHost: localhost",
-    "https://api.twilio.com.localhost/RE1",
-    "https://аpi.twilio.com/RE1",  # a Cyrillic а
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://localhost:{trap}\\@127.0.0.1:{trap}/Recordings/RE1",  # requests would fetch from `localhost`
+        "http://localhost:{trap}\\\\@127.0.0.1/RE1",
+        "https://user:secret@api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+        "https://api.twilio.com:8443/2010-04-01/Accounts/AC1/Recordings/RE1",
+        "https://api.twilio.com:99999/RE1",
+        "https://api.twilio.com/2010-04-01/Recordings/RE1 http://localhost:{trap}/",
+        "https://api.twilio.com/2010-04-01/Recordings/RE1\r\nHost: localhost",
+        "https://api.twilio.com.localhost/RE1",
+        "https://аpi.twilio.com/RE1",  # a Cyrillic а
+    ],
+)
 def test_crafted_recording_urls_are_refused(template, trap):
     with pytest.raises(PermanentJobError):
         checked_media_url(template.format(trap=trap.port), ALLOWED)
@@ -120,8 +130,7 @@ def test_a_redirect_to_a_host_we_do_not_trust_is_not_followed(client, settings, 
     assert len(redirector.requests) == 1 and trap.requests == []
 
 
-def test_a_redirect_to_an_allowed_host_is_followed_without_the_credentials(client, settings, database, worker,
-                                                                            trap):
+def test_a_redirect_to_an_allowed_host_is_followed_without_the_credentials(client, settings, database, worker, trap):
     redirector = Trap(location=f"http://127.0.0.1:{trap.port}/media/{RECORDING_SID}.wav")
     try:
         url = f"http://127.0.0.1:{redirector.port}/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}"
@@ -139,15 +148,17 @@ def test_a_redirect_to_an_allowed_host_is_followed_without_the_credentials(clien
 def test_stored_audio_is_served_with_a_fixed_audio_type(client, settings, database, worker, trap, api_token):
     report(client, settings, f"http://127.0.0.1:{trap.port}/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}")
     assert worker.wait_idle(timeout=20)
-    with client.get(f"/api/recordings/{RECORDING_SID}/audio",
-                    headers={"Authorization": f"Bearer {api_token}"}) as answer:
+    with client.get(
+        f"/api/recordings/{RECORDING_SID}/audio", headers={"Authorization": f"Bearer {api_token}"}
+    ) as answer:
         assert answer.status_code == 200 and answer.data == HELLO_WAV.read_bytes()
         assert answer.mimetype == "audio/wav"  # not the text/html the upstream claimed
 
 
 @pytest.mark.parametrize("sid", ["RE../../../../tmp/evil", "RE" + "6" * 31 + "/", "../" + "6" * 32, "RE" + "g" * 32])
-def test_a_recording_sid_not_in_twilios_format_is_refused_before_it_touches_anything(client, settings, database,
-                                                                                      sid, tmp_path):
+def test_a_recording_sid_not_in_twilios_format_is_refused_before_it_touches_anything(
+    client, settings, database, sid, tmp_path
+):
     answer = report(client, settings, "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1", sid=sid)
     assert answer.status_code == 400
     with database.session(read_only=True) as session:

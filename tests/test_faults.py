@@ -42,8 +42,9 @@ def stored_once(database, call_sid: str) -> bool:
 
 
 @pytest.mark.skipif(bool(PG_URL), reason="a SQLite file lock")
-def test_sqlite_locked_for_25_seconds_by_another_process_during_a_call(settings_environ, settings, database,
-                                                                       recording_server, tmp_path):
+def test_sqlite_locked_for_25_seconds_by_another_process_during_a_call(
+    settings_environ, settings, database, recording_server, tmp_path
+):
     database_file = settings.database_url.removeprefix("sqlite:///")
     with ServeProcess(settings_environ, tmp_path / "serve.log") as server, contextlib.ExitStack() as lock:
         locked_at: list[float] = []
@@ -53,10 +54,12 @@ def test_sqlite_locked_for_25_seconds_by_another_process_during_a_call(settings_
                 lock.enter_context(sqlite_locked_by_another_process(database_file))
                 locked_at.append(time.monotonic())
 
-        transport = HookedTransport(HttpTransport(server.url, server.url, timeout=TWILIO_TIMEOUT_SECONDS),
-                                    lock_before_the_room)
-        phone = TwilioEmulator(transport, server.url, settings.twilio_account_sid, settings.twilio_auth_token,
-                               recording_server)
+        transport = HookedTransport(
+            HttpTransport(server.url, server.url, timeout=TWILIO_TIMEOUT_SECONDS), lock_before_the_room
+        )
+        phone = TwilioEmulator(
+            transport, server.url, settings.twilio_account_sid, settings.twilio_auth_token, recording_server
+        )
         result = phone.call(["1", "3*2*501#", Message(HELLO_WAV)], from_="+8613912345678")
         slowest = max(exchange.seconds for exchange in result.requests)
         assert locked_at and time.monotonic() - locked_at[0] < LOCK_SECONDS, "the call outlasted the lock"
@@ -67,7 +70,8 @@ def test_sqlite_locked_for_25_seconds_by_another_process_during_a_call(settings_
         assert slowest < ANSWER_WITHIN_SECONDS, slowest
         # The database is free again: `ivr serve` replays the spool by itself and fetches the message.
         assert wait_until(lambda: stored_once(database, result.call_sid), timeout=60), (
-            (tmp_path / "serve.log").read_text()[-3000:])
+            tmp_path / "serve.log"
+        ).read_text()[-3000:]
         [recording] = recordings_of(database, result.call_sid)
         assert recording.sha256 == sha256_of(HELLO_WAV)
         assert (settings.recordings_dir / recording.path).read_bytes() == HELLO_WAV.read_bytes()
@@ -85,8 +89,9 @@ def post_signed(server: ServeProcess, settings, path: str, params: dict[str, str
     return requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=TWILIO_TIMEOUT_SECONDS)
 
 
-def test_ivr_serve_killed_during_a_slow_download_finishes_it_after_a_restart(settings_environ, settings, database,
-                                                                              tmp_path):
+def test_ivr_serve_killed_during_a_slow_download_finishes_it_after_a_restart(
+    settings_environ, settings, database, tmp_path
+):
     from tests.streaming_http import Reply, running_streaming_server
     from tests.test_recording_download import leftover_parts, write_wav
 
@@ -96,8 +101,14 @@ def test_ivr_serve_killed_during_a_slow_download_finishes_it_after_a_restart(set
     with running_streaming_server() as upstream, ServeProcess(settings_environ, tmp_path / "serve.log") as server:
         # The first fetch trickles (16 blocks, 1 s apart); the one after the restart comes at once.
         url = upstream.serve(f"/rec/{recording_sid}.wav", Reply(body, pause=1.0), Reply(body))
-        params = call_params(call_sid, RecordingSid=recording_sid, RecordingUrl=url.removesuffix(".wav"),
-                             RecordingStatus="completed", RecordingDuration="60", RecordingSource="RecordVerb")
+        params = call_params(
+            call_sid,
+            RecordingSid=recording_sid,
+            RecordingUrl=url.removesuffix(".wav"),
+            RecordingStatus="completed",
+            RecordingDuration="60",
+            RecordingSource="RecordVerb",
+        )
         assert post_signed(server, settings, "/twilio/recording-status", params).status_code == 200
         assert wait_until(lambda: len(upstream.requests) == 1, timeout=30)
         server.kill()  # mid-download: the job is left `running`, owned by a dead process
@@ -131,8 +142,14 @@ def test_a_recording_host_down_for_ten_minutes_then_back(client, settings, datab
     outage_ends = time.monotonic() + 10 * 60 * scale
     attempts_in_outage = sum(1 for n in range(1, 60) if sum(retry_delay(k) for k in range(1, n)) < 600)
     recording_server.fail_next(recording_sid, times=attempts_in_outage, status=503)
-    params = call_params(call_sid, RecordingSid=recording_sid, RecordingUrl=url, RecordingStatus="completed",
-                         RecordingDuration="2", RecordingSource="RecordVerb")
+    params = call_params(
+        call_sid,
+        RecordingSid=recording_sid,
+        RecordingUrl=url,
+        RecordingStatus="completed",
+        RecordingDuration="2",
+        RecordingSource="RecordVerb",
+    )
     assert signed_post(app.test_client(), settings, "/twilio/recording-status", params).status_code == 200
     queue.start_embedded(workers=2)
     try:
@@ -165,10 +182,12 @@ def test_postgresql_stopped_during_a_call_then_restarted(settings_environ, setti
                     postgres.stop("fast")
                     stopped.append(time.monotonic())
 
-            transport = HookedTransport(HttpTransport(server.url, server.url, timeout=TWILIO_TIMEOUT_SECONDS),
-                                        stop_before_the_room)
-            phone = TwilioEmulator(transport, server.url, settings.twilio_account_sid, settings.twilio_auth_token,
-                                   recording_server)
+            transport = HookedTransport(
+                HttpTransport(server.url, server.url, timeout=TWILIO_TIMEOUT_SECONDS), stop_before_the_room
+            )
+            phone = TwilioEmulator(
+                transport, server.url, settings.twilio_account_sid, settings.twilio_auth_token, recording_server
+            )
             result = phone.call(["1", "3*2*501#", Message(HELLO_WAV)], from_="+8613912345678")
             assert stopped, "the fault never happened"
             assert result.errors == [], result.describe()
@@ -182,7 +201,8 @@ def test_postgresql_stopped_during_a_call_then_restarted(settings_environ, setti
             database = Database(postgres.url)
             try:
                 assert wait_until(lambda: stored_once(database, result.call_sid), timeout=60), (
-                    (tmp_path / "serve.log").read_text()[-3000:])
+                    tmp_path / "serve.log"
+                ).read_text()[-3000:]
                 ticket = ticket_for(database, result.call_sid)
                 assert ticket is not None and ticket.room == "3-2-501" and ticket.category.value == "repair"
                 [recording] = recordings_of(database, result.call_sid)

@@ -142,9 +142,7 @@ def test_file_level_problems_are_on_line_1(text: str, problem: tuple[int, str]) 
 
 
 def test_header_columns_may_come_in_any_order_and_case() -> None:
-    rows = parse_fee_csv(
-        " Due_Date ,ROOM,fee_type,amount_due,period\n2026-10-31,3-2-501,物业费,356.5,2026-10\n"
-    )
+    rows = parse_fee_csv(" Due_Date ,ROOM,fee_type,amount_due,period\n2026-10-31,3-2-501,物业费,356.5,2026-10\n")
 
     assert rows == [FeeRow(2, "3-2-501", "物业费", "2026-10", Decimal("356.50"), date(2026, 10, 31))]
 
@@ -274,9 +272,7 @@ def test_duplicate_after_normalising_is_caught() -> None:
 
 
 def test_quoted_multiline_cell_counts_as_one_spreadsheet_row() -> None:
-    problems = problems_of(
-        f'{HEADER}3-2-501,"物业\n费",2026-10,1.00,2026-10-31\n3-2-501,水费,2026-10,x,2026-10-31\n'
-    )
+    problems = problems_of(f'{HEADER}3-2-501,"物业\n费",2026-10,1.00,2026-10-31\n3-2-501,水费,2026-10,x,2026-10-31\n')
 
     assert problems == [(3, "amount_due 'x' is not a number like 356.50 or 1,200.00")]
 
@@ -332,9 +328,7 @@ def test_cli_file_with_one_bad_row_imports_nothing(settings: Settings, database:
 
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr == (
-        "line 3: amount_due 'abc' is not a number like 356.50 or 1,200.00\nnothing imported\n"
-    )
+    assert result.stderr == ("line 3: amount_due 'abc' is not a number like 356.50 or 1,200.00\nnothing imported\n")
     assert ledger(database) == []
 
 

@@ -79,7 +79,8 @@ def modules_that_declare_jobs() -> set[str]:
     for path in (REPO / "ivr").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
-                    declares_a_job(decorator) for decorator in node.decorator_list):
+                declares_a_job(decorator) for decorator in node.decorator_list
+            ):
                 found.add(".".join(path.relative_to(REPO).with_suffix("").parts))
     return found
 
@@ -101,8 +102,15 @@ FRESH_APP = textwrap.dedent("""
 
 
 def test_a_fresh_process_knows_every_kind_the_jobs_table_names_once_it_builds_the_app(settings_environ):
-    done = subprocess.run([sys.executable, "-c", FRESH_APP], cwd=REPO, env={**os.environ, **settings_environ},
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_APP],
+        cwd=REPO,
+        env={**os.environ, **settings_environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     known = json.loads(done.stdout.splitlines()[-1])
     assert known["kinds"] == sorted(SUBJECTS)  # `ivr jobs list` names the subject of every kind there is
     assert known["periodic"] == ["reconcile_recordings"]
@@ -233,8 +241,9 @@ def test_a_long_job_that_renews_its_lease_runs_exactly_once_while_the_sweep_runs
 
 
 def test_renewal_stops_once_another_worker_holds_the_job(settings, database):
-    job_id = add_job(database, "anything", state=JobState.RUNNING, owner="here:1",
-                     lease_expires_at=utcnow() + timedelta(seconds=5))
+    job_id = add_job(
+        database, "anything", state=JobState.RUNNING, owner="here:1", lease_expires_at=utcnow() + timedelta(seconds=5)
+    )
     renewal = LeaseRenewal(database, job_id, "here:1", lease=60, interval=1)
     assert renewal.renew()
     assert job_row(database, job_id).lease_expires_at > utcnow() + timedelta(seconds=50)
@@ -247,14 +256,29 @@ def test_renewal_stops_once_another_worker_holds_the_job(settings, database):
 def test_the_sweep_requeues_only_running_jobs_whose_lease_ran_out(settings, database):
     queue = JobQueue(settings, database, lease_seconds=30, lease_renew_seconds=10)
     now = utcnow()
-    expired = add_job(database, "a", state=JobState.RUNNING, owner="elsewhere:1", started_at=now,
-                      lease_expires_at=now - timedelta(seconds=1))
-    renewed = add_job(database, "b", state=JobState.RUNNING, owner="elsewhere:2",
-                      started_at=now - timedelta(hours=2), lease_expires_at=now + timedelta(seconds=20))
+    expired = add_job(
+        database,
+        "a",
+        state=JobState.RUNNING,
+        owner="elsewhere:1",
+        started_at=now,
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    renewed = add_job(
+        database,
+        "b",
+        state=JobState.RUNNING,
+        owner="elsewhere:2",
+        started_at=now - timedelta(hours=2),
+        lease_expires_at=now + timedelta(seconds=20),
+    )
     from_before_leases = add_job(database, "c", state=JobState.RUNNING, started_at=now - timedelta(minutes=5))
     assert queue.sweep() == 2
     assert [job_row(database, i).state for i in (expired, renewed, from_before_leases)] == [
-        JobState.QUEUED, JobState.RUNNING, JobState.QUEUED]
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.QUEUED,
+    ]
     assert job_row(database, expired).owner is None
 
 
@@ -268,13 +292,21 @@ def test_jobs_of_dead_processes_on_this_host_are_requeued_at_once(settings, data
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         living = add_job(database, "b", state=JobState.RUNNING, owner=f"{host}:{alive.pid}", lease_expires_at=lease)
-        foreign = add_job(database, "c", state=JobState.RUNNING, owner=f"other-host:{dead_pid()}",
-                          lease_expires_at=lease)
-        earlier_me = add_job(database, "d", state=JobState.RUNNING, owner=worker_identity(),
-                             started_at=utcnow() - timedelta(minutes=1), lease_expires_at=lease)
+        foreign = add_job(
+            database, "c", state=JobState.RUNNING, owner=f"other-host:{dead_pid()}", lease_expires_at=lease
+        )
+        earlier_me = add_job(
+            database,
+            "d",
+            state=JobState.RUNNING,
+            owner=worker_identity(),
+            started_at=utcnow() - timedelta(minutes=1),
+            lease_expires_at=lease,
+        )
         queue = JobQueue(settings, database)
-        mine_now = add_job(database, "e", state=JobState.RUNNING, owner=worker_identity(), started_at=utcnow(),
-                           lease_expires_at=lease)
+        mine_now = add_job(
+            database, "e", state=JobState.RUNNING, owner=worker_identity(), started_at=utcnow(), lease_expires_at=lease
+        )
         assert sorted(queue.requeue_jobs_of_dead_workers()) == [gone, earlier_me]
         states = [job_row(database, i).state for i in (gone, living, foreign, earlier_me, mine_now)]
         assert states == [JobState.QUEUED, JobState.RUNNING, JobState.RUNNING, JobState.QUEUED, JobState.RUNNING]
@@ -297,16 +329,26 @@ CRASHING_WORKER = textwrap.dedent("""
 
 
 def test_a_job_that_kills_its_worker_is_retried_then_given_up_with_the_reason(
-        settings, settings_environ, database, declare_job):
+    settings, settings_environ, database, declare_job
+):
     given_up: list[tuple[int, str]] = []
-    declare_job("crash", lambda context, subject_id: os._exit(3),
-                give_up=lambda context, subject_id, error: given_up.append((subject_id, error)))
+    declare_job(
+        "crash",
+        lambda context, subject_id: os._exit(3),
+        give_up=lambda context, subject_id, error: given_up.append((subject_id, error)),
+    )
     job_id = add_job(database, "crash", subject_id=77, max_attempts=2)
     queue = JobQueue(settings, database)
 
     def worker_runs_it() -> None:
-        done = subprocess.run([sys.executable, "-c", CRASHING_WORKER, str(job_id)], cwd=REPO,
-                              env={**os.environ, **settings_environ}, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", CRASHING_WORKER, str(job_id)],
+            cwd=REPO,
+            env={**os.environ, **settings_environ},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 3, done.stderr
 
     worker_runs_it()
@@ -323,8 +365,9 @@ def test_a_job_that_kills_its_worker_is_retried_then_given_up_with_the_reason(
     assert given_up == [(77, reason)]
 
 
-def test_a_download_with_no_attempts_left_is_not_fetched_again(app, client, settings, database, queue,
-                                                               recording_server):
+def test_a_download_with_no_attempts_left_is_not_fetched_again(
+    app, client, settings, database, queue, recording_server
+):
     from tests.test_recording_download import CALL_SID, RECORDING_SID, report_recording, stored
 
     url = recording_server.add(RECORDING_SID, b"RIFF", call_sid=CALL_SID)
@@ -345,8 +388,13 @@ def test_serve_requeues_the_jobs_of_a_dead_worker_before_it_starts_serving(setti
 
     from ivr.cli import CliState, main
 
-    job_id = add_job(database, "no_such_kind", state=JobState.RUNNING, owner=f"{socket.gethostname()}:{dead_pid()}",
-                     lease_expires_at=utcnow() + timedelta(minutes=5))
+    job_id = add_job(
+        database,
+        "no_such_kind",
+        state=JobState.RUNNING,
+        owner=f"{socket.gethostname()}:{dead_pid()}",
+        lease_expires_at=utcnow() + timedelta(minutes=5),
+    )
     seen: list[JobState] = []
 
     def fake_serve(app, **options):  # the moment waitress would start answering
@@ -366,12 +414,16 @@ def test_worker_requeues_the_jobs_of_a_dead_worker_before_it_consumes(settings, 
 
     from ivr.cli import CliState, main
 
-    job_id = add_job(database, "a", state=JobState.RUNNING, owner=f"{socket.gethostname()}:{dead_pid()}",
-                     lease_expires_at=utcnow() + timedelta(minutes=5))
+    job_id = add_job(
+        database,
+        "a",
+        state=JobState.RUNNING,
+        owner=f"{socket.gethostname()}:{dead_pid()}",
+        lease_expires_at=utcnow() + timedelta(minutes=5),
+    )
     states: list[JobState] = []
     monkeypatch.setattr(JobQueue, "run_worker", lambda self, workers: states.append(job_row(database, job_id).state))
     monkeypatch.setattr(JobQueue, "enqueue", lambda self, job_id, delay=0: True)  # no Redis here
     result = CliRunner().invoke(main, ["worker"], obj=CliState(settings.replace(redis_url="redis://127.0.0.1:1/0")))
     assert result.exit_code == 0, result.output
     assert states == [JobState.QUEUED]
-

@@ -43,15 +43,27 @@ def failed_download(client, settings, database, queue, recording_server) -> None
     run_until_idle(queue)
 
 
-def test_list_shows_a_failed_download_with_its_tries_and_error(app, client, settings, database, queue,
-                                                              recording_server):
+def test_list_shows_a_failed_download_with_its_tries_and_error(
+    app, client, settings, database, queue, recording_server
+):
     failed_download(client, settings, database, queue, recording_server)
     result = ivr(settings, "jobs", "list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "jobs: 0 queued, 0 running, 0 done, 1 failed"
-    assert lines[1].split() == ["ID", "KIND", "SUBJECT", "STATE", "TRIES", "NEXT", "RUN", "/", "FINISHED", "LAST",
-                                "ERROR"]
+    assert lines[1].split() == [
+        "ID",
+        "KIND",
+        "SUBJECT",
+        "STATE",
+        "TRIES",
+        "NEXT",
+        "RUN",
+        "/",
+        "FINISHED",
+        "LAST",
+        "ERROR",
+    ]
     row = lines[2]
     assert row.split()[:6] == ["1", "download_recording", "recording", "1", "failed", "2/2"]
     assert "finished 20" in row and "RecordingUnavailable: HTTP 404 from http://127.0.0.1:" in row
@@ -62,8 +74,15 @@ def test_list_filters_by_state_and_kind_and_limits_the_rows(settings, database):
     now = utcnow()
     add_job(database, "download_recording", 1, state=JobState.DONE, attempts=1, finished_at=now)
     add_job(database, "transcribe_recording", 1, state=JobState.QUEUED, run_after=now + timedelta(minutes=5))
-    add_job(database, "evaluate_call", 4, state=JobState.RUNNING, attempts=1, owner="web-1:4242",
-            lease_expires_at=now + timedelta(seconds=30))
+    add_job(
+        database,
+        "evaluate_call",
+        4,
+        state=JobState.RUNNING,
+        attempts=1,
+        owner="web-1:4242",
+        lease_expires_at=now + timedelta(seconds=30),
+    )
     add_job(database, "notify_sms", 9, state=JobState.FAILED, attempts=60, last_error="TwilioRestException: boom")
 
     queued = ivr(settings, "jobs", "list", "--state", "queued").output.splitlines()
@@ -83,8 +102,9 @@ def test_the_state_choices_are_the_job_states():
     assert tuple(state.value for state in JobState) == STATES
 
 
-def test_retry_puts_a_failed_download_back_and_it_then_succeeds(app, client, settings, database, queue,
-                                                              recording_server):
+def test_retry_puts_a_failed_download_back_and_it_then_succeeds(
+    app, client, settings, database, queue, recording_server
+):
     failed_download(client, settings, database, queue, recording_server)
     recording, job = stored(database)
     assert recording.state == RecordingState.FAILED and recording.error
@@ -92,8 +112,10 @@ def test_retry_puts_a_failed_download_back_and_it_then_succeeds(app, client, set
 
     result = ivr(settings, "jobs", "retry", str(job.id))
     assert result.exit_code == 0, result.output
-    assert result.output == f"job {job.id} (download_recording, recording {recording.id}) queued again with a " \
-                            "fresh set of attempts\n"
+    assert (
+        result.output == f"job {job.id} (download_recording, recording {recording.id}) queued again with a "
+        "fresh set of attempts\n"
+    )
     recording, job = stored(database)
     assert (job.state, job.attempts, job.finished_at) == (JobState.QUEUED, 0, None)
     assert job.last_error == error  # still shown until the next attempt
@@ -117,7 +139,11 @@ def test_retry_all_failed_leaves_done_and_queued_jobs_alone(settings, database):
     with database.session() as session:
         jobs = {job.id: job for job in session.scalars(select(Job))}
     assert [(jobs[i].state, jobs[i].attempts) for i in (done, first, second, waiting)] == [
-        (JobState.DONE, 1), (JobState.QUEUED, 0), (JobState.QUEUED, 0), (JobState.QUEUED, 5)]
+        (JobState.DONE, 1),
+        (JobState.QUEUED, 0),
+        (JobState.QUEUED, 0),
+        (JobState.QUEUED, 5),
+    ]
     assert ivr(settings, "jobs", "retry", "--all-failed").output == "no failed jobs to retry\n"
 
 
@@ -139,8 +165,9 @@ def test_retry_refuses_running_done_and_unknown_jobs(settings, database):
 
 def test_retry_without_a_reachable_queue_leaves_the_job_to_the_sweep(settings, database):
     job_id = add_job(database, "notify_sms", 1, state=JobState.FAILED, attempts=60)
-    result = CliRunner().invoke(main, ["jobs", "retry", str(job_id)],
-                                obj=CliState(settings.replace(redis_url="redis://127.0.0.1:1/0")))
+    result = CliRunner().invoke(
+        main, ["jobs", "retry", str(job_id)], obj=CliState(settings.replace(redis_url="redis://127.0.0.1:1/0"))
+    )
     assert result.exit_code == 0, result.output
     assert "the periodic sweep will pick them up" in result.output
     with database.session() as session:

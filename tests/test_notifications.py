@@ -95,24 +95,37 @@ def add_managers(database, *phones: str) -> None:
 
 def sms_to(phone: str):
     """A `responses` matcher: the SMS is addressed to `phone`."""
+
     def match(request) -> tuple[bool, str]:
         to = parse_qs(request.body).get("To")
         return to == [phone], f"To is {to}, not {phone}"
+
     return match
 
 
-def answer_sms(mock, phone: str, fixture: str = "create_message.json", *, status: int | None = None,
-               base: str = TWILIO) -> None:
+def answer_sms(
+    mock, phone: str, fixture: str = "create_message.json", *, status: int | None = None, base: str = TWILIO
+) -> None:
     """Twilio's answer to the next SMS to `phone`: a recorded exchange, or another HTTP status."""
     exchange = json.loads((TWILIO_API_FIXTURES / fixture).read_text())
     response = exchange["response"]
     body = response["body"]
     if status is not None:
-        body = {"code": 20500, "message": "Internal Server Error", "status": status,
-                "more_info": "https://www.twilio.com/docs/errors/20500"}
+        body = {
+            "code": 20500,
+            "message": "Internal Server Error",
+            "status": status,
+            "more_info": "https://www.twilio.com/docs/errors/20500",
+        }
     headers = dict(response["headers"])
-    mock.add("POST", exchange["request"]["url"].replace(TWILIO, base), json=body, status=status or response["status"],
-             headers={k: v for k, v in headers.items() if k != "Content-Type"}, match=[sms_to(phone)])
+    mock.add(
+        "POST",
+        exchange["request"]["url"].replace(TWILIO, base),
+        json=body,
+        status=status or response["status"],
+        headers={k: v for k, v in headers.items() if k != "Content-Type"},
+        match=[sms_to(phone)],
+    )
 
 
 def flag_a_ticket(database) -> None:
@@ -142,8 +155,10 @@ def test_a_refused_number_does_not_stop_the_other_managers_sms(app, database, tw
     assert texted(twilio_api) == [BAD_PHONE, GOOD_PHONE]
     notice = the_notice(database)
     assert notice.sms_sids == [f"{GOOD_PHONE}:{SENT_SID}"]
-    assert notice.sms_error == (f"{BAD_PHONE}: Twilio refused the SMS (400 21211): "
-                                f"Unable to create record: Invalid 'To' Phone Number: {BAD_PHONE}")
+    assert notice.sms_error == (
+        f"{BAD_PHONE}: Twilio refused the SMS (400 21211): "
+        f"Unable to create record: Invalid 'To' Phone Number: {BAD_PHONE}"
+    )
 
 
 def test_a_transient_failure_retries_only_the_numbers_it_hit(app, database, twilio_api):
@@ -174,9 +189,12 @@ def test_a_number_that_keeps_failing_is_given_up_with_its_reason(app, database, 
     import requests
 
     add_managers(database, "+8613800001111", GOOD_PHONE)
-    twilio_api.add("POST", f"{TWILIO}/2010-04-01/Accounts/AC{'0' * 32}/Messages.json",
-                   body=requests.ConnectionError("Failed to resolve 'api.twilio.com'"),
-                   match=[sms_to("+8613800001111")])
+    twilio_api.add(
+        "POST",
+        f"{TWILIO}/2010-04-01/Accounts/AC{'0' * 32}/Messages.json",
+        body=requests.ConnectionError("Failed to resolve 'api.twilio.com'"),
+        match=[sms_to("+8613800001111")],
+    )
     answer_sms(twilio_api, "+8613800001111", status=500)
     answer_sms(twilio_api, GOOD_PHONE)
     flag_a_ticket(database)

@@ -65,20 +65,36 @@ def context(queue: JobQueue) -> JobContext:
     return queue.context
 
 
-def lost_message(server: RecordingServer, recording_sid: str = RECORDING_SID, call_sid: str = CALL_SID, *,
-                 age: timedelta = AN_HOUR_AGO, caller: str = CALLER, **options) -> datetime:
+def lost_message(
+    server: RecordingServer,
+    recording_sid: str = RECORDING_SID,
+    call_sid: str = CALL_SID,
+    *,
+    age: timedelta = AN_HOUR_AGO,
+    caller: str = CALLER,
+    **options,
+) -> datetime:
     """A message Twilio recorded whose webhooks never reached the line; returns the call's start."""
     started = (utcnow() - age - timedelta(seconds=30)).replace(microsecond=0)
     server.add_call(call_sid, from_=caller, to=LINE, start_time=started)
-    server.add(recording_sid, options.pop("wav", HELLO_WAV), call_sid=call_sid, duration=2,
-               date_created=utcnow() - age, **options)
+    server.add(
+        recording_sid,
+        options.pop("wav", HELLO_WAV),
+        call_sid=call_sid,
+        duration=2,
+        date_created=utcnow() - age,
+        **options,
+    )
     return started
 
 
 def list_requests(server: RecordingServer) -> list[dict[str, str]]:
     """The query of every Recordings list request the server answered."""
-    return [dict(parse_qsl(urlsplit(entry.path).query)) for entry in server.log
-            if urlsplit(entry.path).path.endswith("/Recordings.json")]
+    return [
+        dict(parse_qsl(urlsplit(entry.path).query))
+        for entry in server.log
+        if urlsplit(entry.path).path.endswith("/Recordings.json")
+    ]
 
 
 def test_a_message_the_line_never_heard_of_becomes_a_recovered_ticket_with_its_audio(
@@ -92,13 +108,16 @@ def test_a_message_the_line_never_heard_of_becomes_a_recovered_ticket_with_its_a
     assert ticket is not None
     assert report.imported == [ImportedRecording(RECORDING_SID, CALL_SID, "message", CALLER, ticket.number)]
     assert (ticket.recovered, ticket.note, ticket.caller_number, ticket.confirmed) == (
-        True, RECOVERED_NOTE, CALLER, False)
+        True,
+        RECOVERED_NOTE,
+        CALLER,
+        False,
+    )
     assert (ticket.call.from_number, ticket.call.to_number, ticket.call.started_at) == (CALLER, LINE, started)
     assert worker.wait_idle(timeout=20)
     with context.database.session() as session:
         recording = session.scalars(select(Recording)).one()
-        assert (recording.recording_sid, recording.ticket_id, recording.source) == (RECORDING_SID, ticket.id,
-                                                                                   "message")
+        assert (recording.recording_sid, recording.ticket_id, recording.source) == (RECORDING_SID, ticket.id, "message")
         assert recording.source_url == recording_server.url_for(RECORDING_SID)
         assert recording.state == RecordingState.STORED, recording.error
         assert recording.sha256 == sha256_of(HELLO_WAV)
@@ -108,10 +127,19 @@ def test_a_message_the_line_never_heard_of_becomes_a_recovered_ticket_with_its_a
 
     assert again.imported == [] and (again.listed, again.known) == (1, 1)
     assert (count(context.database, Ticket), count(context.database, Recording), count(context.database, Call)) == (
-        1, 1, 1)
+        1,
+        1,
+        1,
+    )
     # The late webhook of the same recording finds its row: nothing new, no second download.
-    params = call_params(CALL_SID, From=CALLER, RecordingSid=RECORDING_SID, RecordingStatus="completed",
-                         RecordingUrl=recording_server.url_for(RECORDING_SID), RecordingDuration="2")
+    params = call_params(
+        CALL_SID,
+        From=CALLER,
+        RecordingSid=RECORDING_SID,
+        RecordingStatus="completed",
+        RecordingUrl=recording_server.url_for(RECORDING_SID),
+        RecordingDuration="2",
+    )
     assert signed_post(client, settings, "/twilio/recording-status", params).status_code == 200
     assert worker.wait_idle(timeout=20)
     assert (count(context.database, Ticket), count(context.database, Recording)) == (1, 1)
@@ -122,8 +150,13 @@ def test_every_page_of_the_list_is_followed(context, recording_server, monkeypat
     monkeypatch.setattr(reconcile, "PAGE_SIZE", 2)
     sids = [f"RE{index:032x}" for index in range(1, 6)]
     for index, sid in enumerate(sids):
-        lost_message(recording_server, sid, f"CA{index:032x}", age=AN_HOUR_AGO + timedelta(minutes=index),
-                     caller=f"+861391111000{index}")
+        lost_message(
+            recording_server,
+            sid,
+            f"CA{index:032x}",
+            age=AN_HOUR_AGO + timedelta(minutes=index),
+            caller=f"+861391111000{index}",
+        )
 
     report = reconcile_recordings(context)
 
@@ -283,15 +316,25 @@ def test_the_recording_server_lists_recordings_and_calls_as_twilio_does(settings
     listed = requests.get(base + "/Recordings.json", params={"PageSize": "1"}, auth=auth, timeout=5).json()
     [item] = listed["recordings"]
     assert (item["sid"], item["call_sid"], item["status"], item["source"], item["duration"]) == (
-        RECORDING_SID, CALL_SID, "completed", "RecordVerb", "2")
+        RECORDING_SID,
+        CALL_SID,
+        "completed",
+        "RecordVerb",
+        "2",
+    )
     assert item["uri"] == f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Recordings/{RECORDING_SID}.json"
     assert item["media_url"] == recording_server.url_for(RECORDING_SID)
     assert item["date_created"].endswith(" GMT")
     assert (listed["page"], listed["page_size"], listed["next_page_uri"]) == (0, 1, None)
-    assert requests.get(base + "/Recordings.json", params={"DateCreated>": today}, auth=auth,
-                        timeout=5).json()["recordings"] == []
-    assert requests.get(base + "/Recordings.json", params={"DateCreated<": today}, auth=auth,
-                        timeout=5).json()["recordings"] == [item]
+    assert (
+        requests.get(base + "/Recordings.json", params={"DateCreated>": today}, auth=auth, timeout=5).json()[
+            "recordings"
+        ]
+        == []
+    )
+    assert requests.get(base + "/Recordings.json", params={"DateCreated<": today}, auth=auth, timeout=5).json()[
+        "recordings"
+    ] == [item]
 
     call = requests.get(f"{base}/Calls/{CALL_SID}.json", auth=auth, timeout=5).json()
     assert (call["sid"], call["from"], call["to"], call["direction"]) == (CALL_SID, CALLER, LINE, "inbound")
@@ -299,8 +342,7 @@ def test_the_recording_server_lists_recordings_and_calls_as_twilio_does(settings
     assert requests.get(base + "/Calls.json", auth=auth, timeout=5).json()["calls"] == [call]
     assert requests.get(f"{base}/Calls/CA{'0' * 32}.json", auth=auth, timeout=5).status_code == 404
     assert requests.get(base + "/Recordings.json", timeout=5).status_code == 401
-    assert requests.get(base + "/Recordings.json", params={"PageSize": "1001"}, auth=auth,
-                        timeout=5).status_code == 400
+    assert requests.get(base + "/Recordings.json", params={"PageSize": "1001"}, auth=auth, timeout=5).status_code == 400
 
 
 def test_the_emulator_tells_the_recording_server_who_called(phone, recording_server):

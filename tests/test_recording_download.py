@@ -19,8 +19,15 @@ RECORDING_SID = "RE" + "5" * 32
 
 def report_recording(client, settings, url: str, sid: str = RECORDING_SID) -> None:
     """Twilio's recording status callback saying the message is complete."""
-    params = call_params(CALL_SID, RecordingSid=sid, RecordingUrl=url, RecordingStatus="completed",
-                         RecordingDuration="2", RecordingChannels="1", RecordingSource="RecordVerb")
+    params = call_params(
+        CALL_SID,
+        RecordingSid=sid,
+        RecordingUrl=url,
+        RecordingStatus="completed",
+        RecordingDuration="2",
+        RecordingChannels="1",
+        RecordingSource="RecordVerb",
+    )
     assert signed_post(client, settings, "/twilio/recording-status", params).status_code == 200
 
 
@@ -92,8 +99,14 @@ def test_a_recording_on_a_host_not_allowed_is_refused_at_once(client, settings, 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1", "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1.wav"),
-        ("https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1.mp3?x=1", "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1.wav"),
+        (
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1.wav",
+        ),
+        (
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1.mp3?x=1",
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1.wav",
+        ),
         ("http://127.0.0.1:8000/r/RE1", "http://127.0.0.1:8000/r/RE1.wav"),
     ],
 )
@@ -101,8 +114,15 @@ def test_media_url_is_the_wav_on_an_allowed_host(url, expected):
     assert checked_media_url(url, ("api.twilio.com", "127.0.0.1")) == expected
 
 
-@pytest.mark.parametrize("url", ["http://api.twilio.com/x/RE1", "https://api.twilio.com.evil.example/RE1",
-                                 "file:///etc/passwd", "https://user@evil.example/RE1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.twilio.com/x/RE1",
+        "https://api.twilio.com.evil.example/RE1",
+        "file:///etc/passwd",
+        "https://user@evil.example/RE1",
+    ],
+)
 def test_media_url_refuses_plain_http_and_foreign_hosts(url):
     from ivr.jobs import PermanentJobError
 
@@ -123,9 +143,15 @@ def test_the_sweep_requeues_a_job_whose_lease_ran_out(client, settings, database
     url = recording_server.add(RECORDING_SID, HELLO_WAV, call_sid=CALL_SID)
     report_recording(client, settings, url)  # queued; no worker is consuming yet
     with database.session() as session:  # as if a worker on another host died mid-job a minute ago
-        session.execute(update(Job).values(state=JobState.RUNNING, attempts=1, owner="elsewhere:4242",
-                                           started_at=utcnow() - timedelta(minutes=1),
-                                           lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(Job).values(
+                state=JobState.RUNNING,
+                attempts=1,
+                owner="elsewhere:4242",
+                started_at=utcnow() - timedelta(minutes=1),
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
     queue.huey.flush()  # and the queue lost its message
     assert queue.sweep() == 1
     run_until_idle(queue)
@@ -186,8 +212,9 @@ def leftover_parts(settings) -> list[str]:
     return [path.name for path in settings.recordings_dir.rglob(".part-*")]
 
 
-def test_a_large_recording_streams_to_disk_byte_exact_with_flat_memory(client, settings, database, queue,
-                                                                      streaming_server, tmp_path):
+def test_a_large_recording_streams_to_disk_byte_exact_with_flat_memory(
+    client, settings, database, queue, streaming_server, tmp_path
+):
     import tracemalloc
 
     from tests.streaming_http import Reply
@@ -214,7 +241,8 @@ def test_a_large_recording_streams_to_disk_byte_exact_with_flat_memory(client, s
 
 
 def test_a_recording_announced_larger_than_the_limit_is_refused_before_it_is_read(
-        client, settings, database, streaming_server, tmp_path):
+    client, settings, database, streaming_server, tmp_path
+):
     from ivr import create_app
     from tests.streaming_http import Reply
 
@@ -228,14 +256,15 @@ def test_a_recording_announced_larger_than_the_limit_is_refused_before_it_is_rea
     assert (job.state, job.attempts) == (JobState.FAILED, 1)  # permanent: no retries
     assert recording.state == RecordingState.FAILED
     assert recording.error and recording.error.endswith(
-        "recording is larger than IVR_MAX_RECORDING_BYTES (100000 bytes); refusing to store it "
-        "(Content-Length 200044)")
+        "recording is larger than IVR_MAX_RECORDING_BYTES (100000 bytes); refusing to store it (Content-Length 200044)"
+    )
     assert leftover_parts(settings) == [] and not list(settings.recordings_dir.rglob("*.wav"))
     app.extensions["ivr.database"].dispose()
 
 
 def test_a_recording_without_a_length_is_counted_and_refused_past_the_limit(
-        client, settings, database, streaming_server, tmp_path):
+    client, settings, database, streaming_server, tmp_path
+):
     from ivr import create_app
     from tests.streaming_http import Reply
 
@@ -252,8 +281,9 @@ def test_a_recording_without_a_length_is_counted_and_refused_past_the_limit(
     app.extensions["ivr.database"].dispose()
 
 
-def test_a_chunked_recording_within_the_limit_is_stored_byte_exact(client, settings, database, queue,
-                                                                  streaming_server, tmp_path):
+def test_a_chunked_recording_within_the_limit_is_stored_byte_exact(
+    client, settings, database, queue, streaming_server, tmp_path
+):
     from tests.streaming_http import Reply
 
     body = tmp_path / "chunked.wav"
@@ -264,8 +294,9 @@ def test_a_chunked_recording_within_the_limit_is_stored_byte_exact(client, setti
     assert job.state == JobState.DONE and recording.sha256 == expected_sha and recording.size == 300_044
 
 
-def test_a_download_cut_short_is_retried_and_leaves_no_partial_file(client, settings, database, queue,
-                                                                    streaming_server, tmp_path):
+def test_a_download_cut_short_is_retried_and_leaves_no_partial_file(
+    client, settings, database, queue, streaming_server, tmp_path
+):
     from tests.streaming_http import Reply
 
     body = tmp_path / "cut.wav"

@@ -58,8 +58,9 @@ def served(settings_environ, tmp_path) -> Iterator[tuple[str, dict[str, str]]]:
 
 def test_ivr_serve_answers_a_whole_call_and_stores_the_message(served, recording_server, database, settings):
     url, _ = served
-    phone = TwilioEmulator(HttpTransport(url, url), url, settings.twilio_account_sid, settings.twilio_auth_token,
-                           recording_server)
+    phone = TwilioEmulator(
+        HttpTransport(url, url), url, settings.twilio_account_sid, settings.twilio_auth_token, recording_server
+    )
     result = phone.call(["1", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
     assert "您的工单号是" in result.transcript()
 
@@ -74,8 +75,13 @@ def test_ivr_serve_answers_a_whole_call_and_stores_the_message(served, recording
 
 def test_ivr_call_is_a_working_phone_against_ivr_serve(served):
     url, env = served
-    completed = subprocess.run([IVR, "call", "--server", url, "--keys", "2,3*2*501#,1,1", "--message", str(HELLO_WAV)],
-                               env=env, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [IVR, "call", "--server", url, "--keys", "2,3*2*501#,1,1", "--message", str(HELLO_WAV)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "很高兴为您服务" in completed.stdout and "您的工单号是" in completed.stdout
 
@@ -92,8 +98,13 @@ def test_redis_queue_with_an_ivr_worker_process(settings_environ, settings, reco
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
     worker = subprocess.Popen([IVR, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        phone = TwilioEmulator(FlaskClientTransport(app, settings.public_url), settings.public_url,
-                               settings.twilio_account_sid, settings.twilio_auth_token, recording_server)
+        phone = TwilioEmulator(
+            FlaskClientTransport(app, settings.public_url),
+            settings.public_url,
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            recording_server,
+        )
         result = phone.call(["2", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
 
         def stored() -> bool:

@@ -36,27 +36,41 @@ def test_corrections_made_on_tickets_move_to_their_takes(settings, database):
         machine_take(session, tickets["machine_only"], "RE" + "4" * 32, "路灯不亮")
         session.flush()
         ids = {name: ticket.id for name, ticket in tickets.items()}
-        for name, machine, corrected in (("corrected", "楼上漏税", "楼上漏水"), ("manual", None, "三楼电梯坏了"),
-                                         ("no_take", None, "请回电"), ("machine_only", "路灯不亮", None)):
-            session.execute(text("UPDATE tickets SET transcript = :machine, corrected_transcript = :corrected "
-                                 "WHERE id = :id"), {"machine": machine, "corrected": corrected, "id": ids[name]})
+        for name, machine, corrected in (
+            ("corrected", "楼上漏税", "楼上漏水"),
+            ("manual", None, "三楼电梯坏了"),
+            ("no_take", None, "请回电"),
+            ("machine_only", "路灯不亮", None),
+        ):
+            session.execute(
+                text("UPDATE tickets SET transcript = :machine, corrected_transcript = :corrected WHERE id = :id"),
+                {"machine": machine, "corrected": corrected, "id": ids[name]},
+            )
 
     upgrade_database(settings.database_url)
     with database.session(read_only=True) as session:
         texts = {name: session.get(Ticket, ticket_id).text for name, ticket_id in ids.items()}
         assert texts == {"corrected": "楼上漏水", "manual": "三楼电梯坏了", "no_take": None, "machine_only": "路灯不亮"}
-        first_take = session.scalars(select(Transcript).join(Transcript.recording)
-                                     .where(Recording.recording_sid == "RE" + "1" * 32)).one()
+        first_take = session.scalars(
+            select(Transcript).join(Transcript.recording).where(Recording.recording_sid == "RE" + "1" * 32)
+        ).one()
         assert (first_take.text, first_take.corrected_text, first_take.corrected_by) == ("楼上漏税", "楼上漏水", "wang")
-        typed = session.scalars(select(Transcript).join(Transcript.recording)
-                                .where(Recording.recording_sid == "RE" + "3" * 32)).one()
+        typed = session.scalars(
+            select(Transcript).join(Transcript.recording).where(Recording.recording_sid == "RE" + "3" * 32)
+        ).one()
         assert (typed.channel, typed.text, typed.corrected_text, typed.corrected_by) == (0, "", "三楼电梯坏了", "系统")
         [note] = session.scalars(select(TicketNote).where(TicketNote.ticket_id == ids["no_take"])).all()
         assert (note.text, note.told_caller) == ("人工转写:请回电", False)
 
     command.downgrade(config, "0003")
     with database.session(read_only=True) as session:
-        rows = dict(session.execute(text("SELECT id, transcript || '/' || COALESCE(corrected_transcript, '-') "
-                                         "FROM tickets WHERE transcript IS NOT NULL")).all())
+        rows = dict(
+            session.execute(
+                text(
+                    "SELECT id, transcript || '/' || COALESCE(corrected_transcript, '-') "
+                    "FROM tickets WHERE transcript IS NOT NULL"
+                )
+            ).all()
+        )
     assert rows == {ids["corrected"]: "楼上漏税/楼上漏水", ids["machine_only"]: "路灯不亮/-"}
     upgrade_database(settings.database_url)

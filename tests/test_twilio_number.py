@@ -230,10 +230,15 @@ def replay_at(mock: responses.RequestsMock, base: str, *names: str) -> None:
         exchange = json.loads((FIXTURES / name).read_text())
         url = urlsplit(exchange["request"]["url"].replace("https://api.twilio.com", base))
         headers = dict(exchange["response"]["headers"])
-        mock.add(exchange["request"]["method"], url._replace(query="").geturl(),
-                 body=json.dumps(exchange["response"]["body"]), status=exchange["response"]["status"],
-                 content_type=headers.pop("Content-Type"), headers=headers,
-                 match=[matchers.query_string_matcher(url.query)])
+        mock.add(
+            exchange["request"]["method"],
+            url._replace(query="").geturl(),
+            body=json.dumps(exchange["response"]["body"]),
+            status=exchange["response"]["status"],
+            content_type=headers.pop("Content-Type"),
+            headers=headers,
+            match=[matchers.query_string_matcher(url.query)],
+        )
 
 
 def test_configure_number_talks_to_the_configured_twilio_api_url(settings, twilio_api):
@@ -244,21 +249,31 @@ def test_configure_number_talks_to_the_configured_twilio_api_url(settings, twili
     assert result.exit_code == 0, result.output
     assert [urlsplit(call.request.url).netloc for call in twilio_api.calls] == ["twilio-gateway.example.test"] * 2
     assert twilio_api.calls[1].request.url == UPDATE_URL.format(sid=settings.twilio_account_sid).replace(
-        "https://api.twilio.com", GATEWAY)
+        "https://api.twilio.com", GATEWAY
+    )
     assert basic_auth_user(twilio_api.calls[1]) == (settings.twilio_account_sid, settings.twilio_auth_token)
 
 
 @pytest.mark.parametrize(
     ("url", "base", "expected"),
     [
-        ("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json?x=1", "http://127.0.0.1:8000",
-         "http://127.0.0.1:8000/2010-04-01/Accounts/AC1/Messages.json?x=1"),
-        ("https://api.sydney.au1.twilio.com/2010-04-01/Calls.json", "https://proxy.example.test/twilio",
-         "https://proxy.example.test/twilio/2010-04-01/Calls.json"),
+        (
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json?x=1",
+            "http://127.0.0.1:8000",
+            "http://127.0.0.1:8000/2010-04-01/Accounts/AC1/Messages.json?x=1",
+        ),
+        (
+            "https://api.sydney.au1.twilio.com/2010-04-01/Calls.json",
+            "https://proxy.example.test/twilio",
+            "https://proxy.example.test/twilio/2010-04-01/Calls.json",
+        ),
         ("https://messaging.twilio.com/v1/Services", "http://127.0.0.1:8000", "http://127.0.0.1:8000/v1/Services"),
         # Not Twilio's hosts: left alone.
-        ("https://api.twilio.com.evil.example/2010-04-01/x", "http://127.0.0.1:8000",
-         "https://api.twilio.com.evil.example/2010-04-01/x"),
+        (
+            "https://api.twilio.com.evil.example/2010-04-01/x",
+            "http://127.0.0.1:8000",
+            "https://api.twilio.com.evil.example/2010-04-01/x",
+        ),
         ("https://example.com/media.wav", "http://127.0.0.1:8000", "https://example.com/media.wav"),
     ],
 )

@@ -38,7 +38,10 @@ def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
         "scored_at": evaluation.scored_at.isoformat(),
         "questions": [
             {
-                "id": q.id, "text": q.text, "points": q.points, "critical": q.critical,
+                "id": q.id,
+                "text": q.text,
+                "points": q.points,
+                "critical": q.critical,
                 "suggested": evaluation.suggested.get(q.id),
                 "final": (evaluation.final or {}).get(q.id),
                 "answer": answers.get(q.id),
@@ -53,13 +56,20 @@ def call_evaluation(call_sid: str) -> ResponseReturnValue:
     """The call's evaluation, for its subject and the reviewers (others: 403 whether or not it exists)."""
     with current_database().session() as session:
         evaluation = session.scalars(select(Evaluation).join(Evaluation.call).where(Call.call_sid == call_sid)).first()
-        enforce(evaluation_access(api_principal(), evaluation),
-                hidden="no evaluation for this call (only calls put through to a person are scored)",
-                forbidden="an evaluation is for the staff member scored and for QA, managers and admins")
+        enforce(
+            evaluation_access(api_principal(), evaluation),
+            hidden="no evaluation for this call (only calls put through to a person are scored)",
+            forbidden="an evaluation is for the staff member scored and for QA, managers and admins",
+        )
         assert evaluation is not None
         recording = transfer_recording(evaluation.call)
-        record_read(session, api_reader(session), READ_EVALUATION, call_sid=call_sid,
-                    recording_sid=recording.recording_sid if recording else None)
+        record_read(
+            session,
+            api_reader(session),
+            READ_EVALUATION,
+            call_sid=call_sid,
+            recording_sid=recording.recording_sid if recording else None,
+        )
         return jsonify(evaluation_json(evaluation))
 
 
@@ -72,18 +82,27 @@ def correct_channel_transcript(sid: str, channel: int) -> ResponseReturnValue:
         if recording is None:
             abort(404, "no such recording")
         evaluation = evaluation_of_call(session, recording.call_id)
-        enforce(correction_access(api_principal(), recording, evaluation), hidden="no such recording",
-                forbidden="ticket messages are corrected by the night shift, managers, admins and the ticket's "
-                          "department; transfer recordings by QA, managers and admins, never by the staff "
-                          "member scored; service tokens correct nothing")
+        enforce(
+            correction_access(api_principal(), recording, evaluation),
+            hidden="no such recording",
+            forbidden="ticket messages are corrected by the night shift, managers, admins and the ticket's "
+            "department; transfer recordings by QA, managers and admins, never by the staff "
+            "member scored; service tokens correct nothing",
+        )
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
             abort(400, 'send JSON {"text": "…"}')
         try:
-            transcript = correct_transcript(session, recording, channel, body["text"], g.api_staff.username,
-                                            current_settings().property_name)
+            transcript = correct_transcript(
+                session, recording, channel, body["text"], g.api_staff.username, current_settings().property_name
+            )
         except NothingToCorrect:
             abort(404, "no transcript for this recording and channel yet")
         evaluation = evaluation_of_call(session, recording.call_id)
-        return jsonify({"sid": sid, **transcript_json(transcript),
-                        "evaluation": evaluation_json(evaluation) if evaluation else None})
+        return jsonify(
+            {
+                "sid": sid,
+                **transcript_json(transcript),
+                "evaluation": evaluation_json(evaluation) if evaluation else None,
+            }
+        )

@@ -64,14 +64,24 @@ def api_reader(session: Session) -> Reader:
     else:
         token = session.get(ApiToken, g.api_token_id)
         actor = f"token:{token.name if token else g.api_token_id}"
-    return Reader(actor=actor, via="api", user_id=g.api_staff.id if g.api_staff is not None else None,
-                  token_id=g.api_token_id, remote_addr=request.remote_addr)
+    return Reader(
+        actor=actor,
+        via="api",
+        user_id=g.api_staff.id if g.api_staff is not None else None,
+        token_id=g.api_token_id,
+        remote_addr=request.remote_addr,
+    )
 
 
 def transcript_json(transcript: Transcript) -> dict[str, Any]:
     """One channel: the machine's text and timed words, and a person's correction (null when none)."""
-    return {"channel": transcript.channel, "text": transcript.text, "corrected_text": transcript.corrected_text,
-            "model": transcript.model, "words": transcript.words}
+    return {
+        "channel": transcript.channel,
+        "text": transcript.text,
+        "corrected_text": transcript.corrected_text,
+        "model": transcript.model,
+        "words": transcript.words,
+    }
 
 
 def recording_json(recording: Recording) -> dict[str, Any]:
@@ -88,9 +98,7 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "error": recording.error,
         "needs_manual_transcription": recording.needs_manual_transcription,
         "transcription_error": recording.transcription_error,
-        "transcripts": [
-            transcript_json(t) for t in recording.transcripts
-        ],
+        "transcripts": [transcript_json(t) for t in recording.transcripts],
     }
 
 
@@ -140,8 +148,11 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
 @blueprint.get("/tickets")
 def list_tickets() -> ResponseReturnValue:
     """Tickets, newest first; filters: call_sid, status, category, room, urgent; limit, offset."""
-    query = select(Ticket).options(selectinload(Ticket.recordings).selectinload(Recording.transcripts),
-                                   selectinload(Ticket.call)).order_by(Ticket.id.desc())
+    query = (
+        select(Ticket)
+        .options(selectinload(Ticket.recordings).selectinload(Recording.transcripts), selectinload(Ticket.call))
+        .order_by(Ticket.id.desc())
+    )
     if call_sid := request.args.get("call_sid"):
         query = query.join(Ticket.call).where(Call.call_sid == call_sid)
     if (status := _choice("status", TicketStatus)) is not None:
@@ -156,8 +167,13 @@ def list_tickets() -> ResponseReturnValue:
     limit, offset = _int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0, 10**9)
     with current_database().session() as session:
         tickets = session.scalars(query.limit(limit).offset(offset)).all()
-        record_read(session, api_reader(session), LIST_TICKETS, ids=[t.id for t in tickets],
-                    query={key: value[:100] for key, value in list(request.args.items())[:20]})
+        record_read(
+            session,
+            api_reader(session),
+            LIST_TICKETS,
+            ids=[t.id for t in tickets],
+            query={key: value[:100] for key, value in list(request.args.items())[:20]},
+        )
         return jsonify(tickets=[ticket_json(t) for t in tickets], limit=limit, offset=offset)
 
 
@@ -180,8 +196,10 @@ def recording_audio(sid: str) -> ResponseReturnValue:
         recording = session.scalars(select(Recording).where(Recording.recording_sid == sid)).first()
         if recording is None:
             abort(404, "no such recording")
-        enforce(recording_access(api_principal(), recording, evaluation_of_call(session, recording.call_id)),
-                hidden="no such recording")
+        enforce(
+            recording_access(api_principal(), recording, evaluation_of_call(session, recording.call_id)),
+            hidden="no such recording",
+        )
         response = stored_recording_response(recording)
         if request.method == "GET":  # a HEAD sends no audio
             record_listen(session, api_reader(session), recording, request.headers.get("Range"))

@@ -134,9 +134,9 @@ class TwilioEmulator:
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """X-Twilio-Signature for a request to `url` with form `params`."""
         if self.shared_key is not None:
-            return str(RequestValidator(self.shared_key.secret).compute_signature(
-                url, dict(params), self.shared_key.algorithm
-            ))
+            return str(
+                RequestValidator(self.shared_key.secret).compute_signature(url, dict(params), self.shared_key.algorithm)
+            )
         return str(RequestValidator(self.auth_token).compute_signature(url, dict(params)))
 
 
@@ -268,8 +268,18 @@ class _CallRun:
             identical = (retry.status, retry.body) == (reply.status, reply.body)
             reply = retry
         self.result.requests.append(
-            Exchange(kind, method, url, body_params, headers, reply.status, reply.body, reply.content_type, identical,
-                     time.monotonic() - started)
+            Exchange(
+                kind,
+                method,
+                url,
+                body_params,
+                headers,
+                reply.status,
+                reply.body,
+                reply.content_type,
+                identical,
+                time.monotonic() - started,
+            )
         )
         return reply
 

@@ -31,8 +31,9 @@ def sqlite_locked_by_another_process(path: str | Path, seconds: float = 120.0) -
         sys.stdin.readline()  # until the test closes stdin
         connection.execute("ROLLBACK")
     """)
-    holder = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     try:
         yield holder
@@ -80,16 +81,36 @@ class ThrowawayPostgres:
         self.as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
             shutil.chown(self.root, "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-locale",
-                  "--encoding=UTF8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-locale",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
 
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "-o",
-                  f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -101,10 +122,13 @@ class ThrowawayPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run([*self.as_user, str(self.bindir / program), *args], check=True, cwd="/",
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
+        subprocess.run(
+            [*self.as_user, str(self.bindir / program), *args],
+            check=True,
+            cwd="/",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
 
 IVR = str(Path(sys.executable).with_name("ivr"))
@@ -126,8 +150,12 @@ class ServeProcess:
         import requests
 
         log = open(self.log_path, "a")  # noqa: SIM115
-        self.process = subprocess.Popen([IVR, "serve", "--port", str(self.port), *self.extra_args], env=self.environ,
-                                        stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [IVR, "serve", "--port", str(self.port), *self.extra_args],
+            env=self.environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
 
         def healthy() -> bool:

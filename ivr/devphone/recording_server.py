@@ -203,8 +203,14 @@ class RecordingServer:
         """Register (or replace) the Call resource `Calls/{call_sid}.json` answers with."""
         with self._lock:
             self._calls[call_sid] = StoredCall(
-                call_sid, from_, to, (start_time or datetime.now(UTC)).astimezone(UTC), direction, status,
-                end_time, duration,
+                call_sid,
+                from_,
+                to,
+                (start_time or datetime.now(UTC)).astimezone(UTC),
+                direction,
+                status,
+                end_time,
+                duration,
             )
 
     def get_call(self, call_sid: str) -> StoredCall | None:
@@ -268,8 +274,11 @@ class RecordingServer:
             return _error(503, 20503, "Service Unavailable (outage injected)")
         if not self._authorized(auth_header):
             return _error(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
-        for pattern, answer in ((_PATH, self._recording_answer), (_LIST, self._list_answer),
-                                (_CALL, self._call_answer)):
+        for pattern, answer in (
+            (_PATH, self._recording_answer),
+            (_LIST, self._list_answer),
+            (_CALL, self._call_answer),
+        ):
             match = pattern.match(target.path)
             if match is not None and match["account"] == self.account_sid:
                 return answer(match, target.query)
@@ -346,7 +355,7 @@ class RecordingServer:
         token = params.get("PageToken", "")
         if token.startswith("PA") and token[2:] in sids:
             start = sids.index(token[2:]) + 1
-        chunk = items[start:start + page_size]
+        chunk = items[start : start + page_size]
         filters = {k: v for k, v in params.items() if k not in ("Page", "PageSize", "PageToken")}
         base = f"/{API_VERSION}/Accounts/{self.account_sid}/{resource}.json"
 
@@ -437,8 +446,9 @@ class RecordingServer:
         }
 
 
-def _by_date(items: Sequence[StoredRecording], params: dict[str, str], name: str,
-             when: Callable[[StoredRecording], datetime]) -> list[StoredRecording]:
+def _by_date(
+    items: Sequence[StoredRecording], params: dict[str, str], name: str, when: Callable[[StoredRecording], datetime]
+) -> list[StoredRecording]:
     """Twilio's day filters: `Name>=day` (on or after), `Name<=day` (on or before), `Name=day`, in GMT.
 
     On the wire `DateCreated>=2026-11-25` is the parameter `DateCreated>` with the value `2026-11-25`.

@@ -64,6 +64,4 @@ def show_fees(state: CliState, room: str) -> None:
         return
     click.echo(f"{room} owes {balance.total:,.2f} in total:")
     for line in balance.lines:
-        click.echo(
-            f"  {line.fee_type}\t{line.period}\t{line.amount_due:>12,.2f}\tdue {line.due_date.isoformat()}"
-        )
+        click.echo(f"  {line.fee_type}\t{line.period}\t{line.amount_due:>12,.2f}\tdue {line.due_date.isoformat()}")

@@ -60,25 +60,32 @@ def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFa
         rang = answered_leg.get("ringing") or answered_leg.get("initiated") or answered
         ring_seconds = max((_event_time(answered) - _event_time(rang)).total_seconds(), 0.0)
         agent_number = answered.params.get("To") or answered.params.get("Called")
-        ring_facts = [EventFact(f"开始响铃 {agent_number}", (_event_time(rang) - started).total_seconds()),
-                      EventFact(f"接听 {agent_number}", (_event_time(answered) - started).total_seconds())]
+        ring_facts = [
+            EventFact(f"开始响铃 {agent_number}", (_event_time(rang) - started).total_seconds()),
+            EventFact(f"接听 {agent_number}", (_event_time(answered) - started).total_seconds()),
+        ]
     dial_result = next((e for e in reversed(call.events) if e.endpoint == "dial-result"), None)
     ended_by = ended_fact = None
     if dial_result is not None and dial_result.params.get("DialCallStatus") == "completed":
         caller_gone = dial_result.params.get("CallStatus") == "completed"
         ended_by = "caller" if caller_gone else "staff"
-        ended_fact = EventFact("来电人挂断" if caller_gone else "值班人员挂断(来电人仍在线)",
-                               (dial_result.at - started).total_seconds())
+        ended_fact = EventFact(
+            "来电人挂断" if caller_gone else "值班人员挂断(来电人仍在线)", (dial_result.at - started).total_seconds()
+        )
     recording = transfer_recording(call)
-    channels = {t.channel: ChannelSpeech.from_words(t.channel, t.words, t.corrected_text)
-                for t in (recording.transcripts if recording else [])}
+    channels = {
+        t.channel: ChannelSpeech.from_words(t.channel, t.words, t.corrected_text)
+        for t in (recording.transcripts if recording else [])
+    }
     agent = None
     if agent_number:
         agent = session.scalars(select(User).where(User.phone == agent_number)).first()
     ticket = call.ticket
     record = {
-        "room": bool(ticket and ticket.room), "name": bool(ticket and ticket.caller_name),
-        "phone": bool(ticket and ticket.caller_number), "matter": bool(ticket and ticket.text),
+        "room": bool(ticket and ticket.room),
+        "name": bool(ticket and ticket.caller_name),
+        "phone": bool(ticket and ticket.caller_number),
+        "matter": bool(ticket and ticket.text),
     }
     facts = CallFacts(
         property_name=property_name,
@@ -127,8 +134,13 @@ def _rescore(form: Form, evaluation: Evaluation) -> None:
     evaluation.critical_failed = final.critical_failed
 
 
-def review(session: Session, evaluation: Evaluation, reviewer: str, answers: dict[str, dict[str, str]],
-           comment: str | None = None) -> None:
+def review(
+    session: Session,
+    evaluation: Evaluation,
+    reviewer: str,
+    answers: dict[str, dict[str, str]],
+    comment: str | None = None,
+) -> None:
     """A QA reviewer agrees with or overrides answers; an override needs a comment."""
     form = load_form()
     known = {q.id for q in form.questions}

@@ -44,8 +44,10 @@ def week_bounds(week: str, timezone: str) -> tuple[datetime, datetime]:
 def recent_weeks(today: date, count: int) -> tuple[str, str]:
     """The first and last of the `count` ISO weeks ending with today's."""
     first = today - timedelta(weeks=count - 1)
-    return (f"{first.isocalendar()[0]}-W{first.isocalendar()[1]:02d}",
-            f"{today.isocalendar()[0]}-W{today.isocalendar()[1]:02d}")
+    return (
+        f"{first.isocalendar()[0]}-W{first.isocalendar()[1]:02d}",
+        f"{today.isocalendar()[0]}-W{today.isocalendar()[1]:02d}",
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -132,8 +134,11 @@ def weekly_report(evaluations: Iterable[Evaluation], timezone: str) -> QaReport:
     for row in rows:
         members[row.staff].append(row)
     summaries = [
-        StaffSummary(staff, Tally.of([e for (_, who), items in cells.items() if who == staff for e in items]),
-                     [(row.week, row.tally.average) for row in staff_rows])
+        StaffSummary(
+            staff,
+            Tally.of([e for (_, who), items in cells.items() if who == staff for e in items]),
+            [(row.week, row.tally.average) for row in staff_rows],
+        )
         for staff, staff_rows in sorted(members.items())
     ]
     return QaReport(sorted({row.week for row in rows}), rows, summaries, Tally.of(evaluations))
@@ -141,8 +146,11 @@ def weekly_report(evaluations: Iterable[Evaluation], timezone: str) -> QaReport:
 
 def evaluations_between(session: Session, start: datetime, end: datetime) -> list[Evaluation]:
     """Evaluations of calls that started in [start, end), with their calls and staff accounts loaded."""
-    query = (select(Evaluation).join(Evaluation.call)
-             .where(Call.started_at >= start, Call.started_at < end)
-             .options(contains_eager(Evaluation.call), selectinload(Evaluation.agent))
-             .order_by(Call.started_at))
+    query = (
+        select(Evaluation)
+        .join(Evaluation.call)
+        .where(Call.started_at >= start, Call.started_at < end)
+        .options(contains_eager(Evaluation.call), selectinload(Evaluation.agent))
+        .order_by(Call.started_at)
+    )
     return list(session.scalars(query))

@@ -85,8 +85,11 @@ def standard_greeting(facts: CallFacts) -> Finding:
     if facts.staff is None or not facts.staff.text:
         return Finding("no", "没有值班人员的语音转写", [])
     centre = f"{facts.property_name}物业服务中心"
-    wanted = [("您好", "您好", PHRASE_THRESHOLD), ("中心名称", centre, PHRASE_THRESHOLD),
-              ("很高兴为您服务", "很高兴为您服务", PHRASE_THRESHOLD)]
+    wanted = [
+        ("您好", "您好", PHRASE_THRESHOLD),
+        ("中心名称", centre, PHRASE_THRESHOLD),
+        ("很高兴为您服务", "很高兴为您服务", PHRASE_THRESHOLD),
+    ]
     if facts.property_name:
         # 物业服务中心 alone is most of the centre's name: the property's own name must be there too.
         wanted.append(("中心名称", facts.property_name, NAME_THRESHOLD))
@@ -94,7 +97,7 @@ def standard_greeting(facts: CallFacts) -> Finding:
         wanted.append(("姓名", facts.agent_name, NAME_THRESHOLD))
     # The first sentence: the standard greeting's length, or GREETING_WINDOW_CHARS when that is longer.
     longest = len("您好" + centre + "我是" + (facts.agent_name or "") + "很高兴为您服务")
-    opening = facts.staff.text[:max(GREETING_WINDOW_CHARS, longest + 8)]
+    opening = facts.staff.text[: max(GREETING_WINDOW_CHARS, longest + 8)]
     found: list[Evidence] = []
     missing: dict[str, float] = {}
     near: list[str] = []
@@ -107,10 +110,14 @@ def standard_greeting(facts: CallFacts) -> Finding:
             if opening[start:end] != phrase:
                 near.append(f"{opening[start:end]}≈{phrase}")
     if missing:
-        return Finding("no", "问候缺少:" + "、".join(f"{label}(最接近{ratio:.0%})" for label, ratio in missing.items()),
-                       _ev(sorted(found, key=lambda e: e.start)))
-    return Finding("yes", "问候完整" + (f"(近音:{'、'.join(near)})" if near else ""),
-                   _ev(sorted(found, key=lambda e: e.start)))
+        return Finding(
+            "no",
+            "问候缺少:" + "、".join(f"{label}(最接近{ratio:.0%})" for label, ratio in missing.items()),
+            _ev(sorted(found, key=lambda e: e.start)),
+        )
+    return Finding(
+        "yes", "问候完整" + (f"(近音:{'、'.join(near)})" if near else ""), _ev(sorted(found, key=lambda e: e.start))
+    )
 
 
 def record_taken(facts: CallFacts) -> Finding:
@@ -133,8 +140,9 @@ def read_back_before_goodbye(facts: CallFacts) -> Finding:
     """E4: a read-back (复述 / 跟您确认 …) before the staff member's goodbye."""
     if facts.staff is None:
         return Finding("no", "没有值班人员的语音转写", [])
-    read_backs = sorted((hit for word in phrases()["read_back"] for hit in facts.staff.find_all(word)),
-                        key=lambda e: e.start)
+    read_backs = sorted(
+        (hit for word in phrases()["read_back"] for hit in facts.staff.find_all(word)), key=lambda e: e.start
+    )
     goodbyes = list(facts.staff.find_all("再见"))
     if not read_backs:
         return Finding("no", "没有复述确认记录信息", _ev(goodbyes[-1:]))
@@ -156,8 +164,11 @@ def polite_words(facts: CallFacts) -> Finding:
     used = sum(1 for n in counts.values() if n)
     needed = int(phrases()["polite_words_needed"])
     note = ",".join(f"{word}×{n}" for word, n in counts.items())
-    return Finding("yes" if used >= needed else "no", f"{note}(用到{used}个,标准{needed}个)",
-                   _ev(sorted(evidence, key=lambda e: e.start)))
+    return Finding(
+        "yes" if used >= needed else "no",
+        f"{note}(用到{used}个,标准{needed}个)",
+        _ev(sorted(evidence, key=lambda e: e.start)),
+    )
 
 
 def caller_hung_up_first(facts: CallFacts) -> Finding:
@@ -185,8 +196,10 @@ def apology_when_not_heard(facts: CallFacts) -> Finding:
         for at in speech.positions(ask):
             said_in = speech.utterance_at(at)
             first, last = (said_in.first, max(said_in.last, at + len(ask))) if said_in else (at, at + len(ask))
-            apology = max((speech.text.rfind(word, max(0, at - APOLOGY_REACH_CHARS), at)
-                           for word in words["not_heard_apology"]), default=-1)
+            apology = max(
+                (speech.text.rfind(word, max(0, at - APOLOGY_REACH_CHARS), at) for word in words["not_heard_apology"]),
+                default=-1,
+            )
             moments.append((apology, last, True) if apology >= 0 else (first, last, False))
     merged: list[tuple[int, int, bool]] = []
     for first, last, apologised in sorted(moments):
@@ -207,8 +220,11 @@ def no_forbidden_phrases(facts: CallFacts) -> Finding:
     """E8: every forbidden phrase with its moment and the standard phrase to use instead."""
     if facts.staff is None:
         return Finding("na", "没有值班人员的语音转写", [])
-    candidates = [(heard, rule["say"], bool(rule.get("ends_utterance"))) for rule in phrases()["forbidden"]
-                  for heard in (rule["say_not"], *rule.get("also", []))]
+    candidates = [
+        (heard, rule["say"], bool(rule.get("ends_utterance")))
+        for rule in phrases()["forbidden"]
+        for heard in (rule["say_not"], *rule.get("also", []))
+    ]
     taken: list[tuple[int, int]] = []
     hits = []
     for heard, say, ends_utterance in sorted(candidates, key=lambda item: -len(item[0])):  # longest wording first
@@ -229,6 +245,14 @@ def no_forbidden_phrases(facts: CallFacts) -> Finding:
 
 RULES: dict[str, Callable[[CallFacts], Finding]] = {
     rule.__name__: rule
-    for rule in (answered_within_three_rings, standard_greeting, record_taken, read_back_before_goodbye,
-                 polite_words, caller_hung_up_first, apology_when_not_heard, no_forbidden_phrases)
+    for rule in (
+        answered_within_three_rings,
+        standard_greeting,
+        record_taken,
+        read_back_before_goodbye,
+        polite_words,
+        caller_hung_up_first,
+        apology_when_not_heard,
+        no_forbidden_phrases,
+    )
 }

@@ -58,8 +58,13 @@ def load_form(path: Path = DEFAULT_FORM) -> Form:
         for section in data.get("sections", []):
             questions = []
             for raw in section.get("questions", []):
-                question = Question(id=str(raw["id"]), text=str(raw["text"]), points=float(raw["points"]),
-                                    rule=str(raw["rule"]), critical=bool(raw.get("critical", False)))
+                question = Question(
+                    id=str(raw["id"]),
+                    text=str(raw["text"]),
+                    points=float(raw["points"]),
+                    rule=str(raw["rule"]),
+                    critical=bool(raw.get("critical", False)),
+                )
                 if question.rule not in RULES:
                     raise FormError(f"{path}: question {question.id} names unknown rule {question.rule!r}")
                 if question.id in seen:

@@ -13,18 +13,26 @@ from sqlalchemy.orm import contains_eager, selectinload
 from ivr.models import Call, Evaluation, EvaluationStatus, User
 
 EVALUATION_STATUS_LABELS = {
-    EvaluationStatus.SUGGESTED: "待复核", EvaluationStatus.REVIEWED: "已复核",
-    EvaluationStatus.ACKNOWLEDGED: "已确认", EvaluationStatus.DISPUTED: "申诉中",
+    EvaluationStatus.SUGGESTED: "待复核",
+    EvaluationStatus.REVIEWED: "已复核",
+    EvaluationStatus.ACKNOWLEDGED: "已确认",
+    EvaluationStatus.DISPUTED: "申诉中",
 }
 
 
-def evaluations_query(agent: str = "", status: str = "", bounds: tuple[datetime, datetime] | None = None,
-                      ) -> Select[Any]:
+def evaluations_query(
+    agent: str = "",
+    status: str = "",
+    bounds: tuple[datetime, datetime] | None = None,
+) -> Select[Any]:
     """Evaluations newest call first, with their calls and staff accounts loaded; narrowed to a staff
     member's username, a status (an unknown one is ignored) and the calls started within `bounds`."""
-    query = (select(Evaluation).join(Evaluation.call)
-             .options(contains_eager(Evaluation.call), selectinload(Evaluation.agent))
-             .order_by(Call.started_at.desc(), Evaluation.id.desc()))
+    query = (
+        select(Evaluation)
+        .join(Evaluation.call)
+        .options(contains_eager(Evaluation.call), selectinload(Evaluation.agent))
+        .order_by(Call.started_at.desc(), Evaluation.id.desc())
+    )
     if agent:
         query = query.join(Evaluation.agent).where(User.username == agent)
     if status in {s.value for s in EvaluationStatus}:

@@ -96,8 +96,9 @@ class ChannelSpeech:
         utterances = []
         for match in _SPOKEN.finditer(corrected):
             first = searchable[match.start()]
-            utterances.append(Utterance(match.group(), at(match.start()), at(match.end()), first,
-                                        first + len(match.group())))
+            utterances.append(
+                Utterance(match.group(), at(match.start()), at(match.end()), first, first + len(match.group()))
+            )
         times = [(at(i), at(i + 1)) for i in kept]
         return cls(channel, "".join(corrected[i] for i in kept), times, utterances)
 
@@ -130,8 +131,9 @@ class ChannelSpeech:
 
 
 def _utterance(words: list[dict[str, Any]], first: int, last: int) -> Utterance:
-    return Utterance("".join(str(w["word"]) for w in words), float(words[0]["start"]), float(words[-1]["end"]),
-                     first, last)
+    return Utterance(
+        "".join(str(w["word"]) for w in words), float(words[0]["start"]), float(words[-1]["end"]), first, last
+    )
 
 
 @cache
@@ -152,7 +154,7 @@ def _folded(syllable: str) -> str:
     nasal ending (您 nin / 你 ni, 星 xing / 心 xin)."""
     for long, short in _FOLDED_INITIALS:
         if syllable.startswith(long):
-            syllable = short + syllable[len(long):]
+            syllable = short + syllable[len(long) :]
             break
     if len(syllable) > 2 and syllable.endswith("ng"):
         return syllable[:-2]
@@ -194,7 +196,7 @@ def sounds_like(phrase: str, text: str, threshold: float = 0.75) -> tuple[float,
     # The phrase's own length first, so a tie keeps the evidence to the words that match.
     for size in dict.fromkeys((width, max(width - 1, 1), width + 1)):
         for start in range(0, max(len(heard) - size + 1, 1)):
-            ratio = _alignment_ratio(wanted, heard[start:start + size])
+            ratio = _alignment_ratio(wanted, heard[start : start + size])
             if ratio > best[0]:
                 best = (ratio, start, min(start + size, len(text)))
     return best if best[0] >= threshold else (best[0], -1, -1)

@@ -39,8 +39,9 @@ class RecordingTooLarge(PermanentJobError):
     """The recording is larger than IVR_MAX_RECORDING_BYTES; retrying would not make it smaller."""
 
     def __init__(self, limit: int, detail: str) -> None:
-        super().__init__(f"recording is larger than IVR_MAX_RECORDING_BYTES ({limit} bytes); refusing to store it "
-                         f"({detail})")
+        super().__init__(
+            f"recording is larger than IVR_MAX_RECORDING_BYTES ({limit} bytes); refusing to store it ({detail})"
+        )
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,7 @@ def checked_media_url(source_url: str, allowed_hosts: tuple[str, ...], *, allow_
     return parts._replace(path=path + ".wav", query="", fragment="").geturl()
 
 
-def checked_redirect(location: str, current: str, allowed_hosts: tuple[str, ...], *,
-                     allow_loopback_http: bool) -> str:
+def checked_redirect(location: str, current: str, allowed_hosts: tuple[str, ...], *, allow_loopback_http: bool) -> str:
     """A redirect target, checked like the first URL (it is fetched as given, not turned into `.wav`)."""
     target = urljoin(current, location)
     checked_media_url(target, allowed_hosts, allow_loopback_http=allow_loopback_http)
@@ -106,8 +106,16 @@ def storage_path(recording: Recording, timezone: str) -> Path:
     return Path(f"{day:%Y/%m/%d}") / recording.call.call_sid / f"{recording.recording_sid}.wav"
 
 
-def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str, *, max_bytes: int,
-                       allowed_hosts: tuple[str, ...] = (), allow_loopback_http: bool = True) -> StoredFile:
+def fetch_recording_to(
+    target: Path,
+    url: str,
+    account_sid: str,
+    auth_token: str,
+    *,
+    max_bytes: int,
+    allowed_hosts: tuple[str, ...] = (),
+    allow_loopback_http: bool = True,
+) -> StoredFile:
     """GET the media with Twilio's basic auth and store it at `target` (atomically, fsynced). Raises
     RecordingUnavailable (worth retrying: not 200, cut short, empty) or RecordingTooLarge. A redirect is
     followed only to a URL that passes the same checks, and the credentials go only to the first host."""
@@ -121,8 +129,12 @@ def fetch_recording_to(target: Path, url: str, account_sid: str, auth_token: str
         if response.status_code not in REDIRECT_STATUSES:
             break
         response.close()
-        url = checked_redirect(response.headers.get("Location", ""), url, allowed_hosts or (urlsplit(url).hostname
-                               or "",), allow_loopback_http=allow_loopback_http)
+        url = checked_redirect(
+            response.headers.get("Location", ""),
+            url,
+            allowed_hosts or (urlsplit(url).hostname or "",),
+            allow_loopback_http=allow_loopback_http,
+        )
     else:
         raise PermanentJobError(f"more than {MAX_REDIRECTS} redirects for the recording; refusing to follow")
     with response:
@@ -222,9 +234,15 @@ def download_recording(context: JobContext, recording_id: int) -> None:
         recording.state = RecordingState.DOWNLOADING
 
     target = settings.recordings_dir / relative
-    stored = fetch_recording_to(target, url, settings.twilio_account_sid, settings.twilio_auth_token,
-                                max_bytes=settings.max_recording_bytes, allowed_hosts=settings.recording_hosts,
-                                allow_loopback_http=settings.debug)
+    stored = fetch_recording_to(
+        target,
+        url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        max_bytes=settings.max_recording_bytes,
+        allowed_hosts=settings.recording_hosts,
+        allow_loopback_http=settings.debug,
+    )
     duration, channels = wav_facts(target)
 
     with context.database.session() as session:

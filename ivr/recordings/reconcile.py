@@ -128,8 +128,7 @@ def reconcile_recordings(
         report.too_recent = len(completed) - len(settled)
         known = _known_sids(context, [r.sid for r in settled])
         report.known = len(known)
-        missing = sorted((r for r in settled if r.sid not in known),
-                         key=lambda r: (r.created or now, r.sid))
+        missing = sorted((r for r in settled if r.sid not in known), key=lambda r: (r.created or now, r.sid))
         calls = {call_sid: fetch_call(api, call_sid) for call_sid in dict.fromkeys(r.call_sid for r in missing)}
     except TwilioApiError as exc:
         raise ReconcileError(f"reconciliation with Twilio failed, nothing was imported: {exc}") from exc
@@ -155,8 +154,11 @@ def reconcile_periodically(context: JobContext) -> None:
         log.exception("reconciliation with Twilio failed")
         return
     if report.imported:
-        log.warning("reconciliation found %d recording(s) the line never heard of: %s", len(report.imported),
-                    ", ".join(f"{i.recording_sid} (ticket {i.ticket_number or '-'})" for i in report.imported))
+        log.warning(
+            "reconciliation found %d recording(s) the line never heard of: %s",
+            len(report.imported),
+            ", ".join(f"{i.recording_sid} (ticket {i.ticket_number or '-'})" for i in report.imported),
+        )
 
 
 def listing_day(last_run: datetime | None, now: datetime) -> date:
@@ -227,7 +229,7 @@ def _known_sids(context: JobContext, sids: list[str]) -> set[str]:
     known: set[str] = set()
     with context.database.session(read_only=True) as session:
         for start in range(0, len(sids), _SID_CHUNK):
-            chunk = sids[start:start + _SID_CHUNK]
+            chunk = sids[start : start + _SID_CHUNK]
             known.update(session.scalars(select(Recording.recording_sid).where(Recording.recording_sid.in_(chunk))))
     return known
 
@@ -245,7 +247,9 @@ def _import(context: JobContext, found: TwilioRecording, call_info: TwilioCall |
                 return None
             is_new_call = session.scalars(select(Call.id).where(Call.call_sid == found.call_sid)).first() is None
             call = get_or_create_call(
-                session, found.call_sid, account_sid=settings.twilio_account_sid,
+                session,
+                found.call_sid,
+                account_sid=settings.twilio_account_sid,
                 from_number=call_info.from_number if call_info else None,
                 to_number=call_info.to_number if call_info else None,
                 direction=call_info.direction if call_info else None,
@@ -255,23 +259,31 @@ def _import(context: JobContext, found: TwilioRecording, call_info: TwilioCall |
             ticket = None
             if not found.is_transfer:
                 had_ticket = call.ticket is not None
-                ticket = ensure_ticket(session, call, settings.timezone, note=RECOVERED_NOTE,
-                                       urgent=call.category == Category.EMERGENCY)
+                ticket = ensure_ticket(
+                    session, call, settings.timezone, note=RECOVERED_NOTE, urgent=call.category == Category.EMERGENCY
+                )
                 if not had_ticket or ticket.note == ABANDONED_NOTE:
                     # Opened for this message, or a call-back ticket that turns out to have one.
                     ticket.note = RECOVERED_NOTE
                     ticket.recovered = True
                 record_event(session, ticket, "recovered", None, recording_sid=found.sid, reason=RECOVERED_NOTE)
             recording = register_recording(
-                session, call, found.sid, source=RecordingSource.DIAL if found.is_transfer else RecordingSource.MESSAGE,
-                source_url=media_url, duration=found.duration, channels=found.channels, twilio_status="completed",
+                session,
+                call,
+                found.sid,
+                source=RecordingSource.DIAL if found.is_transfer else RecordingSource.MESSAGE,
+                source_url=media_url,
+                duration=found.duration,
+                channels=found.channels,
+                twilio_status="completed",
             )
             recording.ticket = ticket
             if found.created is not None:
                 recording.created_at = found.created
             download_recording.schedule(session, recording.id)
-            imported = ImportedRecording(found.sid, found.call_sid, recording.source, call.from_number,
-                                         ticket.number if ticket else None)
+            imported = ImportedRecording(
+                found.sid, found.call_sid, recording.source, call.from_number, ticket.number if ticket else None
+            )
     except IntegrityError:
         # A webhook of the same call or recording committed first; the next run finds it known.
         log.info("recording %s arrived through the webhooks while it was being imported", found.sid)

@@ -16,7 +16,11 @@ def stored_recording_response(recording: Recording) -> Response:
     path = (root / recording.path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         abort(404, "recording file missing from storage")
-    response = send_file(path, mimetype=recording.content_type or "audio/wav", conditional=True,
-                         download_name=f"{recording.recording_sid}.wav")
+    response = send_file(
+        path,
+        mimetype=recording.content_type or "audio/wav",
+        conditional=True,
+        download_name=f"{recording.recording_sid}.wav",
+    )
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -47,10 +47,17 @@ def transcribe_recording(context: JobContext, recording_id: int) -> None:
         if session.scalars(select(Transcript.id).where(Transcript.recording_id == recording_id)).first():
             return  # another worker finished first
         for channel, result in enumerate(results):
-            session.add(Transcript(
-                recording=recording, channel=channel, text=result.text, raw_text=result.raw_text,
-                words=result.as_dict()["words"], duration=result.duration, model=model_path.name,
-            ))
+            session.add(
+                Transcript(
+                    recording=recording,
+                    channel=channel,
+                    text=result.text,
+                    raw_text=result.raw_text,
+                    words=result.as_dict()["words"],
+                    duration=result.duration,
+                    model=model_path.name,
+                )
+            )
         recording.needs_manual_transcription = False
         recording.transcription_error = None
         session.flush()

@@ -73,8 +73,9 @@ def prepare_audio(source: AudioSource, target_rate: int) -> list[PreparedChannel
         for blocks in stream:
             for channel, block in zip(gathered, blocks, strict=True):
                 channel += block
-        return [PreparedChannel(label, bytes(pcm), target_rate)
-                for label, pcm in zip(stream.labels, gathered, strict=True)]
+        return [
+            PreparedChannel(label, bytes(pcm), target_rate) for label, pcm in zip(stream.labels, gathered, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,17 @@ class AudioStream:
     at `sample_rate`, labelled by `labels`). Errors found in the header are raised by open_audio; a decoder
     that fails later (ffmpeg) raises UnreadableAudio from the iteration. Close it (or use `with`)."""
 
-    def __init__(self, name: str, reader: IO[bytes], data_length: int | None, wav: _WavFormat, target_rate: int,
-                 *, block_seconds: float, decoder: _FfmpegDecoder | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        reader: IO[bytes],
+        data_length: int | None,
+        wav: _WavFormat,
+        target_rate: int,
+        *,
+        block_seconds: float,
+        decoder: _FfmpegDecoder | None = None,
+    ) -> None:
         self.name = name
         self.sample_rate = target_rate
         self.labels = (MONO_LABEL,) if wav.channels == 1 else DUAL_CHANNEL_LABELS
@@ -136,8 +146,9 @@ class AudioStream:
             if wav.sample_width != SAMPLE_WIDTH:
                 block = audioop.lin2lin(block, wav.sample_width, SAMPLE_WIDTH)
             if wav.sample_rate != self.sample_rate:
-                block, state = audioop.ratecv(block, SAMPLE_WIDTH, wav.channels, wav.sample_rate,
-                                              self.sample_rate, state)
+                block, state = audioop.ratecv(
+                    block, SAMPLE_WIDTH, wav.channels, wav.sample_rate, self.sample_rate, state
+                )
             if wav.channels == 1:
                 yield (block,)
             else:
@@ -265,8 +276,12 @@ class _FfmpegDecoder:
         self.name = name
         self.format = format
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - it lives as long as ffmpeg; close() closes it
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=self._stderr)
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
         self._feeder: threading.Thread | None = None
         if data is not None:
             self._feeder = threading.Thread(target=self._feed, args=(data,), name="ffmpeg-stdin", daemon=True)
@@ -313,8 +328,16 @@ class _FfmpegDecoder:
         self._stderr.close()
 
 
-def _open_with_ffmpeg(source: AudioSource, reader: IO[bytes], name: str, target_rate: int, block_seconds: float,
-                      *, format: str, codec: str) -> AudioStream:
+def _open_with_ffmpeg(
+    source: AudioSource,
+    reader: IO[bytes],
+    name: str,
+    target_rate: int,
+    block_seconds: float,
+    *,
+    format: str,
+    codec: str,
+) -> AudioStream:
     if shutil.which(AudioSegment.converter) is None:
         raise UnreadableAudio(
             f"{name}: decoding {format.upper()} ({codec}) needs ffmpeg, which is not installed (apt-get install ffmpeg)"
@@ -327,8 +350,23 @@ def _open_with_ffmpeg(source: AudioSource, reader: IO[bytes], name: str, target_
         data, given = None, ["-i", "file:" + os.fspath(source)]  # file: so no name reads as a protocol
     reader.close()
     # Forcing the input codec also stops ffmpeg guessing; its WAV output is 16-bit PCM at the source's rate.
-    command = [AudioSegment.converter, "-nostdin", "-loglevel", "error", "-f", format, "-acodec", codec,
-               *given, "-vn", "-f", "wav", "-acodec", "pcm_s16le", "pipe:1"]
+    command = [
+        AudioSegment.converter,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        format,
+        "-acodec",
+        codec,
+        *given,
+        "-vn",
+        "-f",
+        "wav",
+        "-acodec",
+        "pcm_s16le",
+        "pipe:1",
+    ]
     decoder = _FfmpegDecoder(command, data, name=name, format=format)
     try:
         head = decoder.stdout.read(12)

@@ -25,5 +25,4 @@ def speech_model_status(settings: Settings) -> str:
     if speech_model_installed(settings):
         state = "loaded" if model_is_loaded(path) else "installed (loads with the first message)"
         return f"{state}: {path.name}"
-    return (f"missing: {path} — messages are kept but not transcribed until a model is installed "
-            "(`ivr models fetch`)")
+    return f"missing: {path} — messages are kept but not transcribed until a model is installed (`ivr models fetch`)"

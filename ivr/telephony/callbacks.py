@@ -31,8 +31,13 @@ def call_status_changed(turn: Turn) -> VoiceResponse:
         duration = turn.form.get("CallDuration", "")
         call.duration = int(duration) if duration.isdigit() else None
         if call.ticket is None and not call.recordings and call.category in CALL_BACK_CATEGORIES:
-            ensure_ticket(turn.session, call, turn.settings.timezone, note=ABANDONED_NOTE,
-                          urgent=call.category == Category.EMERGENCY)
+            ensure_ticket(
+                turn.session,
+                call,
+                turn.settings.timezone,
+                note=ABANDONED_NOTE,
+                urgent=call.category == Category.EMERGENCY,
+            )
     return VoiceResponse()
 
 
@@ -47,10 +52,14 @@ def recording_status_changed(turn: Turn) -> VoiceResponse:
     if turn.form.get("RecordingSource") == "DialVerb" or status == "absent":
         # A transfer's recording belongs to the call; an absent take holds nothing to put on a ticket.
         dialled = turn.form.get("RecordingSource") == "DialVerb"
-        recording = register_recording(turn.session, turn.call, sid,
-                                       source=RecordingSource.DIAL if dialled else RecordingSource.MESSAGE,
-                                       source_url=turn.form.get("RecordingUrl") or None,
-                                       twilio_status=status)
+        recording = register_recording(
+            turn.session,
+            turn.call,
+            sid,
+            source=RecordingSource.DIAL if dialled else RecordingSource.MESSAGE,
+            source_url=turn.form.get("RecordingUrl") or None,
+            twilio_status=status,
+        )
     else:
         recording = keep_posted_take(turn, twilio_status=status)
         assert recording is not None  # the form has a RecordingSid

@@ -22,8 +22,13 @@ def balance_sentence(turn: Turn) -> str:
         return prompt("fee_nothing_owed", room_spoken=spoken)
     parts = [prompt("fee_owed_intro", room_spoken=spoken)]
     parts += [
-        prompt("fee_owed_line", fee_type=line.fee_type, period=line.period,
-               amount=format_amount_cn(line.amount_due), due_date=format_date_cn(line.due_date))
+        prompt(
+            "fee_owed_line",
+            fee_type=line.fee_type,
+            period=line.period,
+            amount=format_amount_cn(line.amount_due),
+            due_date=format_date_cn(line.due_date),
+        )
         for line in balance.lines
     ]
     parts.append(prompt("fee_owed_total", total=format_amount_cn(balance.total)))

@@ -35,10 +35,15 @@ def _duration(value: str | None) -> float | None:
 
 def keep_posted_take(turn: Turn, *, twilio_status: str | None = None) -> Recording | None:
     """Keep the take Twilio posted (RecordingSid, RecordingUrl, RecordingDuration) on the call's ticket."""
-    return keep_take(turn.session, turn.call, turn.settings.timezone,
-                     turn.form.get("RecordingSid", "").strip()[:64] or None,
-                     source_url=turn.form.get("RecordingUrl") or None,
-                     duration=_duration(turn.form.get("RecordingDuration")), twilio_status=twilio_status)
+    return keep_take(
+        turn.session,
+        turn.call,
+        turn.settings.timezone,
+        turn.form.get("RecordingSid", "").strip()[:64] or None,
+        source_url=turn.form.get("RecordingUrl") or None,
+        duration=_duration(turn.form.get("RecordingDuration")),
+        twilio_status=twilio_status,
+    )
 
 
 def message_recorded(turn: Turn) -> VoiceResponse:
@@ -109,8 +114,14 @@ def confirm_message(turn: Turn) -> VoiceResponse:
         ask_message(turn, response)
     elif turn.digits == "1":
         confirm_ticket(turn.session, ticket)
-        goodbye(response, prompt("confirmed", ticket_number_spoken=ticket_number_spoken(ticket.number),
-                                 what_happens_next=what_happens_next(ticket.category)))
+        goodbye(
+            response,
+            prompt(
+                "confirmed",
+                ticket_number_spoken=ticket_number_spoken(ticket.number),
+                what_happens_next=what_happens_next(ticket.category),
+            ),
+        )
     elif turn.digits == "2":
         ask_message(turn, response)
     elif turn.digits == "0":

@@ -18,8 +18,13 @@ def dial_finished(turn: Turn) -> VoiceResponse:
     response = VoiceResponse()
     sid = turn.form.get("RecordingSid", "").strip()
     if sid:
-        register_recording(turn.session, turn.call, sid[:64], source=RecordingSource.DIAL,
-                           source_url=turn.form.get("RecordingUrl") or None)
+        register_recording(
+            turn.session,
+            turn.call,
+            sid[:64],
+            source=RecordingSource.DIAL,
+            source_url=turn.form.get("RecordingUrl") or None,
+        )
     if turn.form.get("DialCallStatus") == ANSWERED:
         goodbye(response)
         return response
@@ -31,4 +36,3 @@ def dial_finished(turn: Turn) -> VoiceResponse:
 def dial_progress(turn: Turn) -> VoiceResponse:
     """A <Number> status event (initiated, ringing, answered, completed): kept on the timeline only."""
     return VoiceResponse()
-

@@ -27,9 +27,9 @@ def require_twilio_signature() -> Response | None:
         url = signed_url()
         # The URL exactly as configured first (one HMAC); then Twilio's own check, which also tries the
         # URL with and without the port (two more).
-        if hmac.compare_digest(validator.compute_signature(url, request.form), signature) \
-                or validator.validate(url, request.form, signature):
+        if hmac.compare_digest(validator.compute_signature(url, request.form), signature) or validator.validate(
+            url, request.form, signature
+        ):
             return None
-    log.warning("refused %s %s: %s Twilio signature", request.method, request.path,
-                "bad" if signature else "no")
+    log.warning("refused %s %s: %s Twilio signature", request.method, request.path, "bad" if signature else "no")
     return Response("invalid or missing X-Twilio-Signature\n", status=403, mimetype="text/plain")

@@ -176,8 +176,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def new_entry(path: str, query: str, form: dict[str, str], signature: str, token: str | None,
-              reason: str) -> SpooledRequest:
+def new_entry(
+    path: str, query: str, form: dict[str, str], signature: str, token: str | None, reason: str
+) -> SpooledRequest:
     return SpooledRequest(
         id=f"{time.time_ns():020d}-{secrets.token_hex(4)}",
         received_at=utcnow().isoformat(),
@@ -223,9 +224,16 @@ def replay_spool(app: Flask) -> ReplayResult:
             step, sid_param = registered
             call_sid = entry.form.get(sid_param, "")
             try:
-                with app.test_request_context(entry.path, method="POST", data=entry.form,
-                                              query_string=entry.query, base_url=settings.public_url), \
-                        frozen_clock(entry.arrival):
+                with (
+                    app.test_request_context(
+                        entry.path,
+                        method="POST",
+                        data=entry.form,
+                        query_string=entry.query,
+                        base_url=settings.public_url,
+                    ),
+                    frozen_clock(entry.arrival),
+                ):
                     for attempt in range(1, INTEGRITY_RETRIES + 1):
                         try:
                             run_step(step, entry.endpoint, call_sid, entry.form, entry.replay_token)

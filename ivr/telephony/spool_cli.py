@@ -26,8 +26,10 @@ def spool_list(state: CliState) -> None:
     failed = folder.failed_entries()
     click.echo(f"spool {folder.directory}: {len(pending)} pending, {len(failed)} could not be applied")
     for entry in pending:
-        click.echo(f"  {entry.received_at}  {entry.path:<28} {entry.form.get('CallSid', '')}  "
-                   f"{entry.form.get('RecordingSid', '')}  ({entry.reason[:80]})")
+        click.echo(
+            f"  {entry.received_at}  {entry.path:<28} {entry.form.get('CallSid', '')}  "
+            f"{entry.form.get('RecordingSid', '')}  ({entry.reason[:80]})"
+        )
     for entry, reason in failed:
         click.echo(f"  FAILED {entry.received_at}  {entry.path:<28} {entry.form.get('CallSid', '')}  {reason[:120]}")
 

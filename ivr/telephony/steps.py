@@ -22,8 +22,13 @@ READ_BACK_CHARS = 80
 
 def gather(response: VoiceResponse, action: str, *, num_digits: int | None = 1, timeout: int = MENU_TIMEOUT) -> Gather:
     """A keypad Gather whose silence also reaches `action` (with empty Digits)."""
-    options: dict[str, object] = {"input": "dtmf", "action": webhook_url(action), "method": "POST",
-                                  "timeout": timeout, "action_on_empty_result": True}
+    options: dict[str, object] = {
+        "input": "dtmf",
+        "action": webhook_url(action),
+        "method": "POST",
+        "timeout": timeout,
+        "action_on_empty_result": True,
+    }
     if num_digits:
         options["num_digits"] = num_digits
     else:
@@ -84,8 +89,9 @@ def read_back(turn: Turn, response: VoiceResponse) -> None:
     spoken_room = room_spoken(turn)
     parts = [prompt("read_back_room", room_spoken=spoken_room) if spoken_room else prompt("read_back_no_room")]
     tail = phone_tail(turn.call.from_number)
-    parts.append(prompt("read_back_phone", phone_tail_spoken=digits_spoken(tail)) if tail
-                 else prompt("read_back_no_phone"))
+    parts.append(
+        prompt("read_back_phone", phone_tail_spoken=digits_spoken(tail)) if tail else prompt("read_back_no_phone")
+    )
     take = latest_take(turn)
     said = take.transcripts[0].text if take is not None and take.transcripts else ""
     if said:

@@ -108,14 +108,24 @@ def twilio_webhook(
 
 def _spool(form: dict[str, str], token: str | None, failure: Exception) -> None:
     """Keep the request on disk for replay; if even that fails, the log is all that is left."""
-    entry = new_entry(request.path, request.query_string.decode("latin-1"), form,
-                      request.headers.get("X-Twilio-Signature", ""), token,
-                      f"{type(failure).__name__}: {failure}")
+    entry = new_entry(
+        request.path,
+        request.query_string.decode("latin-1"),
+        form,
+        request.headers.get("X-Twilio-Signature", ""),
+        token,
+        f"{type(failure).__name__}: {failure}",
+    )
     try:
         Spool(current_settings().spool_dir).write(entry)
     except Exception:
-        log.critical("could not spool %s %s: %s", request.path, json.dumps(entry.form, ensure_ascii=False),
-                     entry.reason, exc_info=True)
+        log.critical(
+            "could not spool %s %s: %s",
+            request.path,
+            json.dumps(entry.form, ensure_ascii=False),
+            entry.reason,
+            exc_info=True,
+        )
 
 
 def run_step(
@@ -126,9 +136,11 @@ def run_step(
     with database.session() as session:
         database.limit_statement_time(session)
         if token:  # a retry of this very webhook for this call gets the first answer
-            replay = session.scalars(select(CallEvent.response).join(CallEvent.call).where(
-                Call.call_sid == call_sid, CallEvent.endpoint == endpoint,
-                CallEvent.idempotency_token == token)).first()
+            replay = session.scalars(
+                select(CallEvent.response)
+                .join(CallEvent.call)
+                .where(Call.call_sid == call_sid, CallEvent.endpoint == endpoint, CallEvent.idempotency_token == token)
+            ).first()
             if replay is not None:
                 return replay
         if call_sid == form.get("CallSid"):
@@ -144,7 +156,14 @@ def run_step(
             call = get_or_create_call(session, call_sid)
         body = str(step(Turn(session, call, form, current_settings())))
         session.flush()  # what the step changed, then the event in one statement (it is only ever read back)
-        session.execute(insert(CallEvent).values(call_id=call.id, at=utcnow(), endpoint=endpoint,
-                                                 params=_stored_params(form), idempotency_token=token,
-                                                 response=body))
+        session.execute(
+            insert(CallEvent).values(
+                call_id=call.id,
+                at=utcnow(),
+                endpoint=endpoint,
+                params=_stored_params(form),
+                idempotency_token=token,
+                response=body,
+            )
+        )
     return body

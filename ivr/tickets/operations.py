@@ -162,8 +162,9 @@ def keep_take(
         ticket.note = None
     if not recording_sid:
         return None
-    recording = register_recording(session, call, recording_sid, source_url=source_url, duration=duration,
-                                   twilio_status=twilio_status)
+    recording = register_recording(
+        session, call, recording_sid, source_url=source_url, duration=duration, twilio_status=twilio_status
+    )
     recording.ticket = ticket
     return recording
 

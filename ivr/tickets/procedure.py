@@ -26,8 +26,11 @@ STATUS_LABELS = {
     TicketStatus.CLOSED: "已关闭",
 }
 CATEGORY_LABELS = {
-    Category.REPAIR: "报修", Category.COMPLAINT: "投诉", Category.FEE: "物业费",
-    Category.EMERGENCY: "紧急", Category.OTHER: "其他",
+    Category.REPAIR: "报修",
+    Category.COMPLAINT: "投诉",
+    Category.FEE: "物业费",
+    Category.EMERGENCY: "紧急",
+    Category.OTHER: "其他",
 }
 
 
@@ -42,8 +45,9 @@ def _require(value: str | None, what: str) -> str:
     return text
 
 
-def _move(session: Session, ticket: Ticket, allowed_from: set[TicketStatus], to: TicketStatus, actor: str,
-          **detail: Any) -> None:
+def _move(
+    session: Session, ticket: Ticket, allowed_from: set[TicketStatus], to: TicketStatus, actor: str, **detail: Any
+) -> None:
     if ticket.status not in allowed_from:
         raise ProcedureError(f"工单当前为「{STATUS_LABELS[ticket.status]}」,不能变为「{STATUS_LABELS[to]}」")
     record_event(session, ticket, "status", actor, **{"from": ticket.status.value, "to": to.value}, **detail)
@@ -58,8 +62,15 @@ def dispatch(session: Session, ticket: Ticket, actor: str, department: str, hand
     ticket.department = department
     ticket.handler = _require(handler, "处理人(接收人)")
     ticket.dispatched_at = utcnow()
-    _move(session, ticket, {TicketStatus.REGISTERED, TicketStatus.DISPATCHED}, TicketStatus.DISPATCHED, actor,
-          department=department, handler=ticket.handler)
+    _move(
+        session,
+        ticket,
+        {TicketStatus.REGISTERED, TicketStatus.DISPATCHED},
+        TicketStatus.DISPATCHED,
+        actor,
+        department=department,
+        handler=ticket.handler,
+    )
 
 
 def start_work(session: Session, ticket: Ticket, actor: str) -> None:
@@ -71,8 +82,14 @@ def write_analysis(session: Session, ticket: Ticket, actor: str, analysis: str, 
     """原因分析与纠正措施, approved by the department head."""
     ticket.cause_analysis = _require(analysis, "原因分析与纠正措施")
     ticket.analysis_approved_by = (approved_by or "").strip() or None
-    _move(session, ticket, {TicketStatus.IN_PROGRESS, TicketStatus.ANALYSED}, TicketStatus.ANALYSED, actor,
-          approved_by=ticket.analysis_approved_by)
+    _move(
+        session,
+        ticket,
+        {TicketStatus.IN_PROGRESS, TicketStatus.ANALYSED},
+        TicketStatus.ANALYSED,
+        actor,
+        approved_by=ticket.analysis_approved_by,
+    )
 
 
 def resolve(session: Session, ticket: Ticket, actor: str) -> None:
@@ -111,8 +128,14 @@ def reopen(session: Session, ticket: Ticket, actor: str, reason: str) -> None:
     why = _require(reason, "重新打开的原因")
     ticket.resolved_at = ticket.replied_at = ticket.followed_up_at = ticket.closed_at = None
     target = TicketStatus.IN_PROGRESS if ticket.department else TicketStatus.REGISTERED
-    _move(session, ticket, {TicketStatus.RESOLVED, TicketStatus.REPLIED, TicketStatus.FOLLOWED_UP,
-                            TicketStatus.CLOSED}, target, actor, reason=why)
+    _move(
+        session,
+        ticket,
+        {TicketStatus.RESOLVED, TicketStatus.REPLIED, TicketStatus.FOLLOWED_UP, TicketStatus.CLOSED},
+        target,
+        actor,
+        reason=why,
+    )
 
 
 def update_caller(session: Session, ticket: Ticket, actor: str, caller_name: str, room: str) -> None:
@@ -149,8 +172,14 @@ def flag_for_manager(session: Session, ticket: Ticket, actor: str | None, reason
 
 
 STEP_NAMES = {
-    "dispatch": "转交责任部门", "start": "开始处理", "analysis": "原因分析与纠正措施", "resolve": "处理完毕",
-    "reply": "答复业主", "follow_up": "回访", "close": "关闭", "reopen": "重新打开",
+    "dispatch": "转交责任部门",
+    "start": "开始处理",
+    "analysis": "原因分析与纠正措施",
+    "resolve": "处理完毕",
+    "reply": "答复业主",
+    "follow_up": "回访",
+    "close": "关闭",
+    "reopen": "重新打开",
 }
 
 

@@ -28,7 +28,10 @@ class SlaState(enum.StrEnum):
 
 
 SLA_LABELS = {
-    SlaState.ON_TIME: "按时", SlaState.DUE_SOON: "即将到期", SlaState.OVERDUE: "已超时", SlaState.DONE: "已完成",
+    SlaState.ON_TIME: "按时",
+    SlaState.DUE_SOON: "即将到期",
+    SlaState.OVERDUE: "已超时",
+    SlaState.DONE: "已完成",
 }
 
 
@@ -66,15 +69,29 @@ def clocks(ticket: Ticket, now: datetime, timezone: str) -> list[Clock]:
     """The ticket's deadlines: dispatch (one hour), resolve (same day), follow-up (a week after resolving)."""
     start = called_at(ticket)
     result = [
-        Clock("dispatch", "一小时内转交", start + DISPATCH_WITHIN,
-              _state(start + DISPATCH_WITHIN, now, DISPATCH_WARNING, ticket.status not in BEFORE_DISPATCH)),
-        Clock("resolve", "当天处理完毕", end_of_local_day(start, timezone),
-              _state(end_of_local_day(start, timezone), now, RESOLVE_WARNING, ticket.status not in BEFORE_RESOLVED)),
+        Clock(
+            "dispatch",
+            "一小时内转交",
+            start + DISPATCH_WITHIN,
+            _state(start + DISPATCH_WITHIN, now, DISPATCH_WARNING, ticket.status not in BEFORE_DISPATCH),
+        ),
+        Clock(
+            "resolve",
+            "当天处理完毕",
+            end_of_local_day(start, timezone),
+            _state(end_of_local_day(start, timezone), now, RESOLVE_WARNING, ticket.status not in BEFORE_RESOLVED),
+        ),
     ]
     if ticket.resolved_at is not None:
         due = ticket.resolved_at + FOLLOW_UP_WITHIN
-        result.append(Clock("follow_up", "一周内回访", due,
-                            _state(due, now, timedelta(days=1), ticket.status not in AWAITING_FOLLOW_UP)))
+        result.append(
+            Clock(
+                "follow_up",
+                "一周内回访",
+                due,
+                _state(due, now, timedelta(days=1), ticket.status not in AWAITING_FOLLOW_UP),
+            )
+        )
     return result
 
 
@@ -92,5 +109,8 @@ def queue_order(ticket: Ticket, now: datetime, timezone: str) -> tuple[int, int,
     """Sort key for the night queue: urgent first, then overdue, due soon, on time, then earliest deadline."""
     clock = current_clock(ticket, now, timezone)
     far = datetime.max.replace(tzinfo=now.tzinfo)
-    return (0 if ticket.urgent and ticket.status != TicketStatus.CLOSED else 1,
-            _URGENCY[clock.state] if clock else 4, clock.due if clock else far)
+    return (
+        0 if ticket.urgent and ticket.status != TicketStatus.CLOSED else 1,
+        _URGENCY[clock.state] if clock else 4,
+        clock.due if clock else far,
+    )

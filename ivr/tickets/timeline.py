@@ -17,8 +17,13 @@ from ivr.recordings.transcribe import transcribe_recording
 
 EVENT_LABELS = {
     # "viewed" and "listened" are older rows: views and listens are now in the audit (AuditEvent).
-    "viewed": "查看工单", "listened": "收听录音", "status": "状态变更", "transcript_corrected": "修改转写",
-    "note": "添加备注", "flagged": "报告经理", "record_updated": "修改来电记录",
+    "viewed": "查看工单",
+    "listened": "收听录音",
+    "status": "状态变更",
+    "transcript_corrected": "修改转写",
+    "note": "添加备注",
+    "flagged": "报告经理",
+    "record_updated": "修改来电记录",
 }
 # What of a webhook's parameters the timeline shows.
 SHOWN_PARAMS = ("Digits", "CallStatus", "DialCallStatus", "RecordingStatus")
@@ -35,22 +40,41 @@ class TimelineEntry:
 def timeline(session: Session, ticket: Ticket) -> list[TimelineEntry]:
     """Everything that happened: the call's webhooks, the jobs on its recordings, staff actions, and who
     opened the ticket and heard its messages (from the audit, in the console or through the API)."""
-    entries = [TimelineEntry(event.at, event.actor or "系统", EVENT_LABELS.get(event.kind, event.kind), event.detail)
-               for event in ticket.events]
-    entries += [TimelineEntry(read.at, read.actor,
-                              ACTION_LABELS[read.action] + ("(API)" if read.via == "api" else ""),
-                              {"recording": read.recording_sid} if read.recording_sid else {})
-                for read in ticket_audit(session, ticket.id)]
+    entries = [
+        TimelineEntry(event.at, event.actor or "系统", EVENT_LABELS.get(event.kind, event.kind), event.detail)
+        for event in ticket.events
+    ]
+    entries += [
+        TimelineEntry(
+            read.at,
+            read.actor,
+            ACTION_LABELS[read.action] + ("(API)" if read.via == "api" else ""),
+            {"recording": read.recording_sid} if read.recording_sid else {},
+        )
+        for read in ticket_audit(session, ticket.id)
+    ]
     if ticket.call is not None:
-        entries += [TimelineEntry(event.at, "电话线路", f"来电步骤 {event.endpoint}",
-                                  {key: value for key, value in event.params.items() if key in SHOWN_PARAMS})
-                    for event in ticket.call.events]
+        entries += [
+            TimelineEntry(
+                event.at,
+                "电话线路",
+                f"来电步骤 {event.endpoint}",
+                {key: value for key, value in event.params.items() if key in SHOWN_PARAMS},
+            )
+            for event in ticket.call.events
+        ]
     recording_ids = [recording.id for recording in ticket.recordings]
     if recording_ids:
         labels = {download_recording.name: "下载录音", transcribe_recording.name: "语音转写"}
         for job in session.scalars(select(Job).where(Job.subject_id.in_(recording_ids), Job.kind.in_(labels))):
-            entries.append(TimelineEntry(job.finished_at or job.created_at, "后台任务",
-                                         f"{labels[job.kind]}({job.state.value})",
-                                         {"attempts": job.attempts, "error": job.last_error} if job.last_error
-                                         else {"attempts": job.attempts}))
+            entries.append(
+                TimelineEntry(
+                    job.finished_at or job.created_at,
+                    "后台任务",
+                    f"{labels[job.kind]}({job.state.value})",
+                    {"attempts": job.attempts, "error": job.last_error}
+                    if job.last_error
+                    else {"attempts": job.attempts},
+                )
+            )
     return sorted(entries, key=lambda entry: entry.at)

@@ -27,8 +27,11 @@ def unread_notices() -> dict[str, Any]:
     settings = current_settings()
     speech_missing = None if speech_model_installed(settings) else speech_model_status(settings)
     spooled = Spool(settings.spool_dir).status()
-    return {"notices": list(request_session().scalars(query)), "speech_missing": speech_missing,
-            "spool": None if spooled.empty else spooled}
+    return {
+        "notices": list(request_session().scalars(query)),
+        "speech_missing": speech_missing,
+        "spool": None if spooled.empty else spooled,
+    }
 
 
 def init_app(app: Flask) -> None:

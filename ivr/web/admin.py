@@ -21,8 +21,13 @@ from ivr.web.blueprint import blueprint
 def users() -> ResponseReturnValue:
     with request_transaction() as session:
         accounts = list(session.scalars(select(User).order_by(User.username)))
-        return render_template("users.html", users=accounts, roles=ROLES, departments=DEPARTMENTS,
-                               login_trouble=recent_login_trouble(session))
+        return render_template(
+            "users.html",
+            users=accounts,
+            roles=ROLES,
+            departments=DEPARTMENTS,
+            login_trouble=recent_login_trouble(session),
+        )
 
 
 @blueprint.post("/users")
@@ -31,9 +36,15 @@ def create_account() -> ResponseReturnValue:
     form = request.form
     try:
         with request_transaction() as session:
-            create_user(session, form.get("username", "").strip(), form.get("password", ""), form.get("role", ""),
-                        department=form.get("department") or None, display_name=form.get("display_name") or None,
-                        phone=form.get("phone") or None)
+            create_user(
+                session,
+                form.get("username", "").strip(),
+                form.get("password", ""),
+                form.get("role", ""),
+                department=form.get("department") or None,
+                display_name=form.get("display_name") or None,
+                phone=form.get("phone") or None,
+            )
     except StaffError as exc:
         flash(str(exc), "error")
     else:

@@ -23,8 +23,7 @@ PAGE_SIZE = 50
 
 def console_reader() -> Reader:
     """The logged-in staff member, from the client's address (the proxy's client when IVR_TRUSTED_PROXIES is set)."""
-    return Reader(actor=current_user.username, via="console", user_id=current_user.id,
-                  remote_addr=request.remote_addr)
+    return Reader(actor=current_user.username, via="console", user_id=current_user.id, remote_addr=request.remote_addr)
 
 
 def _local_day_start(value: str, timezone: str) -> datetime | None:
@@ -44,19 +43,34 @@ def audit_log() -> ResponseReturnValue:
     timezone = current_settings().timezone
     since = _local_day_start(args["since"], timezone)
     until = _local_day_start(args["until"], timezone)
-    query = audit_query(user=args["user"] or None, recording=args["recording"] or None,
-                        action=args["action"] if args["action"] in ACTION_LABELS else None,
-                        since=since, until=until + timedelta(days=1) if until else None)
+    query = audit_query(
+        user=args["user"] or None,
+        recording=args["recording"] or None,
+        action=args["action"] if args["action"] in ACTION_LABELS else None,
+        since=since,
+        until=until + timedelta(days=1) if until else None,
+    )
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     session = request_session()  # reads only
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     events = list(session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
     ticket_ids = {event.ticket_id for event in events if event.ticket_id is not None}
-    numbers = {ticket_id: number for ticket_id, number in
-               session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ticket_ids)))}
+    numbers = {
+        ticket_id: number
+        for ticket_id, number in session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ticket_ids)))
+    }
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    return render_template("audit.html", events=events, filters=args, actions=ACTION_LABELS, vias=VIA_LABELS,
-                           numbers=numbers, describe=describe_detail, page=page, pages=pages, total=total,
-                           kept={key: value for key, value in args.items() if value},
-                           window_minutes=int(LISTEN_WINDOW.total_seconds() // 60))
-
+    return render_template(
+        "audit.html",
+        events=events,
+        filters=args,
+        actions=ACTION_LABELS,
+        vias=VIA_LABELS,
+        numbers=numbers,
+        describe=describe_detail,
+        page=page,
+        pages=pages,
+        total=total,
+        kept={key: value for key, value in args.items() if value},
+        window_minutes=int(LISTEN_WINDOW.total_seconds() // 60),
+    )

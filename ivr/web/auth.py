@@ -102,12 +102,14 @@ def _from(address: str | None) -> ColumnElement[bool]:
     return LoginAttempt.remote_addr.is_(None) if address is None else LoginAttempt.remote_addr == address
 
 
-def _wait_left(session: Session, limit: FailureLimit, condition: ColumnElement[bool], since: datetime,
-               now: datetime) -> timedelta | None:
+def _wait_left(
+    session: Session, limit: FailureLimit, condition: ColumnElement[bool], since: datetime, now: datetime
+) -> timedelta | None:
     """How long the failures matching `condition` since `since` still refuse log-in, or None."""
     failures, last = session.execute(
         select(func.count(), func.max(LoginAttempt.at)).where(
-            condition, LoginAttempt.succeeded.is_(False), LoginAttempt.refused.is_(False), LoginAttempt.at > since)
+            condition, LoginAttempt.succeeded.is_(False), LoginAttempt.refused.is_(False), LoginAttempt.at > since
+        )
     ).one()
     delay = limit.delay(failures or 0)
     if delay is None or last is None or last + delay <= now:
@@ -119,10 +121,13 @@ def retry_after(session: Session, username: str, address: str | None, now: datet
     """How long log-in as `username` from `address` is refused, or None when it may be tried now."""
     since = now - FAILURE_MEMORY
     pair = (LoginAttempt.username == username) & _from(address)
-    last_success = session.scalar(select(func.max(LoginAttempt.at)).where(pair, LoginAttempt.succeeded.is_(True),
-                                                                          LoginAttempt.at > since))
-    waits = [_wait_left(session, PER_ACCOUNT_AND_ADDRESS, pair, max(since, last_success or since), now),
-             _wait_left(session, PER_ADDRESS, _from(address), since, now)]
+    last_success = session.scalar(
+        select(func.max(LoginAttempt.at)).where(pair, LoginAttempt.succeeded.is_(True), LoginAttempt.at > since)
+    )
+    waits = [
+        _wait_left(session, PER_ACCOUNT_AND_ADDRESS, pair, max(since, last_success or since), now),
+        _wait_left(session, PER_ADDRESS, _from(address), since, now),
+    ]
     return max((w for w in waits if w is not None), default=None)
 
 
@@ -149,9 +154,17 @@ def recent_login_trouble(session: Session, now: datetime | None = None, limit: i
         .order_by(func.max(LoginAttempt.at).desc())
         .limit(limit)
     ).all()
-    return [LoginTrouble(username, address, total - (refusals or 0), refusals or 0, last,
-                         retry_after(session, username, address, now))
-            for username, address, total, refusals, last in rows]
+    return [
+        LoginTrouble(
+            username,
+            address,
+            total - (refusals or 0),
+            refusals or 0,
+            last,
+            retry_after(session, username, address, now),
+        )
+        for username, address, total, refusals, last in rows
+    ]
 
 
 def _safe_next(target: str | None) -> str:
@@ -177,8 +190,12 @@ def login() -> ResponseReturnValue:
             session.add(LoginAttempt(username=username, remote_addr=address, at=now, refused=True))
             session.commit()
             minutes = max(1, math.ceil(wait.total_seconds() / 60))
-            log.warning("log-in refused for %r from %s: too many failed log-ins, %d s left",
-                        username, address, math.ceil(wait.total_seconds()))
+            log.warning(
+                "log-in refused for %r from %s: too many failed log-ins, %d s left",
+                username,
+                address,
+                math.ceil(wait.total_seconds()),
+            )
             page = render_template("login.html", form=form, error=f"登录失败次数过多,请{minutes}分钟后再试")
             return page, 429, {"Retry-After": str(math.ceil(wait.total_seconds()))}
         user = session.scalars(select(User).where(User.username == username)).first()

@@ -81,5 +81,6 @@ def dashboard() -> ResponseReturnValue:
     failed_jobs = None
     if current_user.role in SEE_FAILED_JOBS:
         failed_jobs = session.scalar(select(func.count()).select_from(Job).where(Job.state == JobState.FAILED))
-    return render_template("dashboard.html", overview=overview(tickets, current_settings().timezone),
-                           failed_jobs=failed_jobs)
+    return render_template(
+        "dashboard.html", overview=overview(tickets, current_settings().timezone), failed_jobs=failed_jobs
+    )

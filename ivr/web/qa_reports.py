@@ -80,11 +80,25 @@ def line_chart(weeks: list[str], staff: list[StaffSummary], width: int = 640, he
     def y_of(score: float) -> float:
         return round(top + (100 - score) / 100 * plot_h, 1)
 
-    series = [Series(member.staff.label, f"s{i % 6}",
-                     [(x_of[week], y_of(avg), week, avg) for week, avg in member.trend if avg is not None])
-              for i, member in enumerate(staff)]
-    return LineChart(width, height, left, right, top, bottom, [(x, week) for week, x in x_of.items()],
-                     [(y_of(score), score) for score in (0, 25, 50, 75, 100)], series)
+    series = [
+        Series(
+            member.staff.label,
+            f"s{i % 6}",
+            [(x_of[week], y_of(avg), week, avg) for week, avg in member.trend if avg is not None],
+        )
+        for i, member in enumerate(staff)
+    ]
+    return LineChart(
+        width,
+        height,
+        left,
+        right,
+        top,
+        bottom,
+        [(x, week) for week, x in x_of.items()],
+        [(y_of(score), score) for score in (0, 25, 50, 75, 100)],
+        series,
+    )
 
 
 @blueprint.get("/qa/reports")
@@ -92,8 +106,14 @@ def line_chart(weeks: list[str], staff: list[StaffSummary], width: int = 640, he
 def qa_reports() -> ResponseReturnValue:
     report, start, end = _report()
     questions = {q.id: q.text for q in load_form().questions}
-    return render_template("qa_reports.html", report=report, start=start, end=end, questions=questions,
-                           chart=line_chart(report.weeks, report.staff))
+    return render_template(
+        "qa_reports.html",
+        report=report,
+        start=start,
+        end=end,
+        questions=questions,
+        chart=line_chart(report.weeks, report.staff),
+    )
 
 
 def _cell(value: object) -> object:
@@ -113,9 +133,22 @@ def qa_reports_csv() -> ResponseReturnValue:
     writer.writerow(["周", "用户名", "姓名", "评分次数", "平均分", "关键项不合格", "常见失分项"])
     for row in report.rows:
         tally = row.tally
-        writer.writerow([_cell(v) for v in (
-            row.week, row.staff.username or row.staff.number, row.staff.display_name, tally.evaluations,
-            "" if tally.average is None else tally.average, tally.critical_failures,
-            "; ".join(f"{qid}×{n}" for qid, n in tally.top_misses))])
-    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="qa-report-{start}-{end}.csv"'})
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    row.week,
+                    row.staff.username or row.staff.number,
+                    row.staff.display_name,
+                    tally.evaluations,
+                    "" if tally.average is None else tally.average,
+                    tally.critical_failures,
+                    "; ".join(f"{qid}×{n}" for qid, n in tally.top_misses),
+                )
+            ]
+        )
+    return Response(
+        "\ufeff" + out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="qa-report-{start}-{end}.csv"'},
+    )

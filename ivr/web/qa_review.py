@@ -63,12 +63,18 @@ def qa_list() -> ResponseReturnValue:
         if sample:
             today = utcnow().astimezone(ZoneInfo(current_settings().timezone)).date()
             evaluations = daily_sample(evaluations, min(max(sample, 1), MAX_SAMPLE), today.isoformat())
-        agents = session.scalars(select(User).where(User.id.in_(select(Evaluation.agent_user_id)))
-                                 .order_by(User.username)).all()
-        return render_template("qa_list.html", evaluations=evaluations[:MAX_LIST_ROWS],
-                               truncated=len(evaluations) > MAX_LIST_ROWS, agents=agents,
-                               filters={"agent": agent, "status": status, "week": week, "sample": sample or ""},
-                               status_labels=EVALUATION_STATUS_LABELS, mine=False)
+        agents = session.scalars(
+            select(User).where(User.id.in_(select(Evaluation.agent_user_id))).order_by(User.username)
+        ).all()
+        return render_template(
+            "qa_list.html",
+            evaluations=evaluations[:MAX_LIST_ROWS],
+            truncated=len(evaluations) > MAX_LIST_ROWS,
+            agents=agents,
+            filters={"agent": agent, "status": status, "week": week, "sample": sample or ""},
+            status_labels=EVALUATION_STATUS_LABELS,
+            mine=False,
+        )
 
 
 @blueprint.get("/qa/mine")
@@ -78,8 +84,15 @@ def qa_mine() -> ResponseReturnValue:
     with request_transaction() as session:
         query = evaluations_query().where(Evaluation.agent_user_id == current_user.id)
         evaluations = list(session.scalars(query.limit(MAX_LIST_ROWS)))
-        return render_template("qa_list.html", evaluations=evaluations, truncated=False, agents=[],
-                               filters={}, status_labels=EVALUATION_STATUS_LABELS, mine=True)
+        return render_template(
+            "qa_list.html",
+            evaluations=evaluations,
+            truncated=False,
+            agents=[],
+            filters={},
+            status_labels=EVALUATION_STATUS_LABELS,
+            mine=True,
+        )
 
 
 def _evaluation_or_abort(session: Session, call_sid: str) -> Evaluation:
@@ -108,9 +121,21 @@ def scorecard_rows(evaluation: Evaluation) -> list[tuple[str, list[ScorecardRow]
     """The form's sections with each question's suggestion, the reviewer's answer and the effective one."""
     answers = effective_answers(evaluation.suggested, evaluation.final or {})
     return [
-        (section.title, [ScorecardRow(q.id, q.text, q.points, q.critical, evaluation.suggested.get(q.id, {}),
-                                      (evaluation.final or {}).get(q.id), answers.get(q.id, "na"))
-                         for q in section.questions])
+        (
+            section.title,
+            [
+                ScorecardRow(
+                    q.id,
+                    q.text,
+                    q.points,
+                    q.critical,
+                    evaluation.suggested.get(q.id, {}),
+                    (evaluation.final or {}).get(q.id),
+                    answers.get(q.id, "na"),
+                )
+                for q in section.questions
+            ],
+        )
         for section in load_form().sections
     ]
 
@@ -121,15 +146,25 @@ def qa_call(call_sid: str) -> ResponseReturnValue:
     with request_transaction() as session:
         evaluation = _evaluation_or_abort(session, call_sid)
         recording = transfer_recording(evaluation.call)
-        record_read(session, console_reader(), READ_EVALUATION, call_sid=call_sid,
-                    recording_sid=recording.recording_sid if recording else None)
+        record_read(
+            session,
+            console_reader(),
+            READ_EVALUATION,
+            call_sid=call_sid,
+            recording_sid=recording.recording_sid if recording else None,
+        )
         return render_template(
-            "qa_call.html", evaluation=evaluation, call=evaluation.call, sections=scorecard_rows(evaluation),
-            recording=recording, answer_labels=ANSWER_LABELS, answers=ANSWERS,
-            status_labels=EVALUATION_STATUS_LABELS, channel_names=CHANNEL_NAMES,
+            "qa_call.html",
+            evaluation=evaluation,
+            call=evaluation.call,
+            sections=scorecard_rows(evaluation),
+            recording=recording,
+            answer_labels=ANSWER_LABELS,
+            answers=ANSWERS,
+            status_labels=EVALUATION_STATUS_LABELS,
+            channel_names=CHANNEL_NAMES,
             can_review=review_access(current_user, evaluation).allowed,
-            can_correct=recording is not None
-            and correction_access(current_user, recording, evaluation).allowed,
+            can_correct=recording is not None and correction_access(current_user, recording, evaluation).allowed,
             can_respond=respond_access(current_user, evaluation).allowed,
         )
 
@@ -144,9 +179,11 @@ def qa_review(call_sid: str) -> ResponseReturnValue:
     """The reviewer's answer (and comment) per question; an answer that differs from the system's needs a
     comment, which comes back as a message."""
     form = request.form
-    answers = {q.id: {"answer": form.get(f"answer-{q.id}", ""),
-                      "comment": form.get(f"comment-{q.id}", "")[:MAX_COMMENT_CHARS]}
-               for q in load_form().questions if f"answer-{q.id}" in form}
+    answers = {
+        q.id: {"answer": form.get(f"answer-{q.id}", ""), "comment": form.get(f"comment-{q.id}", "")[:MAX_COMMENT_CHARS]}
+        for q in load_form().questions
+        if f"answer-{q.id}" in form
+    }
     try:
         with request_transaction() as session:
             evaluation = _evaluation_or_abort(session, call_sid)
@@ -169,8 +206,13 @@ def qa_respond(call_sid: str) -> ResponseReturnValue:
         with request_transaction() as session:
             evaluation = _evaluation_or_abort(session, call_sid)
             enforce(respond_access(current_user, evaluation))
-            respond(session, evaluation, current_user._get_current_object(), accept,
-                    request.form.get("comment", "")[:MAX_COMMENT_CHARS])
+            respond(
+                session,
+                evaluation,
+                current_user._get_current_object(),
+                accept,
+                request.form.get("comment", "")[:MAX_COMMENT_CHARS],
+            )
     except ReviewError as exc:
         flash(str(exc), "error")
     else:
@@ -190,8 +232,14 @@ def qa_correct_transcript(call_sid: str, channel: int) -> ResponseReturnValue:
             abort(404)
         enforce(correction_access(current_user, recording, evaluation))
         try:
-            correct_transcript(session, recording, channel, request.form.get("text", ""), current_user.username,
-                               current_settings().property_name)
+            correct_transcript(
+                session,
+                recording,
+                channel,
+                request.form.get("text", ""),
+                current_user.username,
+                current_settings().property_name,
+            )
         except NothingToCorrect:
             abort(404)
         score = evaluation.final_score

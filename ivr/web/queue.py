@@ -28,12 +28,16 @@ def search_condition(text: str) -> ColumnElement[bool]:
     """Words staff type match what was said in a message take (the machine's text or a person's correction),
     notes, number, room or caller."""
     pattern = text.strip()
-    said = exists().where(Recording.ticket_id == Ticket.id, Recording.source == RecordingSource.MESSAGE,
-                          Transcript.recording_id == Recording.id,
-                          or_(Transcript.text.contains(pattern, autoescape=True),
-                              Transcript.corrected_text.contains(pattern, autoescape=True)))
-    note_matches = exists().where(TicketNote.ticket_id == Ticket.id,
-                                  TicketNote.text.contains(pattern, autoescape=True))
+    said = exists().where(
+        Recording.ticket_id == Ticket.id,
+        Recording.source == RecordingSource.MESSAGE,
+        Transcript.recording_id == Recording.id,
+        or_(
+            Transcript.text.contains(pattern, autoescape=True),
+            Transcript.corrected_text.contains(pattern, autoescape=True),
+        ),
+    )
+    note_matches = exists().where(TicketNote.ticket_id == Ticket.id, TicketNote.text.contains(pattern, autoescape=True))
     return or_(
         said,
         Ticket.note.contains(pattern, autoescape=True),
@@ -53,8 +57,9 @@ def _local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
 def filtered_query(args: dict[str, str]) -> Select[Any]:
     """The tickets matching the queue's filters (status defaults to everything not closed)."""
     # The first words come from the takes (Ticket.text): load them with the tickets, not row by row.
-    query = select(Ticket).options(selectinload(Ticket.call),
-                                   selectinload(Ticket.recordings).selectinload(Recording.transcripts))
+    query = select(Ticket).options(
+        selectinload(Ticket.call), selectinload(Ticket.recordings).selectinload(Recording.transcripts)
+    )
     status = args.get("status", OPEN)
     if status == OPEN:
         query = query.where(Ticket.status != TicketStatus.CLOSED)
@@ -93,5 +98,12 @@ def queue() -> ResponseReturnValue:
     tickets.sort(key=lambda ticket: queue_order(ticket, now, timezone))
     rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
     template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"
-    return render_template(template, rows=rows, args=args, categories=CATEGORY_LABELS,
-                           statuses=STATUS_LABELS, departments=DEPARTMENTS, limit=QUEUE_LIMIT)
+    return render_template(
+        template,
+        rows=rows,
+        args=args,
+        categories=CATEGORY_LABELS,
+        statuses=STATUS_LABELS,
+        departments=DEPARTMENTS,
+        limit=QUEUE_LIMIT,
+    )

@@ -40,15 +40,22 @@ def show_ticket(ticket_id: int) -> ResponseReturnValue:
     with request_transaction() as session:
         ticket = _ticket_or_404(session, ticket_id)
         record_read(session, console_reader(), READ_TICKET, ticket_id=ticket.id)
-        allowed = [step for step in procedure.next_steps(ticket)
-                   if step_access(current_user, ticket, step.name).allowed]
+        allowed = [
+            step for step in procedure.next_steps(ticket) if step_access(current_user, ticket, step.name).allowed
+        ]
         correcting = correction_target(ticket)
         return render_template(
-            "ticket.html", ticket=ticket, steps=allowed, clocks=clocks(ticket, utcnow(), current_settings().timezone),
-            timeline=timeline(session, ticket), departments=DEPARTMENTS, satisfaction=SATISFACTION,
+            "ticket.html",
+            ticket=ticket,
+            steps=allowed,
+            clocks=clocks(ticket, utcnow(), current_settings().timezone),
+            timeline=timeline(session, ticket),
+            departments=DEPARTMENTS,
+            satisfaction=SATISFACTION,
             can_edit=edit_access(current_user, ticket).allowed,
-            correcting=correcting if correcting is not None
-            and correction_access(current_user, correcting, None).allowed else None,
+            correcting=correcting
+            if correcting is not None and correction_access(current_user, correcting, None).allowed
+            else None,
             internal_notes=[n for n in ticket.notes if not n.told_caller],
             caller_notes=[n for n in ticket.notes if n.told_caller],
         )
@@ -105,8 +112,9 @@ def correct_ticket_transcript(ticket_id: int) -> ResponseReturnValue:
             flash("这张工单还没有可修改的转写(留言尚未转写或没有留言),可以添加备注", "error")
         else:
             enforce(correction_access(current_user, take, None))
-            correct_transcript(session, take, 0, request.form.get("text", ""), current_user.username,
-                               current_settings().property_name)
+            correct_transcript(
+                session, take, 0, request.form.get("text", ""), current_user.username, current_settings().property_name
+            )
             flash("转写已保存,原始转写保留在旁", "ok")
     return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
 
@@ -119,8 +127,13 @@ def update_caller(ticket_id: int) -> ResponseReturnValue:
         with request_transaction() as session:
             ticket = _ticket_or_404(session, ticket_id)
             enforce(edit_access(current_user, ticket))
-            procedure.update_caller(session, ticket, current_user.username,
-                                    request.form.get("caller_name", ""), request.form.get("room", ""))
+            procedure.update_caller(
+                session,
+                ticket,
+                current_user.username,
+                request.form.get("caller_name", ""),
+                request.form.get("room", ""),
+            )
     except ProcedureError as exc:
         flash(str(exc), "error")
     return redirect(url_for("console.show_ticket", ticket_id=ticket_id))
@@ -133,8 +146,13 @@ def add_note(ticket_id: int) -> ResponseReturnValue:
         with request_transaction() as session:
             ticket = _ticket_or_404(session, ticket_id)
             enforce(edit_access(current_user, ticket))
-            procedure.add_note(session, ticket, current_user.username, request.form.get("text", "")[:10000],
-                               told_caller=request.form.get("told_caller") == "1")
+            procedure.add_note(
+                session,
+                ticket,
+                current_user.username,
+                request.form.get("text", "")[:10000],
+                told_caller=request.form.get("told_caller") == "1",
+            )
     except ProcedureError as exc:
         flash(str(exc), "error")
     return redirect(url_for("console.show_ticket", ticket_id=ticket_id) + "#notes")

@@ -86,12 +86,14 @@ def live(settings) -> Iterator[LiveConsole]:
     """
     holder: dict[str, Flask] = {}
     # Bind first to learn the port; the app is created for that address and put behind the socket.
-    server = make_server("127.0.0.1", 0, lambda environ, start_response: holder["app"](environ, start_response),
-                         threaded=True)
+    server = make_server(
+        "127.0.0.1", 0, lambda environ, start_response: holder["app"](environ, start_response), threaded=True
+    )
     url = f"http://127.0.0.1:{server.server_port}"
     model = korean_model_dir()
-    app = create_app(settings.replace(public_url=url, speech_model=str(model) if model else None),
-                     retry_base_seconds=0.05)
+    app = create_app(
+        settings.replace(public_url=url, speech_model=str(model) if model else None), retry_base_seconds=0.05
+    )
     holder["app"] = app
     queue = app.extensions["ivr.queue"]
     queue.start_embedded(workers=2)
@@ -132,8 +134,14 @@ def call_in_a_complaint(live: LiveConsole, settings, recording_server: Recording
     Waits until the recording is downloaded (and transcribed, with the model); without the model the
     timed words are inserted as the transcription job would have stored them.
     """
-    phone = TwilioEmulator(HttpTransport(live.url, live.url), live.url, settings.twilio_account_sid,
-                           settings.twilio_auth_token, recording_server, real_pauses_up_to=2)
+    phone = TwilioEmulator(
+        HttpTransport(live.url, live.url),
+        live.url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+        real_pauses_up_to=2,
+    )
     result = phone.call(["2", "3*2*501#", "1", Message(KOREAN_SPEECH), "1"]).raise_for_errors()
     assert live.app.extensions["ivr.queue"].wait_idle(timeout=60), "the job queue did not become idle"
     ticket = ticket_for(live.database, result.call_sid)
@@ -144,13 +152,28 @@ def call_in_a_complaint(live: LiveConsole, settings, recording_server: Recording
         transcript = session.scalars(select(Transcript).where(Transcript.recording_id == recording.id)).first()
         if transcript is None or not transcript.words:
             assert live.speech_model is None, "the model is installed but the message was not transcribed"
-            session.add(Transcript(recording_id=recording.id, channel=0, text="楼上漏水了", raw_text="楼上 漏水 了",
-                                   words=FALLBACK_WORDS, duration=3.31, model="inserted-by-test"))
+            session.add(
+                Transcript(
+                    recording_id=recording.id,
+                    channel=0,
+                    text="楼上漏水了",
+                    raw_text="楼上 漏水 了",
+                    words=FALLBACK_WORDS,
+                    duration=3.31,
+                    model="inserted-by-test",
+                )
+            )
             words = FALLBACK_WORDS
         else:
             words = list(transcript.words)
-    return CalledTicket(ticket.id, ticket.number, ticket.room or "", recording.recording_sid, words,
-                        transcribed_by_model=live.speech_model is not None)
+    return CalledTicket(
+        ticket.id,
+        ticket.number,
+        ticket.room or "",
+        recording.recording_sid,
+        words,
+        transcribed_by_model=live.speech_model is not None,
+    )
 
 
 def store_recording(database: Database, settings, ticket_id: int, sid: str, wav: Path) -> None:
@@ -161,6 +184,17 @@ def store_recording(database: Database, settings, ticket_id: int, sid: str, wav:
     shutil.copyfile(wav, target)
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
-        session.add(Recording(recording_sid=sid, call_id=ticket.call_id, ticket_id=ticket_id, source="message",
-                              state=RecordingState.STORED, channels=1, duration=3.31, size=target.stat().st_size,
-                              path=str(relative), content_type="audio/wav"))
+        session.add(
+            Recording(
+                recording_sid=sid,
+                call_id=ticket.call_id,
+                ticket_id=ticket_id,
+                source="message",
+                state=RecordingState.STORED,
+                channels=1,
+                duration=3.31,
+                size=target.stat().st_size,
+                path=str(relative),
+                content_type="audio/wav",
+            )
+        )

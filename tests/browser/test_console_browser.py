@@ -13,8 +13,9 @@ from tests.factories import HELLO_WAV, PASSWORD, create_staff, create_ticket
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing: install Debian's chromium (./scripts/test does, as root)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (./scripts/test does, as root)"
+    ),
 ]
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -44,8 +45,10 @@ def watch_for_errors(page) -> list[str]:
 def listens(database) -> list[tuple[str, str | None, int | None]]:
     """The audited listens: who, which recording, on which ticket."""
     with database.session() as session:
-        return [(e.actor, e.recording_sid, e.ticket_id)
-                for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "listen"))]
+        return [
+            (e.actor, e.recording_sid, e.ticket_id)
+            for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "listen"))
+        ]
 
 
 def log_in(page, url: str, username: str) -> None:
@@ -78,8 +81,9 @@ def take_step(page, step: str, label: str, expected_status: str) -> None:
     expect(status_badge(page)).to_have_text(expected_status)
 
 
-def test_night_shift_listens_to_a_called_in_complaint_and_works_it_to_closed(live, settings, recording_server,
-                                                                             context, database):
+def test_night_shift_listens_to_a_called_in_complaint_and_works_it_to_closed(
+    live, settings, recording_server, context, database
+):
     called = call_in_a_complaint(live, settings, recording_server)
     create_staff(database, "wang", "night_shift")
     page = context.new_page()
@@ -127,10 +131,12 @@ def test_night_shift_listens_to_a_called_in_complaint_and_works_it_to_closed(liv
     page.wait_for_function("() => window.seekedTo.length > 0", timeout=5_000)  # times out: the click did not seek
     assert page.evaluate("window.seekedTo[0]") == pytest.approx(start, abs=0.3)
     # Checked in one go: playback moves on to the next word (or a gap) within a fraction of a second.
-    page.wait_for_function("([a, w]) => !a.paused && w.classList.contains('current')"
-                           " && w.getAttribute('aria-current') === 'true'"
-                           " && document.querySelectorAll('button.word.current').length === 1",
-                           arg=[audio.element_handle(), word.element_handle()])
+    page.wait_for_function(
+        "([a, w]) => !a.paused && w.classList.contains('current')"
+        " && w.getAttribute('aria-current') === 'true'"
+        " && document.querySelectorAll('button.word.current').length === 1",
+        arg=[audio.element_handle(), word.element_handle()],
+    )
     audio.evaluate("a => a.pause()")
 
     # Correct the transcript: the corrected text is the matter; the machine's is kept beside it.
@@ -162,7 +168,8 @@ def test_night_shift_listens_to_a_called_in_complaint_and_works_it_to_closed(liv
     analysis.get_by_label("部门负责人审批").fill("工程部张经理")
     take_step(page, "analysis", "原因分析与纠正措施", "已分析")
     expect(record_value(page, "原因分析与纠正措施")).to_have_text(
-        "楼上卫生间防水层老化;已重做防水并修补天花板(审批:工程部张经理)")
+        "楼上卫生间防水层老化;已重做防水并修补天花板(审批:工程部张经理)"
+    )
 
     take_step(page, "resolve", "处理完毕", "已处理")
 
@@ -226,10 +233,22 @@ def test_logged_out_browser_gets_the_login_page_and_no_audio(live, settings, con
 
 def test_a_department_sees_its_own_tickets_only(live, context, database):
     create_staff(database, "gong", "department", department="工程部")
-    own = create_ticket(database, room="1-1-101", department="工程部", handler="李工",
-                        status=TicketStatus.DISPATCHED, transcript="厨房水管爆了")
-    other = create_ticket(database, room="2-2-202", department="秩序维护部", handler="赵队",
-                          status=TicketStatus.DISPATCHED, transcript="地下车库有人乱停车")
+    own = create_ticket(
+        database,
+        room="1-1-101",
+        department="工程部",
+        handler="李工",
+        status=TicketStatus.DISPATCHED,
+        transcript="厨房水管爆了",
+    )
+    other = create_ticket(
+        database,
+        room="2-2-202",
+        department="秩序维护部",
+        handler="赵队",
+        status=TicketStatus.DISPATCHED,
+        transcript="地下车库有人乱停车",
+    )
     page = context.new_page()
     problems = watch_for_errors(page)
     log_in(page, live.url, "gong")
@@ -251,8 +270,10 @@ def test_a_department_sees_its_own_tickets_only(live, context, database):
     assert response is not None and response.status == 404
     expect(page.locator("body")).not_to_contain_text("2-2-202")
     expect(page.locator("body")).not_to_contain_text("地下车库")
-    assert problems == [f"console error at {live.url}/console/tickets/{other}: "
-                        "Failed to load resource: the server responded with a status of 404 (NOT FOUND)"]
+    assert problems == [
+        f"console error at {live.url}/console/tickets/{other}: "
+        "Failed to load resource: the server responded with a status of 404 (NOT FOUND)"
+    ]
 
 
 def test_keyboard_log_in_and_the_queue_on_a_phone(live, context, database):
@@ -309,10 +330,20 @@ def test_markup_in_what_the_caller_said_is_shown_as_text(live, settings, context
     store_recording(database, settings, ticket_id, sid, HELLO_WAV)
     with database.session() as session:
         recording_id = session.scalars(select(Recording.id).where(Recording.recording_sid == sid)).one()
-        session.add(Transcript(recording_id=recording_id, channel=0, text=f"楼上{MARKUP}漏水", raw_text="",
-                               words=[{"word": "楼上", "start": 0.0, "end": 0.3, "conf": 0.9, "low_confidence": False},
-                                      {"word": MARKUP, "start": 0.3, "end": 0.6, "conf": 0.9, "low_confidence": False}],
-                               duration=1.0, model="inserted-by-test"))
+        session.add(
+            Transcript(
+                recording_id=recording_id,
+                channel=0,
+                text=f"楼上{MARKUP}漏水",
+                raw_text="",
+                words=[
+                    {"word": "楼上", "start": 0.0, "end": 0.3, "conf": 0.9, "low_confidence": False},
+                    {"word": MARKUP, "start": 0.3, "end": 0.6, "conf": 0.9, "low_confidence": False},
+                ],
+                duration=1.0,
+                model="inserted-by-test",
+            )
+        )
     page = context.new_page()
     problems = watch_for_errors(page)
     log_in(page, live.url, "wang")

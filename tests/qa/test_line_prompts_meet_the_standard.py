@@ -17,10 +17,17 @@ from ivr.telephony.prompts import all_prompts
 
 PROPERTY = "幸福家园"
 SAMPLES = {
-    "property_name": PROPERTY, "room_spoken": "3栋2单元501室", "phone_tail_spoken": "1234",
-    "transcript": "厨房水管漏水", "ticket_number_spoken": "20261127001",
+    "property_name": PROPERTY,
+    "room_spoken": "3栋2单元501室",
+    "phone_tail_spoken": "1234",
+    "transcript": "厨房水管漏水",
+    "ticket_number_spoken": "20261127001",
     "what_happens_next": "工作人员会尽快与您联系。",
-    "fee_type": "物业费", "period": "2026年11月", "amount": "300元", "due_date": "12月10日", "total": "300元",
+    "fee_type": "物业费",
+    "period": "2026年11月",
+    "amount": "300元",
+    "due_date": "12月10日",
+    "total": "300元",
 }
 # The prompts that ask again because nothing was heard: they must use the apology form (E7).
 NOT_HEARD = ("no_input", "message_empty")
@@ -39,8 +46,9 @@ def filled(prompts: dict[str, str]) -> dict[str, str]:
 def as_said(text: str) -> CallFacts:
     """A prompt as if the person on the line had said it (the line has no name of its own)."""
     speech = ChannelSpeech.from_words(1, [], corrected=text)
-    return CallFacts(property_name=PROPERTY, agent_name=None, staff=speech, caller=None, transferred=True,
-                     ring_seconds=0.0)
+    return CallFacts(
+        property_name=PROPERTY, agent_name=None, staff=speech, caller=None, transferred=True, ring_seconds=0.0
+    )
 
 
 def problems(prompts: dict[str, str]) -> list[str]:
@@ -82,19 +90,22 @@ def test_the_not_heard_prompts_apologise():
         assert finding.evidence[0]["text"].startswith("对不起")
 
 
-@pytest.mark.parametrize(("changes", "problem"), [
-    ({"connecting_person": "等着!"}, "connecting_person: E8 等着 → 请稍等一会儿。"),
-    ({"nobody_available": "他现在不在。请在提示音后留言。"}, "nobody_available: E8 他现在不在 → 对不起,他不在"),
-    ({"greeting": "等着!"}, "greeting: E2 问候缺少:您好"),
-    ({"greeting": "您好,物业服务中心,很高兴为您服务。"}, "greeting: E2 问候缺少:中心名称"),
-    ({"greeting": "您好,{property_name}物业服务中心,24小时服务热线。"}, "greeting: E2 问候缺少:很高兴为您服务"),
-    ({"greeting": "你好,{property_name}物业服务中心,很高兴为您服务。"}, "greeting: E2 问候完整(近音:你好≈您好)"),
-    ({"no_input": "什么?再说一遍!"}, "no_input: E7 听不清时未使用致歉用语:什么"),
-    ({"no_input": "什么?再说一遍!"}, "no_input: E8 什么再说一遍 → 对不起!请您再说一遍。"),
-    ({"message_empty": "没有录到您的声音,请您在提示音后再说一遍好吗?"}, "message_empty: E7 听不清时未使用致歉用语"),
-    ({"no_input": "请您再按一次。"}, "no_input: E7 通话中没有听不清的情况"),
-    ({"goodbye": "感谢您的来电。", "person_finished": "感谢您的来电。"}, "all prompts: E5 再见 never used"),
-])
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"connecting_person": "等着!"}, "connecting_person: E8 等着 → 请稍等一会儿。"),
+        ({"nobody_available": "他现在不在。请在提示音后留言。"}, "nobody_available: E8 他现在不在 → 对不起,他不在"),
+        ({"greeting": "等着!"}, "greeting: E2 问候缺少:您好"),
+        ({"greeting": "您好,物业服务中心,很高兴为您服务。"}, "greeting: E2 问候缺少:中心名称"),
+        ({"greeting": "您好,{property_name}物业服务中心,24小时服务热线。"}, "greeting: E2 问候缺少:很高兴为您服务"),
+        ({"greeting": "你好,{property_name}物业服务中心,很高兴为您服务。"}, "greeting: E2 问候完整(近音:你好≈您好)"),
+        ({"no_input": "什么?再说一遍!"}, "no_input: E7 听不清时未使用致歉用语:什么"),
+        ({"no_input": "什么?再说一遍!"}, "no_input: E8 什么再说一遍 → 对不起!请您再说一遍。"),
+        ({"message_empty": "没有录到您的声音,请您在提示音后再说一遍好吗?"}, "message_empty: E7 听不清时未使用致歉用语"),
+        ({"no_input": "请您再按一次。"}, "no_input: E7 通话中没有听不清的情况"),
+        ({"goodbye": "感谢您的来电。", "person_finished": "感谢您的来电。"}, "all prompts: E5 再见 never used"),
+    ],
+)
 def test_a_prompt_that_breaks_the_standard_is_caught(changes, problem):
     edited = {**all_prompts(), **changes}
     assert any(found.startswith(problem) for found in problems(edited)), problems(edited)

@@ -42,14 +42,25 @@ def timed(said: str, start: float = 1.0) -> list[dict[str, Any]]:
     return words
 
 
-def call(corrected: str | None = None, *, words: list[dict[str, Any]] | None = None, agent_name: str | None = AGENT,
-         **facts: Any) -> CallFacts:
+def call(
+    corrected: str | None = None,
+    *,
+    words: list[dict[str, Any]] | None = None,
+    agent_name: str | None = AGENT,
+    **facts: Any,
+) -> CallFacts:
     """A transferred, answered call; the staff channel from timed words or a corrected text over 2–32 s."""
     staff = None
     if words is not None or corrected is not None:
         staff = ChannelSpeech.from_words(STAFF, words if words is not None else SPAN, corrected)
-    defaults: dict[str, Any] = {"property_name": PROPERTY, "agent_name": agent_name, "staff": staff, "caller": None,
-                                "transferred": True, "ring_seconds": 4.0}
+    defaults: dict[str, Any] = {
+        "property_name": PROPERTY,
+        "agent_name": agent_name,
+        "staff": staff,
+        "caller": None,
+        "transferred": True,
+        "ring_seconds": 4.0,
+    }
     return CallFacts(**{**defaults, **facts})
 
 
@@ -69,22 +80,29 @@ def assert_within(evidence: list[dict[str, Any]], start: float, end: float) -> N
 RING_FACTS = [EventFact("开始响铃 +8613800000001", 10.2), EventFact("接听 +8613800000001", 14.2)]
 
 
-@pytest.mark.parametrize(("transferred", "ring_seconds", "answer", "note"), [
-    (True, 4.0, "yes", "响铃4秒后接听(标准:约15秒内)"),
-    (True, 15.0, "yes", "响铃15秒后接听(标准:约15秒内)"),  # three rings is the limit, not over it
-    (True, 20.0, "no", "响铃20秒后接听(标准:约15秒内)"),
-    (True, None, "no", "转接后无人接听"),
-    (False, None, "na", "未转接人工"),
-])
+@pytest.mark.parametrize(
+    ("transferred", "ring_seconds", "answer", "note"),
+    [
+        (True, 4.0, "yes", "响铃4秒后接听(标准:约15秒内)"),
+        (True, 15.0, "yes", "响铃15秒后接听(标准:约15秒内)"),  # three rings is the limit, not over it
+        (True, 20.0, "no", "响铃20秒后接听(标准:约15秒内)"),
+        (True, None, "no", "转接后无人接听"),
+        (False, None, "na", "未转接人工"),
+    ],
+)
 def test_e1_ring_time_of_the_transfer(transferred, ring_seconds, answer, note):
-    finding = answered_within_three_rings(call(transferred=transferred, ring_seconds=ring_seconds,
-                                               ring_facts=RING_FACTS))
+    finding = answered_within_three_rings(
+        call(transferred=transferred, ring_seconds=ring_seconds, ring_facts=RING_FACTS)
+    )
     assert (finding.answer, finding.note) == (answer, note)
-    assert finding.evidence == [{"text": "开始响铃 +8613800000001", "at": 10.2, "channel": None},
-                                {"text": "接听 +8613800000001", "at": 14.2, "channel": None}]
+    assert finding.evidence == [
+        {"text": "开始响铃 +8613800000001", "at": 10.2, "channel": None},
+        {"text": "接听 +8613800000001", "at": 14.2, "channel": None},
+    ]
 
 
 # E2 ───────────────────────────────────────────────────────────────────────────────────────────────────────────
+
 
 def test_e2_the_standard_greeting_passes_with_each_part_as_evidence():
     words = timed("您好 幸福家园 物业 服务中心 | 我是 王芳 很高兴 为您 服务 | 请讲")
@@ -97,12 +115,15 @@ def test_e2_the_standard_greeting_passes_with_each_part_as_evidence():
     assert_within(finding.evidence, words[0]["start"], words[-2]["end"])
 
 
-@pytest.mark.parametrize(("said", "heard"), [
-    ("您好,幸福佳园物业服务中心,我是王芳,很高兴为您服务。", "幸福佳园物业服务中心≈幸福家园物业服务中心"),
-    ("您好,幸福家园物业服务中心,我是王芳,很高兴为你服务。", "很高兴为你服务≈很高兴为您服务"),
-    ("你好,幸福家园物业服务中心,我是王芳,很高兴为您服务。", "你好≈您好"),
-    ("您好,幸福家园物业服务中心,我是王方,很高兴为您服务。", "王方≈王芳"),
-])
+@pytest.mark.parametrize(
+    ("said", "heard"),
+    [
+        ("您好,幸福佳园物业服务中心,我是王芳,很高兴为您服务。", "幸福佳园物业服务中心≈幸福家园物业服务中心"),
+        ("您好,幸福家园物业服务中心,我是王芳,很高兴为你服务。", "很高兴为你服务≈很高兴为您服务"),
+        ("你好,幸福家园物业服务中心,我是王芳,很高兴为您服务。", "你好≈您好"),
+        ("您好,幸福家园物业服务中心,我是王方,很高兴为您服务。", "王方≈王芳"),
+    ],
+)
 def test_e2_asr_homophones_still_pass_and_the_note_says_what_was_heard(said, heard):
     finding = standard_greeting(call(said))
     assert finding.answer == "yes"
@@ -110,15 +131,18 @@ def test_e2_asr_homophones_still_pass_and_the_note_says_what_was_heard(said, hea
     assert_within(finding.evidence, 2.0, 32.0)
 
 
-@pytest.mark.parametrize(("said", "missing"), [
-    ("您好,我是王芳,很高兴为您服务。", "中心名称"),
-    ("您好,物业服务中心,我是王芳,很高兴为您服务。", "中心名称"),
-    ("您好,阳光花园物业服务中心,我是王芳,很高兴为您服务。", "中心名称"),  # another property's name
-    ("您好,幸福家园物业服务中心,我是王芳,请讲。", "很高兴为您服务"),
-    ("幸福家园物业服务中心,我是王芳,很高兴为您服务。", "您好"),
-    ("您好,幸福家园物业服务中心,很高兴为您服务。", "姓名"),
-    ("您好,幸福家园物业服务中心,我是李强,很高兴为您服务。", "姓名"),
-])
+@pytest.mark.parametrize(
+    ("said", "missing"),
+    [
+        ("您好,我是王芳,很高兴为您服务。", "中心名称"),
+        ("您好,物业服务中心,我是王芳,很高兴为您服务。", "中心名称"),
+        ("您好,阳光花园物业服务中心,我是王芳,很高兴为您服务。", "中心名称"),  # another property's name
+        ("您好,幸福家园物业服务中心,我是王芳,请讲。", "很高兴为您服务"),
+        ("幸福家园物业服务中心,我是王芳,很高兴为您服务。", "您好"),
+        ("您好,幸福家园物业服务中心,很高兴为您服务。", "姓名"),
+        ("您好,幸福家园物业服务中心,我是李强,很高兴为您服务。", "姓名"),
+    ],
+)
 def test_e2_a_greeting_missing_a_part_fails_naming_it(said, missing):
     finding = standard_greeting(call(said))
     assert finding.answer == "no"
@@ -184,6 +208,7 @@ def test_e3_nothing_asked_and_an_empty_ticket_names_all_four():
 
 # E4 ───────────────────────────────────────────────────────────────────────────────────────────────────────────
 
+
 def test_e4_read_back_before_the_goodbye():
     words = timed("三号楼 漏水 | 跟您确认 一下 三号楼 二单元 五零一 厨房 漏水 对吗 | 好的 谢谢 再见")
     finding = read_back_before_goodbye(call(words=words))
@@ -211,6 +236,7 @@ def test_e4_no_read_back_at_all():
 
 # E5 ───────────────────────────────────────────────────────────────────────────────────────────────────────────
 
+
 def test_e5_polite_words_are_counted():
     finding = polite_words(call("您好,请问您贵姓?谢谢,请稍等。谢谢您,再见。"))
     assert finding.answer == "yes"
@@ -228,11 +254,15 @@ def test_e5_fewer_than_the_standard_needs_fails():
 
 # E6 ───────────────────────────────────────────────────────────────────────────────────────────────────────────
 
-@pytest.mark.parametrize(("ended_by", "what", "answer", "note"), [
-    ("caller", "来电人挂断", "yes", "来电人先挂断"),
-    ("staff", "值班人员挂断(来电人仍在线)", "no", "值班人员先挂断"),
-    (None, None, "na", "无法判断哪一方先挂断"),
-])
+
+@pytest.mark.parametrize(
+    ("ended_by", "what", "answer", "note"),
+    [
+        ("caller", "来电人挂断", "yes", "来电人先挂断"),
+        ("staff", "值班人员挂断(来电人仍在线)", "no", "值班人员先挂断"),
+        (None, None, "na", "无法判断哪一方先挂断"),
+    ],
+)
 def test_e6_who_ended_the_call(ended_by, what, answer, note):
     fact = EventFact(what, 95.0) if what else None
     finding = caller_hung_up_first(call(ended_by=ended_by, ended_fact=fact))
@@ -242,13 +272,17 @@ def test_e6_who_ended_the_call(ended_by, what, answer, note):
 
 # E7 ───────────────────────────────────────────────────────────────────────────────────────────────────────────
 
-@pytest.mark.parametrize(("said", "bare"), [
-    ("请讲 | 什么 | 哦 好的", "什么"),
-    ("请讲 | 你说什么 | 好的", "你说什么"),
-    ("嗯 | 再说 一遍", "再说一遍"),
-    ("信号 不好 听不清 | 好的", "信号不好听不清"),
-    ("请您 再说 一遍", "请您再说一遍"),  # asked politely, but the standard's apology is 对不起
-])
+
+@pytest.mark.parametrize(
+    ("said", "bare"),
+    [
+        ("请讲 | 什么 | 哦 好的", "什么"),
+        ("请讲 | 你说什么 | 好的", "你说什么"),
+        ("嗯 | 再说 一遍", "再说一遍"),
+        ("信号 不好 听不清 | 好的", "信号不好听不清"),
+        ("请您 再说 一遍", "请您再说一遍"),  # asked politely, but the standard's apology is 对不起
+    ],
+)
 def test_e7_asking_again_without_an_apology_fails_with_the_utterance(said, bare):
     words = timed(said)
     finding = apology_when_not_heard(call(words=words))
@@ -260,11 +294,14 @@ def test_e7_asking_again_without_an_apology_fails_with_the_utterance(said, bare)
     assert_within(finding.evidence, words[0]["start"], words[-1]["end"])
 
 
-@pytest.mark.parametrize("said", [
-    "对不起,先生,您刚才讲的问题我没听清楚,请您重述一遍好吗?",
-    "对不起,先生(女士),您刚才讲的问题我没听清楚,请您重述一遍好吗?",
-    "对不起!请您再说一遍。",
-])
+@pytest.mark.parametrize(
+    "said",
+    [
+        "对不起,先生,您刚才讲的问题我没听清楚,请您重述一遍好吗?",
+        "对不起,先生(女士),您刚才讲的问题我没听清楚,请您重述一遍好吗?",
+        "对不起!请您再说一遍。",
+    ],
+)
 def test_e7_the_apology_form_passes(said):
     finding = apology_when_not_heard(call("您好,请讲。" + said + "好的,明白了。"))
     assert (finding.answer, finding.note) == ("yes", "听不清时使用了规范用语")
@@ -287,11 +324,14 @@ def test_e7_one_bare_ask_fails_the_call_even_after_a_polite_one():
     assert texts(finding.evidence) == ["什么"]
 
 
-@pytest.mark.parametrize("said", [
-    "您好,请问有什么可以帮您?",
-    "请问您叫什么名字?什么时候发现漏水的?",
-    "没什么问题了,谢谢,再见。",
-])
+@pytest.mark.parametrize(
+    "said",
+    [
+        "您好,请问有什么可以帮您?",
+        "请问您叫什么名字?什么时候发现漏水的?",
+        "没什么问题了,谢谢,再见。",
+    ],
+)
 def test_e7_ordinary_sentences_with_shenme_are_not_asking_again(said):
     finding = apology_when_not_heard(call(said))
     assert (finding.answer, finding.note, finding.evidence) == ("na", "通话中没有听不清的情况", [])
@@ -331,12 +371,15 @@ def test_e8_each_forbidden_phrase_is_flagged_with_its_moment_and_the_standard_ph
     assert_within(finding.evidence, 2.0, 32.0)
 
 
-@pytest.mark.parametrize(("said", "flagged"), [
-    ("您是谁?", "您是谁"),
-    ("他不在这里。", "他不在这里"),
-    ("你有什么事?", "你有什么事"),
-    ("你声音太小了,听不见。", "你声音太小"),
-])
+@pytest.mark.parametrize(
+    ("said", "flagged"),
+    [
+        ("您是谁?", "您是谁"),
+        ("他不在这里。", "他不在这里"),
+        ("你有什么事?", "你有什么事"),
+        ("你声音太小了,听不见。", "你声音太小"),
+    ],
+)
 def test_e8_the_same_words_as_asr_writes_them_are_flagged(said, flagged):
     finding = no_forbidden_phrases(call(said))
     assert finding.answer == "no"
@@ -350,8 +393,10 @@ def test_e8_several_forbidden_phrases_in_one_call_each_at_its_moment():
     assert finding.note == "使用了禁用语:什么再说一遍、你是谁、他现在不在、等着"
     by_text = {hit["text"]: hit for hit in finding.evidence}
     start_of = {w["word"]: w for w in words}
-    assert (by_text["什么再说一遍"]["start"], by_text["什么再说一遍"]["end"]) == (start_of["什么"]["start"],
-                                                                               start_of["一遍"]["end"])
+    assert (by_text["什么再说一遍"]["start"], by_text["什么再说一遍"]["end"]) == (
+        start_of["什么"]["start"],
+        start_of["一遍"]["end"],
+    )
     assert (by_text["等着"]["start"], by_text["等着"]["end"]) == (start_of["等着"]["start"], start_of["等着"]["end"])
     assert by_text["你是谁"]["say_instead"] == "对不起,请问您是哪一位?"
     assert by_text["他现在不在"]["say_instead"].startswith("对不起,他不在")
@@ -359,11 +404,14 @@ def test_e8_several_forbidden_phrases_in_one_call_each_at_its_moment():
     assert_within(finding.evidence, words[0]["start"], words[-1]["end"])
 
 
-@pytest.mark.parametrize("said", [
-    "您好,幸福家园物业服务中心,我是王芳,很高兴为您服务。请问有什么可以帮您?请稍等一会儿。",
-    "对不起,请问您是哪一位?请问您有何贵干?您还有其他事吗?对不起!请您再说一遍。",
-    "对不起,他不在,如果您有急事,我能否代为转告?对不起,我听不大清楚。",
-])
+@pytest.mark.parametrize(
+    "said",
+    [
+        "您好,幸福家园物业服务中心,我是王芳,很高兴为您服务。请问有什么可以帮您?请稍等一会儿。",
+        "对不起,请问您是哪一位?请问您有何贵干?您还有其他事吗?对不起!请您再说一遍。",
+        "对不起,他不在,如果您有急事,我能否代为转告?对不起,我听不大清楚。",
+    ],
+)
 def test_e8_the_standard_phrases_themselves_pass(said):
     finding = no_forbidden_phrases(call(said))
     assert (finding.answer, finding.note, finding.evidence) == ("yes", "未发现禁用语", [])
@@ -374,11 +422,14 @@ def test_e7_and_e8_have_nothing_to_judge_without_a_transcript():
     assert no_forbidden_phrases(call()).answer == "na"
 
 
-@pytest.mark.parametrize(("words", "answer"), [
-    ("师傅 在 楼下 等着 您", "yes"),  # an ordinary sentence, not the command
-    ("维修 师傅 马上 到 | 你 等着", "no"),  # the bare command ends what was said
-    ("等着", "no"),
-])
+@pytest.mark.parametrize(
+    ("words", "answer"),
+    [
+        ("师傅 在 楼下 等着 您", "yes"),  # an ordinary sentence, not the command
+        ("维修 师傅 马上 到 | 你 等着", "no"),  # the bare command ends what was said
+        ("等着", "no"),
+    ],
+)
 def test_e8_only_the_bare_command_dengzhe_is_forbidden(words, answer):
     finding = no_forbidden_phrases(call(words=timed(words)))
     assert finding.answer == answer

@@ -19,9 +19,11 @@ from tests.factories import FIXTURES, korean_model_path
 
 DUAL_SPEECH = FIXTURES / "speech" / "ko_dual_8k.wav"
 AGENT_NUMBER = "+8613800000001"
-GOOD_CALL = ("您好幸福家园物业服务中心我是王芳很高兴为您服务。请问您住几号楼哪个房间?请问您贵姓?"
-             "请问怎样与您联系?请问有什么可以帮您?好的跟您确认一下,三号楼二单元五零一室厨房漏水,对吗?"
-             "谢谢您,我们马上安排,再见。")
+GOOD_CALL = (
+    "您好幸福家园物业服务中心我是王芳很高兴为您服务。请问您住几号楼哪个房间?请问您贵姓?"
+    "请问怎样与您联系?请问有什么可以帮您?好的跟您确认一下,三号楼二单元五零一室厨房漏水,对吗?"
+    "谢谢您,我们马上安排,再见。"
+)
 RUDE_CALL = "喂。什么?再说一遍!你是谁?等着!"
 
 
@@ -39,10 +41,14 @@ def qa_app(settings, database):
 @pytest.mark.slow
 @pytest.mark.parametrize("hangup_by", ["caller", "callee"])
 def test_a_transferred_call_is_scored_with_evidence(qa_app, settings, recording_server, database, hangup_by):
-    phone = TwilioEmulator(FlaskClientTransport(qa_app, settings.public_url), settings.public_url,
-                           settings.twilio_account_sid, settings.twilio_auth_token, recording_server)
-    outcome = DialOutcome("completed", ring_seconds=6, talk_seconds=4, recording_wav=DUAL_SPEECH,
-                          hangup_by=hangup_by)
+    phone = TwilioEmulator(
+        FlaskClientTransport(qa_app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+    )
+    outcome = DialOutcome("completed", ring_seconds=6, talk_seconds=4, recording_wav=DUAL_SPEECH, hangup_by=hangup_by)
     result = phone.call(["0", outcome]).raise_for_errors()
     assert qa_app.extensions["ivr.queue"].wait_idle(timeout=90)
 

@@ -115,8 +115,16 @@ NOISE = bytes((n * 7919 + (n >> 3) * 31) % 256 for n in range(48000 * 8))
 
 @pytest.mark.parametrize(
     ("channels", "rate", "width"),
-    [(1, 8000, 2), (2, 8000, 2), (1, 8000, 1), (1, 11025, 3), (2, 22050, 4), (2, 44100, 2), (1, 48000, 2),
-     (1, 16000, 2)],
+    [
+        (1, 8000, 2),
+        (2, 8000, 2),
+        (1, 8000, 1),
+        (1, 11025, 3),
+        (2, 22050, 4),
+        (2, 44100, 2),
+        (1, 48000, 2),
+        (1, 16000, 2),
+    ],
 )
 @pytest.mark.parametrize("target", [8000, 16000])
 @pytest.mark.parametrize("block_seconds", [0.25, 0.013])
@@ -130,7 +138,7 @@ def test_blocks_add_up_to_what_pydub_makes_of_the_whole_file(channels, rate, wid
 
 
 def test_a_wav_cut_mid_sample_keeps_whole_frames_like_before() -> None:
-    data = wav(NOISE[:8000 * 4], channels=2, rate=8000, width=2)[:-3]
+    data = wav(NOISE[: 8000 * 4], channels=2, rate=8000, width=2)[:-3]
     with open_audio(data, 16000) as stream:
         gathered = [b"".join(parts) for parts in zip(*stream, strict=True)]
     assert gathered == pydub_whole(data[: len(data) - (len(data) - 44) % 4], 16000)
@@ -193,7 +201,8 @@ class RecordingRecogniser:
 
 @pytest.mark.parametrize("channels", [1, 2])
 def test_the_recogniser_gets_the_same_chunks_streamed_as_from_the_whole_channel(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channels: int) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channels: int
+) -> None:
     """Vosk's segments depend on how its input is cut; streaming must cut it exactly as before (0.5 s from the
     start). Vosk itself is not deterministic on every input (its confidences, and a word now and then, vary
     from run to run in one process), so this is asserted on what it is fed."""

@@ -30,14 +30,20 @@ def speech_app(settings, recording_server):
 
 
 def real_time_phone(app, settings, recording_server) -> TwilioEmulator:
-    return TwilioEmulator(FlaskClientTransport(app, settings.public_url), settings.public_url,
-                          settings.twilio_account_sid, settings.twilio_auth_token, recording_server,
-                          real_pauses_up_to=2)
+    return TwilioEmulator(
+        FlaskClientTransport(app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+        real_pauses_up_to=2,
+    )
 
 
 @pytest.mark.slow
-def test_the_message_is_transcribed_and_read_back_before_confirming(speech_app, settings, recording_server,
-                                                                    database, api_token):
+def test_the_message_is_transcribed_and_read_back_before_confirming(
+    speech_app, settings, recording_server, database, api_token
+):
     phone = real_time_phone(speech_app, settings, recording_server)
     result = phone.call(["1", "3*2*501#", "1", Message(KOREAN_SPEECH), "1"]).raise_for_errors()
     transcript = result.transcript()
@@ -100,8 +106,13 @@ def test_the_wait_for_a_transcript_is_bounded(speech_app, settings, recording_se
         call_over.wait(timeout=60)
 
     declare_job("transcribe_recording", never_finishes, replacing=True)
-    phone = TwilioEmulator(FlaskClientTransport(speech_app, settings.public_url), settings.public_url,
-                           settings.twilio_account_sid, settings.twilio_auth_token, recording_server)
+    phone = TwilioEmulator(
+        FlaskClientTransport(speech_app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+    )
     try:
         result = phone.call(["1", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
         assert transcribing.wait(timeout=20), "the stand-in transcription never ran"

@@ -29,8 +29,13 @@ TROUBLE = prompt("system_trouble")
 
 
 def phone_for(app, settings, recording_server, transport=None) -> TwilioEmulator:
-    return TwilioEmulator(transport or FlaskClientTransport(app, settings.public_url), settings.public_url,
-                          settings.twilio_account_sid, settings.twilio_auth_token, recording_server)
+    return TwilioEmulator(
+        transport or FlaskClientTransport(app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+    )
 
 
 def assert_answered_in_time(result) -> None:
@@ -54,7 +59,8 @@ def assert_one_stored_message(database, settings, call_sid) -> None:
 
 @pytest.mark.skipif(bool(PG_URL), reason="a SQLite file lock")
 def test_a_call_while_another_process_holds_the_sqlite_lock_is_answered_spooled_and_replayed(
-        app, settings, database, recording_server, worker):
+    app, settings, database, recording_server, worker
+):
     database_file = settings.database_url.removeprefix("sqlite:///")
     phone = phone_for(app, settings, recording_server)
     with sqlite_locked_by_another_process(database_file):
@@ -112,7 +118,8 @@ def _database_down(*args, **kwargs):
 
 
 def test_a_request_that_fails_for_another_reason_is_parked_with_its_reason_and_can_be_retried(
-        app, client, settings, database, recording_server, monkeypatch):
+    app, client, settings, database, recording_server, monkeypatch
+):
     def bug(*args, **kwargs):
         raise RuntimeError("a bug in a step")
 
@@ -156,8 +163,9 @@ def test_a_tampered_spool_file_is_not_applied(app, settings, database, recording
     assert "X-Twilio-Signature does not match" in spool.failed_entries()[0][1]
 
 
-def test_healthz_console_and_cli_show_what_waits_in_the_spool(app, client, settings, database, recording_server,
-                                                               monkeypatch):
+def test_healthz_console_and_cli_show_what_waits_in_the_spool(
+    app, client, settings, database, recording_server, monkeypatch
+):
     phone = phone_for(app, settings, recording_server)
     monkeypatch.setattr("ivr.telephony.webhook.get_or_create_call", _database_down)
     result = phone.call([Message(HELLO_WAV)])
@@ -186,7 +194,8 @@ def test_healthz_console_and_cli_show_what_waits_in_the_spool(app, client, setti
 
 
 def test_a_race_with_a_live_webhook_during_replay_is_run_again_not_mistaken_for_an_outage(
-        app, settings, database, recording_server, monkeypatch):
+    app, settings, database, recording_server, monkeypatch
+):
     from sqlalchemy.exc import IntegrityError
 
     from ivr.telephony import webhook

@@ -34,8 +34,9 @@ def test_a_signature_for_other_parameters_or_another_url_is_refused(client, sett
 
 def test_signature_covers_the_query_string(client, settings):
     params = call_params()
-    signature = RequestValidator(settings.twilio_auth_token).compute_signature(settings.public_url + "/twilio/voice",
-                                                                               params)
+    signature = RequestValidator(settings.twilio_auth_token).compute_signature(
+        settings.public_url + "/twilio/voice", params
+    )
     response = client.post("/twilio/voice?x=1", data=params, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 403
 
@@ -80,9 +81,14 @@ def test_a_step_for_an_unknown_call_still_answers_politely(client, settings):
 
 
 def test_retried_webhooks_are_harmless(app, settings, recording_server, database, worker):
-    phone = TwilioEmulator(FlaskClientTransport(app, settings.public_url), settings.public_url,
-                           settings.twilio_account_sid, settings.twilio_auth_token, recording_server,
-                           retry_webhooks=True)
+    phone = TwilioEmulator(
+        FlaskClientTransport(app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+        retry_webhooks=True,
+    )
     result = phone.call(["1", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
     assert all(exchange.replies_identical for exchange in result.requests if exchange.kind != "call-status")
     assert count(database, Ticket) == 1
@@ -110,8 +116,9 @@ def test_a_token_seen_on_another_call_or_endpoint_replays_nothing(client, settin
     first = signed_post(client, settings, "/twilio/menu", call_params(Digits="1"), {"I-Twilio-Idempotency-Token": "t2"})
     # Call 2 presents call 1's tokens: it gets its own answers and its own state.
     greeting = signed_post(client, settings, "/twilio/voice", call_params(other), headers)
-    menu = signed_post(client, settings, "/twilio/menu", call_params(other, Digits="7"),
-                       {"I-Twilio-Idempotency-Token": "t2"})
+    menu = signed_post(
+        client, settings, "/twilio/menu", call_params(other, Digits="7"), {"I-Twilio-Idempotency-Token": "t2"}
+    )
     assert greeting.status_code == 200 and "很高兴为您服务" in greeting.get_data(as_text=True)
     assert menu.data != first.data and "对不起" in menu.get_data(as_text=True)
     # The same token on another endpoint of the same call is another request too.
@@ -125,9 +132,14 @@ def test_a_token_seen_on_another_call_or_endpoint_replays_nothing(client, settin
 
 @pytest.mark.parametrize("timing", ["before-action", "end-of-call"])
 def test_out_of_order_recording_callbacks_lose_nothing(app, settings, recording_server, database, worker, timing):
-    phone = TwilioEmulator(FlaskClientTransport(app, settings.public_url), settings.public_url,
-                           settings.twilio_account_sid, settings.twilio_auth_token, recording_server,
-                           recording_callback_timing=timing)
+    phone = TwilioEmulator(
+        FlaskClientTransport(app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+        recording_callback_timing=timing,
+    )
     result = phone.call(["2", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
     assert worker.wait_idle(timeout=20)
     ticket = ticket_for(database, result.call_sid)
@@ -136,9 +148,15 @@ def test_out_of_order_recording_callbacks_lose_nothing(app, settings, recording_
 
 
 def test_a_recording_callback_for_a_call_we_never_saw_creates_call_and_ticket(client, settings, database):
-    params = call_params("CA" + "3" * 32, RecordingSid="RE" + "3" * 32, RecordingStatus="completed",
-                         RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "3" * 32,
-                         RecordingDuration="4", RecordingChannels="1", RecordingSource="RecordVerb")
+    params = call_params(
+        "CA" + "3" * 32,
+        RecordingSid="RE" + "3" * 32,
+        RecordingStatus="completed",
+        RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "3" * 32,
+        RecordingDuration="4",
+        RecordingChannels="1",
+        RecordingSource="RecordVerb",
+    )
     assert signed_post(client, settings, "/twilio/recording-status", params).status_code == 200
     assert signed_post(client, settings, "/twilio/recording-status", params).status_code == 200
     ticket = ticket_for(database, "CA" + "3" * 32)
@@ -148,8 +166,12 @@ def test_a_recording_callback_for_a_call_we_never_saw_creates_call_and_ticket(cl
 def test_the_fallback_url_takes_a_message(client, settings, database):
     first = signed_post(client, settings, "/twilio/fallback", call_params())
     assert "系统暂时繁忙" in first.get_data(as_text=True) and "<Record" in first.get_data(as_text=True)
-    params = call_params(RecordingSid="RE" + "4" * 32, RecordingDuration="3", Digits="#",
-                         RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "4" * 32)
+    params = call_params(
+        RecordingSid="RE" + "4" * 32,
+        RecordingDuration="3",
+        Digits="#",
+        RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "4" * 32,
+    )
     second = signed_post(client, settings, "/twilio/fallback", params)
     assert "再见" in second.get_data(as_text=True)
     ticket = ticket_for(database, params["CallSid"])
@@ -204,7 +226,11 @@ def test_a_failing_step_after_a_message_only_says_goodbye(client, settings, data
         raise RuntimeError("database fell over")
 
     monkeypatch.setattr(message, "keep_posted_take", explode)
-    params = call_params(RecordingSid="RE" + "5" * 32, RecordingDuration="3", Digits="#",
-                         RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "5" * 32)
+    params = call_params(
+        RecordingSid="RE" + "5" * 32,
+        RecordingDuration="3",
+        Digits="#",
+        RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "5" * 32,
+    )
     body = signed_post(client, settings, "/twilio/recorded", params).get_data(as_text=True)
     assert "再见" in body and "<Record" not in body and "系统暂时繁忙" not in body

@@ -44,16 +44,23 @@ def test_a_reopened_ticket_goes_back_to_work_with_its_department(database, last)
         assert len(ticket.events) == before + 1
         reopened = ticket.events[-1]
         assert (reopened.kind, reopened.actor) == ("status", "boss")
-        assert reopened.detail == {"from": TicketStatus(last_status(last)).value, "to": "in_progress",
-                                   "reason": "业主回电说又漏水了"}
+        assert reopened.detail == {
+            "from": TicketStatus(last_status(last)).value,
+            "to": "in_progress",
+            "reason": "业主回电说又漏水了",
+        }
         assert [step.name for step in procedure.next_steps(ticket)] == ["analysis", "resolve"]
         procedure.resolve(session, ticket, "gong")  # and it can be finished again
         assert ticket.status == TicketStatus.RESOLVED and ticket.resolved_at is not None
 
 
 def last_status(step: str) -> TicketStatus:
-    return {"resolve": TicketStatus.RESOLVED, "reply": TicketStatus.REPLIED, "follow_up": TicketStatus.FOLLOWED_UP,
-            "close": TicketStatus.CLOSED}[step]
+    return {
+        "resolve": TicketStatus.RESOLVED,
+        "reply": TicketStatus.REPLIED,
+        "follow_up": TicketStatus.FOLLOWED_UP,
+        "close": TicketStatus.CLOSED,
+    }[step]
 
 
 def test_a_resolved_ticket_that_was_never_forwarded_goes_back_to_registered(database):

@@ -56,10 +56,13 @@ def test_the_clock_that_matters_after_midnight_is_the_overdue_same_day_clock_onc
     assert queue_order(ticket, now, SHANGHAI) < queue_order(fresh, now, SHANGHAI)
 
 
-@pytest.mark.parametrize(("timezone", "day", "hours"), [
-    ("America/New_York", datetime(2026, 11, 1), 25),  # clocks go back at 02:00
-    ("America/New_York", datetime(2026, 3, 8), 23),  # clocks go forward at 02:00
-])
+@pytest.mark.parametrize(
+    ("timezone", "day", "hours"),
+    [
+        ("America/New_York", datetime(2026, 11, 1), 25),  # clocks go back at 02:00
+        ("America/New_York", datetime(2026, 3, 8), 23),  # clocks go forward at 02:00
+    ],
+)
 def test_a_day_with_a_clock_change_still_ends_at_local_midnight(timezone, day, hours):
     zone = ZoneInfo(timezone)
     start = day.replace(minute=30, tzinfo=zone)  # 00:30 local

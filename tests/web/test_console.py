@@ -18,8 +18,10 @@ def night(database, client):
     return client
 
 
-@pytest.mark.parametrize("path", ["/console/", "/console/dashboard", "/console/tickets/1", "/console/users",
-                                  "/console/recordings/RE123/audio"])
+@pytest.mark.parametrize(
+    "path",
+    ["/console/", "/console/dashboard", "/console/tickets/1", "/console/users", "/console/recordings/RE123/audio"],
+)
 def test_logged_out_requests_are_sent_to_the_login_page(client, path):
     response = client.get(path)
     assert response.status_code == 302 and "/console/login" in response.headers["Location"]
@@ -61,8 +63,10 @@ def test_next_parameter_cannot_send_staff_off_site(client, database):
     page = client.get("/console/login?next=//evil.example/")
 
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    response = client.post("/console/login?next=//evil.example/",
-                           data={"username": "wang", "password": "night-shift-password", "csrf_token": token})
+    response = client.post(
+        "/console/login?next=//evil.example/",
+        data={"username": "wang", "password": "night-shift-password", "csrf_token": token},
+    )
     assert response.headers["Location"] == "/console/"
 
 
@@ -125,8 +129,9 @@ def test_a_complaint_through_the_whole_procedure(night, database):
     path = f"/console/tickets/{ticket_id}"
 
     def step(name: str, **form: str) -> str:
-        response = night.post(f"{path}/steps/{name}", data={"csrf_token": csrf_from(night, path), **form},
-                              follow_redirects=True)
+        response = night.post(
+            f"{path}/steps/{name}", data={"csrf_token": csrf_from(night, path), **form}, follow_redirects=True
+        )
         assert response.status_code == 200
         return response.get_data(as_text=True)
 
@@ -152,8 +157,9 @@ def test_a_complaint_through_the_whole_procedure(night, database):
 
 def test_steps_without_a_csrf_token_are_refused(night, database):
     ticket_id = create_ticket(database)
-    response = night.post(f"/console/tickets/{ticket_id}/steps/dispatch",
-                          data={"department": "工程部", "handler": "李工"})
+    response = night.post(
+        f"/console/tickets/{ticket_id}/steps/dispatch", data={"department": "工程部", "handler": "李工"}
+    )
     assert response.status_code == 400
 
 
@@ -184,8 +190,9 @@ def test_a_ticket_without_a_transcribed_take_has_nothing_to_correct(night, datab
     ticket_id = create_ticket(database)  # e.g. a call-back ticket: no message
     path = f"/console/tickets/{ticket_id}"
     assert 'id="corrected"' not in night.get(path).get_data(as_text=True)
-    page = night.post(f"{path}/transcript", data={"csrf_token": csrf_from(night, path), "text": "楼上漏水"},
-                      follow_redirects=True).get_data(as_text=True)
+    page = night.post(
+        f"{path}/transcript", data={"csrf_token": csrf_from(night, path), "text": "楼上漏水"}, follow_redirects=True
+    ).get_data(as_text=True)
     assert "这张工单还没有可修改的转写" in page
     with database.session() as session:
         assert session.get(Ticket, ticket_id).text is None
@@ -213,8 +220,10 @@ def test_a_department_sees_only_its_own_tickets(client, database):
     assert client.get(f"/console/tickets/{theirs}").status_code == 404
     # and may only take the department's own steps
     path = f"/console/tickets/{mine}"
-    response = client.post(f"{path}/steps/dispatch", data={"csrf_token": csrf_from(client, path),
-                                                           "department": "秩序维护部", "handler": "x"})
+    response = client.post(
+        f"{path}/steps/dispatch",
+        data={"csrf_token": csrf_from(client, path), "department": "秩序维护部", "handler": "x"},
+    )
     assert response.status_code == 403
 
 
@@ -241,8 +250,9 @@ def test_admin_creates_and_deactivates_an_account(client, database):
     create_staff(database, "root", "admin")
     login(client, "root")
     token = csrf_from(client, "/console/users")
-    client.post("/console/users", data={"csrf_token": token, "username": "li", "password": "long-enough-pw",
-                                        "role": "qa"})
+    client.post(
+        "/console/users", data={"csrf_token": token, "username": "li", "password": "long-enough-pw", "role": "qa"}
+    )
     from ivr.models import User
 
     with database.session() as session:
@@ -279,8 +289,15 @@ def test_a_listen_is_audited_by_the_audio_route_and_shown_on_the_timeline(night,
     sid = "RE" + "1" * 32
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
-        session.add(Recording(recording_sid=sid, call_id=ticket.call_id, ticket=ticket,
-                              state=RecordingState.STORED, path="2026/11/27/x/RE1.wav"))
+        session.add(
+            Recording(
+                recording_sid=sid,
+                call_id=ticket.call_id,
+                ticket=ticket,
+                state=RecordingState.STORED,
+                path="2026/11/27/x/RE1.wav",
+            )
+        )
     path = f"/console/tickets/{ticket_id}"
 
     def listens() -> list[AuditEvent]:
@@ -302,8 +319,11 @@ def test_a_listen_is_audited_by_the_audio_route_and_shown_on_the_timeline(night,
 def test_staff_complete_the_record_with_the_callers_name_and_room(night, database):
     ticket_id = create_ticket(database, room=None)
     path = f"/console/tickets/{ticket_id}"
-    bad = night.post(f"{path}/caller", data={"csrf_token": csrf_from(night, path), "caller_name": "张先生",
-                                             "room": "三栋"}, follow_redirects=True)
+    bad = night.post(
+        f"{path}/caller",
+        data={"csrf_token": csrf_from(night, path), "caller_name": "张先生", "room": "三栋"},
+        follow_redirects=True,
+    )
     assert "房号格式应为" in bad.get_data(as_text=True)
     form = {"csrf_token": csrf_from(night, path), "caller_name": "张先生", "room": "3-2-501"}
     night.post(f"{path}/caller", data=form)

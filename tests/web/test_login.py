@@ -55,12 +55,21 @@ class Behind:
     """A browser behind the TLS proxy: the proxy appends the client's address to X-Forwarded-For and says
     the scheme and host it was asked for; the browser sends a same-origin Referer (checked by CSRF on https)."""
 
-    def __init__(self, app: Flask, address: str, forged: str | None = None,
-                 referrer: str = "https://ivr.example.test/console/login") -> None:
+    def __init__(
+        self,
+        app: Flask,
+        address: str,
+        forged: str | None = None,
+        referrer: str = "https://ivr.example.test/console/login",
+    ) -> None:
         self.client = app.test_client()
         chain = f"{forged}, {address}" if forged else address
-        self.client.environ_base.update(HTTP_X_FORWARDED_FOR=chain, HTTP_X_FORWARDED_PROTO="https",
-                                        HTTP_X_FORWARDED_HOST="ivr.example.test", HTTP_REFERER=referrer)
+        self.client.environ_base.update(
+            HTTP_X_FORWARDED_FOR=chain,
+            HTTP_X_FORWARDED_PROTO="https",
+            HTTP_X_FORWARDED_HOST="ivr.example.test",
+            HTTP_REFERER=referrer,
+        )
 
     def login(self, username: str, password: str = PASSWORD):
         return login(self.client, username, password)
@@ -81,8 +90,11 @@ def test_an_attacker_behind_the_proxy_is_locked_out_while_a_colleague_behind_it_
     assert refused.status_code == 429 and "请1分钟后再试" in refused.get_data(as_text=True)
     assert colleague.login("wang").status_code == 302  # the same account, another client of the same proxy
     assert colleague.client.get("/console/").status_code == 200
-    assert attempts(database) == [*[("wang", ATTACKER, False, False)] * 5, ("wang", ATTACKER, False, True),
-                                  ("wang", COLLEAGUE, True, False)]
+    assert attempts(database) == [
+        *[("wang", ATTACKER, False, False)] * 5,
+        ("wang", ATTACKER, False, True),
+        ("wang", COLLEAGUE, True, False),
+    ]
 
 
 def test_a_forged_x_forwarded_for_is_not_believed_beyond_the_trusted_proxies(proxied_app, database):
@@ -176,9 +188,9 @@ def test_refusals_are_logged_and_shown_to_admins(proxied_app, database, caplog):
     admin = Behind(proxied_app, COLLEAGUE)
     assert admin.login("root").status_code == 302
     page = admin.client.get("/console/users").get_data(as_text=True)
-    section = page[page.index('id="login-trouble"'):]
-    row = section[section.index("<td>wang</td>"):]
-    row = row[:row.index("</tr>")]
+    section = page[page.index('id="login-trouble"') :]
+    row = section[section.index("<td>wang</td>") :]
+    row = row[: row.index("</tr>")]
     assert f"<td>{ATTACKER}</td><td>5</td><td>1</td>" in row and "暂停中" in row
     assert "&lt;b&gt;x&lt;/b&gt;" in section and "<b>x</b>" not in section
 
@@ -228,8 +240,9 @@ def test_a_disabled_account_loses_its_sessions_for_good(app, database):
     with database.session() as session:
         wang_id = session.scalars(select(User.id).where(User.username == "wang")).one()
     for _ in range(2):  # disable, then enable again
-        admin.post(f"/console/users/{wang_id}", data={"csrf_token": csrf_from(admin, "/console/users"),
-                                                      "action": "toggle"})
+        admin.post(
+            f"/console/users/{wang_id}", data={"csrf_token": csrf_from(admin, "/console/users"), "action": "toggle"}
+        )
         assert wang.get("/console/").status_code == 302
     assert login(wang, "wang").status_code == 302
 
@@ -238,10 +251,14 @@ def test_behind_the_proxy_twilio_signatures_are_still_checked_against_the_public
     from tests.factories import call_params, signed_post
 
     client = proxied_app.test_client()
-    proxy_headers = {"X-Forwarded-For": "54.172.60.1", "X-Forwarded-Proto": "http",
-                     "X-Forwarded-Host": "internal-name:5000"}
+    proxy_headers = {
+        "X-Forwarded-For": "54.172.60.1",
+        "X-Forwarded-Proto": "http",
+        "X-Forwarded-Host": "internal-name:5000",
+    }
     answered = signed_post(client, settings, "/twilio/voice", call_params(), headers=proxy_headers)
     assert answered.status_code == 200 and "<Say" in answered.get_data(as_text=True)
-    forged = client.post("/twilio/voice", data=call_params("CA" + "2" * 32),
-                         headers={**proxy_headers, "X-Twilio-Signature": "bm9wZQ=="})
+    forged = client.post(
+        "/twilio/voice", data=call_params("CA" + "2" * 32), headers={**proxy_headers, "X-Twilio-Signature": "bm9wZQ=="}
+    )
     assert forged.status_code == 403

@@ -25,9 +25,11 @@ WANG_NUMBER, LI_NUMBER = "+8613800000001", "+8613800000002"
 
 def good_call(name: str = "王芳") -> str:
     """Everything the standard asks for (E7 does not arise), greeting with the staff member's own name."""
-    return (f"您好幸福家园物业服务中心我是{name}很高兴为您服务。请问您住几号楼哪个房间?请问您贵姓?"
-            "请问怎样与您联系?请问有什么可以帮您?好的跟您确认一下,三号楼二单元五零一室厨房漏水,对吗?"
-            "谢谢您,我们马上安排,再见。")
+    return (
+        f"您好幸福家园物业服务中心我是{name}很高兴为您服务。请问您住几号楼哪个房间?请问您贵姓?"
+        "请问怎样与您联系?请问有什么可以帮您?好的跟您确认一下,三号楼二单元五零一室厨房漏水,对吗?"
+        "谢谢您,我们马上安排,再见。"
+    )
 
 
 GOOD_CALL = good_call()
@@ -41,16 +43,22 @@ def timed_words(text: str, start: float = 1.0, step: float = 0.25) -> list[dict]
     words, at = [], start
     for sentence in re.split(r"[,。!?]", text):
         for i in range(0, len(sentence), 2):
-            words.append({"word": sentence[i:i + 2], "start": round(at, 2), "end": round(at + step, 2),
-                          "conf": 0.9})
+            words.append({"word": sentence[i : i + 2], "start": round(at, 2), "end": round(at + step, 2), "conf": 0.9})
             at += step
         at += 0.8
     return words
 
 
-def create_evaluated_call(database, *, staff_text: str = GOOD_CALL, caller_text: str = CALLER,
-                          agent_number: str = WANG_NUMBER, started_at: datetime | None = None,
-                          ring_seconds: int = 6, caller_hung_up: bool = True) -> str:
+def create_evaluated_call(
+    database,
+    *,
+    staff_text: str = GOOD_CALL,
+    caller_text: str = CALLER,
+    agent_number: str = WANG_NUMBER,
+    started_at: datetime | None = None,
+    ring_seconds: int = 6,
+    caller_hung_up: bool = True,
+) -> str:
     """A transferred call as the webhooks and the transcription job leave it — Dial status events, the
     Dial's result, a dual-channel recording with both channels' timed words — then scored. Returns the
     CallSid."""
@@ -58,29 +66,66 @@ def create_evaluated_call(database, *, staff_text: str = GOOD_CALL, caller_text:
     started = started_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     call_sid, leg_sid = "CA" + secrets.token_hex(16), "CA" + secrets.token_hex(16)
     with database.session() as session:
-        call = Call(call_sid=call_sid, from_number="+8613912345678", to_number="+861062345678",
-                    status="completed", started_at=started, ended_at=started + timedelta(minutes=2))
+        call = Call(
+            call_sid=call_sid,
+            from_number="+8613912345678",
+            to_number="+861062345678",
+            status="completed",
+            started_at=started,
+            ended_at=started + timedelta(minutes=2),
+        )
         session.add(call)
 
         def dial_status(status: str, after: float) -> CallEvent:
             moment = started + timedelta(seconds=after)
-            return CallEvent(call=call, endpoint="dial-status", at=moment,
-                             params={"CallSid": leg_sid, "CallStatus": status, "To": agent_number,
-                                     "Timestamp": format_datetime(moment, usegmt=True)})
+            return CallEvent(
+                call=call,
+                endpoint="dial-status",
+                at=moment,
+                params={
+                    "CallSid": leg_sid,
+                    "CallStatus": status,
+                    "To": agent_number,
+                    "Timestamp": format_datetime(moment, usegmt=True),
+                },
+            )
 
-        session.add_all([
-            dial_status("ringing", 2), dial_status("in-progress", 2 + ring_seconds),
-            CallEvent(call=call, endpoint="dial-result", at=started + timedelta(seconds=90),
-                      params={"DialCallStatus": "completed",
-                              "CallStatus": "completed" if caller_hung_up else "in-progress"}),
-        ])
-        recording = Recording(recording_sid="RE" + secrets.token_hex(16), call=call, source="dial",
-                              state=RecordingState.STORED, channels=2, duration=80.0, path="dial.wav")
+        session.add_all(
+            [
+                dial_status("ringing", 2),
+                dial_status("in-progress", 2 + ring_seconds),
+                CallEvent(
+                    call=call,
+                    endpoint="dial-result",
+                    at=started + timedelta(seconds=90),
+                    params={
+                        "DialCallStatus": "completed",
+                        "CallStatus": "completed" if caller_hung_up else "in-progress",
+                    },
+                ),
+            ]
+        )
+        recording = Recording(
+            recording_sid="RE" + secrets.token_hex(16),
+            call=call,
+            source="dial",
+            state=RecordingState.STORED,
+            channels=2,
+            duration=80.0,
+            path="dial.wav",
+        )
         session.add(recording)
         for channel, text in ((0, caller_text), (1, staff_text)):
             words = timed_words(text)
-            session.add(Transcript(recording=recording, channel=channel, words=words,
-                                   text="".join(w["word"] for w in words), raw_text=""))
+            session.add(
+                Transcript(
+                    recording=recording,
+                    channel=channel,
+                    words=words,
+                    text="".join(w["word"] for w in words),
+                    raw_text="",
+                )
+            )
         session.flush()
         evaluation = evaluate_call(session, call, "幸福家园")
         assert evaluation is not None
@@ -115,18 +160,20 @@ def qa(client, database, agents):
 
 def post_review(client, call_sid: str, **fields: str):
     path = f"/console/qa/calls/{call_sid}"
-    return client.post(f"{path}/review", data={"csrf_token": csrf_from(client, path), **fields},
-                       follow_redirects=True)
+    return client.post(f"{path}/review", data={"csrf_token": csrf_from(client, path), **fields}, follow_redirects=True)
 
 
 def test_the_list_shows_evaluated_calls_newest_first_with_scores(qa, database):
-    older = create_evaluated_call(database, staff_text=RUDE_CALL,
-                                  started_at=datetime(2024, 3, 5, 2, 0, tzinfo=UTC))
-    newer = create_evaluated_call(database, agent_number=LI_NUMBER, staff_text=good_call("李娜"),
-                                  started_at=datetime(2024, 3, 6, 2, 0, tzinfo=UTC))
+    older = create_evaluated_call(database, staff_text=RUDE_CALL, started_at=datetime(2024, 3, 5, 2, 0, tzinfo=UTC))
+    newer = create_evaluated_call(
+        database,
+        agent_number=LI_NUMBER,
+        staff_text=good_call("李娜"),
+        started_at=datetime(2024, 3, 6, 2, 0, tzinfo=UTC),
+    )
     page = qa.get("/console/qa").get_data(as_text=True)
     assert page.index(newer) < page.index(older)
-    rows = {sid: page[page.index(f'data-call="{sid}"'):].split("</tr>")[0] for sid in (older, newer)}
+    rows = {sid: page[page.index(f'data-call="{sid}"') :].split("</tr>")[0] for sid in (older, newer)}
     assert "2024-03-05 10:00" in rows[older]  # local time (UTC+8)
     assert "王芳" in rows[older] and "关键项不合格" in rows[older] and "待复核" in rows[older]
     assert re.search(r'final-score">0\.0<', rows[older])
@@ -157,19 +204,22 @@ def test_the_call_page_shows_each_question_with_evidence_that_seeks_the_player(q
     call_sid = create_evaluated_call(database)
     evaluation = evaluation_of(database, call_sid)
     page = qa.get(f"/console/qa/calls/{call_sid}").get_data(as_text=True)
-    sid = re.search(r'/console/recordings/(RE\w+)/audio', page).group(1)
+    sid = re.search(r"/console/recordings/(RE\w+)/audio", page).group(1)
     # No preload: opening the page sends no audio, so it is not audited as a listen (the audio route is).
     assert f'<audio controls preload="none" src="/console/recordings/{sid}/audio">' in page
     # The greeting's evidence: what was said, when, as a button that seeks the player to its start.
     greeting = evaluation.suggested["E2"]["evidence"][0]
-    button = re.search(r'<button type="button" class="seek" data-start="([\d.]+)"[^>]*>▶ ([\d.]+)秒</button>'
-                       r' <span class="who">值班人员</span>:<q>([^<]+)</q>', page)
+    button = re.search(
+        r'<button type="button" class="seek" data-start="([\d.]+)"[^>]*>▶ ([\d.]+)秒</button>'
+        r' <span class="who">值班人员</span>:<q>([^<]+)</q>',
+        page,
+    )
     assert button, page
     assert float(button.group(1)) == greeting["start"] and button.group(3) == greeting["text"]
     assert "通话第8.0秒" in page and "接听 +8613800000001" in page  # E1's evidence is the call's events
     for qid in ("E1", "E2", "E8"):
         assert f'id="q-{qid}"' in page
-    assert "关键项" in page[page.index('id="q-E8"'):]
+    assert "关键项" in page[page.index('id="q-E8"') :]
     # Both channels, word by word, in the player's take.
     assert page.count('class="word"') == len(timed_words(GOOD_CALL)) + len(timed_words(CALLER))
     assert 'class="take qa-layout"' in page and "qa.js" in page and "player.js" in page
@@ -184,8 +234,9 @@ def test_an_override_needs_a_comment_and_changes_only_the_final_score(qa, databa
     assert "E5 改判需要填写说明" in refused
     assert evaluation_of(database, call_sid).status == EvaluationStatus.SUGGESTED
 
-    saved = post_review(qa, call_sid, **{"answer-E5": "no", "comment-E5": "礼貌用语不足,只说了一次请",
-                                         "comment": "整体良好"}).get_data(as_text=True)
+    saved = post_review(
+        qa, call_sid, **{"answer-E5": "no", "comment-E5": "礼貌用语不足,只说了一次请", "comment": "整体良好"}
+    ).get_data(as_text=True)
     evaluation = evaluation_of(database, call_sid)
     # E7 does not apply; 80 of the remaining 90 points.
     assert (evaluation.suggested_score, evaluation.final_score) == (100.0, 88.9)
@@ -198,8 +249,11 @@ def test_a_corrected_transcript_rescores_the_call_and_keeps_the_reviewers_answer
     call_sid = create_evaluated_call(database)
     post_review(qa, call_sid, **{"answer-E5": "no", "comment-E5": "语气生硬"})
     path = f"/console/qa/calls/{call_sid}"
-    response = qa.post(f"{path}/transcripts/1", data={"csrf_token": csrf_from(qa, path),
-                                                      "text": GOOD_CALL + "等着!"}, follow_redirects=True)
+    response = qa.post(
+        f"{path}/transcripts/1",
+        data={"csrf_token": csrf_from(qa, path), "text": GOOD_CALL + "等着!"},
+        follow_redirects=True,
+    )
     assert response.status_code == 200
     evaluation = evaluation_of(database, call_sid)
     assert evaluation.suggested["E8"]["answer"] == "no"
@@ -224,8 +278,9 @@ def test_the_agent_acknowledges_or_disputes_and_nobody_else_may(client, database
     assert call_sid in client.get("/console/qa/mine").get_data(as_text=True)
 
     def respond(**form: str) -> str:
-        return client.post(f"{path}/respond", data={"csrf_token": csrf_from(client, path), **form},
-                           follow_redirects=True).get_data(as_text=True)
+        return client.post(
+            f"{path}/respond", data={"csrf_token": csrf_from(client, path), **form}, follow_redirects=True
+        ).get_data(as_text=True)
 
     assert "申诉需要说明理由" in respond(action="dispute", comment=" ")
     assert evaluation_of(database, call_sid).status == EvaluationStatus.SUGGESTED
@@ -239,13 +294,18 @@ def test_the_agent_acknowledges_or_disputes_and_nobody_else_may(client, database
     login(client, "lina")  # another night-shift member
     assert client.get(path).status_code == 403
     assert client.get("/console/qa/calls/CA-no-such-call").status_code == 403
-    assert client.post(f"{path}/respond", data={"csrf_token": csrf_from(client, "/console/"),
-                                                "action": "accept"}).status_code == 403
+    assert (
+        client.post(
+            f"{path}/respond", data={"csrf_token": csrf_from(client, "/console/"), "action": "accept"}
+        ).status_code
+        == 403
+    )
     assert client.get("/console/qa/reports").status_code == 403
 
 
-@pytest.mark.parametrize("path", ["/console/qa", "/console/qa/mine", "/console/qa/reports", "/console/qa/reports.csv",
-                                  "{call}"])
+@pytest.mark.parametrize(
+    "path", ["/console/qa", "/console/qa/mine", "/console/qa/reports", "/console/qa/reports.csv", "{call}"]
+)
 def test_department_users_may_not_see_qa(client, database, agents, path):
     call_sid = create_evaluated_call(database)
     create_staff(database, "gong", "department", department="工程部")
@@ -285,7 +345,7 @@ def test_the_weekly_report_shows_averages_and_most_frequent_misses(qa, database,
     page = qa.get("/console/qa/reports?start=2024-W10&end=2024-W11").get_data(as_text=True)
 
     def row(week: str, staff: str) -> str:
-        return page[page.index(f'data-week="{week}" data-staff="{staff}"'):].split("</tr>")[0]
+        return page[page.index(f'data-week="{week}" data-staff="{staff}"') :].split("</tr>")[0]
 
     # Without the greeting (E2): 75 of 90 points → 83.3; so (100 + 83.3) / 2 = 91.7 (rounded per call first).
     assert re.search(r'count">2<.*average">91\.7<.*critical">0<', row("2024-W10", "wangfang"), re.S)
@@ -294,7 +354,7 @@ def test_the_weekly_report_shows_averages_and_most_frequent_misses(qa, database,
     assert re.search(r'count">2<.*average">91\.7<', row("2024-W11", "lina"), re.S)
     assert "2024-W12" not in page
     # 王芳 missed the greeting twice (W10 and the rude call in W11): her most frequent miss.
-    staff_row = page[page.index('<tr data-staff="wangfang">'):].split("</tr>")[0]
+    staff_row = page[page.index('<tr data-staff="wangfang">') :].split("</tr>")[0]
     assert re.search(r'average">61\.1<', staff_row)  # (100 + 83.3 + 0) / 3
     assert re.search(r'class="misses"><span class="miss"[^>]*>E2×2</span>', staff_row)
     assert "<svg" in page and page.count("<polyline") == 2 and 'class="series s0"' in page
