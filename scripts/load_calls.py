@@ -2,7 +2,7 @@
 """Load test: many concurrent emulated calls against a real `ivr serve`; prints webhook latency
 (p50/p95/max) and whether every message was stored byte-exact.
 
-    .venv/bin/python scripts/load_calls.py --calls 200 --concurrency 20
+    .venv/bin/python -m scripts.load_calls --calls 200 --concurrency 20
 
 By default it starts its own server (SQLite, embedded worker) in a temporary instance folder;
 `--database-url` points that server at another database (e.g. PostgreSQL).
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -23,15 +22,12 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from ivr.devphone.audio import write_tone_wav  # noqa: E402
-from ivr.devphone.callers import Message  # noqa: E402
-from ivr.devphone.emulator import TwilioEmulator  # noqa: E402
-from ivr.devphone.recording_server import RecordingServer  # noqa: E402
-from ivr.devphone.transport import HttpTransport, Reply  # noqa: E402
-from scripts.benchkit import ivr, local_server, percentile  # noqa: E402
+from ivr.devphone.audio import write_tone_wav
+from ivr.devphone.callers import Message
+from ivr.devphone.emulator import TwilioEmulator
+from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.transport import HttpTransport, Reply
+from scripts.benchkit import ivr, local_server, percentile
 
 ACCOUNT_SID = "AC" + "7" * 32
 AUTH_TOKEN = "load-test-auth-token"

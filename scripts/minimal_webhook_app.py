@@ -9,7 +9,7 @@ other writers on a lock (as ivr/db.py's write gate does) rather than in SQLite's
 sleeps up to 100 ms between polls: the yardstick should not be slowed by a stall our own app avoids.
 
     MINIMAL_DATABASE_URL=sqlite:////tmp/m.sqlite3 TWILIO_AUTH_TOKEN=… PUBLIC_URL=http://127.0.0.1:5001 \\
-        .venv/bin/python scripts/minimal_webhook_app.py --port 5001 --threads 8
+        .venv/bin/python -m scripts.minimal_webhook_app --port 5001 --threads 8
 """
 
 from __future__ import annotations
