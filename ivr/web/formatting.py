@@ -9,6 +9,7 @@ from flask import Flask
 
 from ivr.db import utcnow
 from ivr.models import Category, TicketStatus
+from ivr.problems import in_chinese
 from ivr.runtime import current_settings
 from ivr.tickets.procedure import CATEGORY_LABELS, STATUS_LABELS
 from ivr.tickets.sla import SLA_LABELS, SlaState
@@ -47,6 +48,7 @@ def sla_label(value: SlaState | str) -> str:
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(in_chinese, "in_chinese")
     app.add_template_filter(age, "age")
     app.add_template_filter(category_label, "category_label")
     app.add_template_filter(status_label, "status_label")
