@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 if TYPE_CHECKING:
-    from ivr.cli import CliState
+    from ivr.cli_state import CliState
 
 # ivr.audit's actions, spelled out so `ivr --help` need not load the models (a test keeps them equal).
 ACTIONS = ("listen", "read_ticket", "list_tickets", "read_evaluation")

@@ -3,54 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import click
 
-from ivr.config import ConfigError, Settings, load_settings, read_environment
-from ivr.db import Database
+from ivr.audit_cli import audit
+from ivr.cli_state import CliState
+from ivr.config import Settings
+from ivr.devphone.cli import call
+from ivr.fees.cli import fees
+from ivr.jobs_cli import jobs
+from ivr.speech.cli import models, transcribe
+from ivr.telephony.spool_cli import spool
+from ivr.twilio_number import twilio
 
 if TYPE_CHECKING:
     from ivr.jobs import JobQueue
-
-
-class CliState:
-    """What every subcommand may need, created on first use so `--help` never touches config."""
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
-
-    @cached_property
-    def settings(self) -> Settings:
-        if self._settings is not None:
-            return self._settings
-        try:
-            return load_settings()
-        except ConfigError as exc:
-            raise click.ClickException(f"configuration: {exc}") from exc
-
-    @cached_property
-    def dev_settings(self) -> Settings:
-        """Settings for the development tools (the dev phone): IVR_ENV defaults to development, as
-        ./scripts/run sets it, so they share the development server's generated secrets."""
-        if self._settings is not None:
-            return self._settings
-        environ = read_environment()
-        environ.setdefault("IVR_ENV", "development")
-        try:
-            return load_settings(environ)
-        except ConfigError as exc:
-            raise click.ClickException(f"configuration: {exc}") from exc
-
-    @cached_property
-    def database(self) -> Database:
-        return Database(self.settings.database_url, timeout=self.settings.db_timeout_seconds)
-
-    def close(self) -> None:
-        """Release database connections (called when the command finishes)."""
-        if "database" in self.__dict__:
-            self.database.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -317,15 +285,6 @@ def user_set_password(state: CliState, username: str, password: str) -> None:
     click.echo(f"password of {username!r} changed; its console sessions have ended")
 
 
-# Subcommands that live beside their feature; imported last because they import `main`'s module.
-from ivr.audit_cli import audit as _audit  # noqa: E402
-from ivr.devphone.cli import call as _call  # noqa: E402
-from ivr.fees.cli import fees as _fees  # noqa: E402
-from ivr.jobs_cli import jobs as _jobs  # noqa: E402
-from ivr.speech.cli import models as _models  # noqa: E402
-from ivr.speech.cli import transcribe as _transcribe  # noqa: E402
-from ivr.telephony.spool_cli import spool as _spool  # noqa: E402
-from ivr.twilio_number import twilio as _twilio  # noqa: E402
-
-for _command in (_audit, _call, _fees, _jobs, _models, _spool, _transcribe, _twilio):
+# Subcommands that live beside their feature.
+for _command in (audit, call, fees, jobs, models, spool, transcribe, twilio):
     main.add_command(_command)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 if TYPE_CHECKING:
-    from ivr.cli import CliState
+    from ivr.cli_state import CliState
     from ivr.jobs import JobQueue
     from ivr.models import Job
 

@@ -22,7 +22,7 @@ from ivr.telephony import webhook_path
 if TYPE_CHECKING:
     from twilio.rest import Client
 
-    from ivr.cli import CliState
+    from ivr.cli_state import CliState
 
 # E.164: a "+", a country code that does not start with 0, at most 15 digits in all.
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

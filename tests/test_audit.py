@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from ivr.audit import ACTION_LABELS, LISTEN_WINDOW
 from ivr.audit_cli import ACTIONS
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.db import utcnow
 from ivr.models import ApiToken, AuditEvent, User
 from tests.factories import login

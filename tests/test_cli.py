@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.db import utcnow
 from ivr.models import ApiToken, User
 from ivr.staff import token_digest

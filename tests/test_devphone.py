@@ -20,7 +20,8 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.serving import make_server
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.config import load_settings
 from ivr.devphone import (
     HANGUP,

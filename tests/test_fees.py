@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.config import Settings
 from ivr.db import Database
 from ivr.fees.ledger import (

@@ -386,7 +386,8 @@ def test_serve_requeues_the_jobs_of_a_dead_worker_before_it_starts_serving(setti
     import waitress
     from click.testing import CliRunner
 
-    from ivr.cli import CliState, main
+    from ivr.cli import main
+    from ivr.cli_state import CliState
 
     job_id = add_job(
         database,
@@ -412,7 +413,8 @@ def test_serve_requeues_the_jobs_of_a_dead_worker_before_it_starts_serving(setti
 def test_worker_requeues_the_jobs_of_a_dead_worker_before_it_consumes(settings, database, monkeypatch):
     from click.testing import CliRunner
 
-    from ivr.cli import CliState, main
+    from ivr.cli import main
+    from ivr.cli_state import CliState
 
     job_id = add_job(
         database,

@@ -7,7 +7,8 @@ from datetime import timedelta
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.db import utcnow
 from ivr.jobs_cli import STATES
 from ivr.models import Job, JobState, RecordingState

@@ -15,7 +15,8 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.config import load_settings
 from ivr.db import utcnow
 from ivr.devphone.callers import Message

@@ -11,7 +11,8 @@ import requests
 import responses
 from click.testing import CliRunner, Result
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.config import Settings
 from ivr.twilio_number import TwilioSetupError, check_public_url, normalise_phone_number, webhook_urls
 from tests.factories import replay

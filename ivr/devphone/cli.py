@@ -39,7 +39,7 @@ from ivr.devphone.results import CallResult
 from ivr.devphone.transport import HttpTransport
 
 if TYPE_CHECKING:
-    from ivr.cli import CliState
+    from ivr.cli_state import CliState
 
 DIAL_OUTCOMES = ("completed", "no-answer", "busy", "failed")
 KEYS = set("0123456789*#")

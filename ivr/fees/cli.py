@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ivr.cli import CliState
+    from ivr.cli_state import CliState
 
 
 @click.group()

@@ -9,7 +9,7 @@ import click
 from ivr.telephony.spool import Spool
 
 if TYPE_CHECKING:
-    from ivr.cli import CliState
+    from ivr.cli_state import CliState
 
 
 @click.group()

@@ -10,7 +10,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from ivr.cli import CliState, main
+from ivr.cli import main
+from ivr.cli_state import CliState
 from ivr.devphone.callers import Message
 from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
