@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ivr.jobs import PermanentJobError
 from ivr.models import Recording, RecordingState
@@ -153,6 +153,10 @@ def test_stored_audio_is_served_with_a_fixed_audio_type(client, settings, databa
     ) as answer:
         assert answer.status_code == 200 and answer.data == HELLO_WAV.read_bytes()
         assert answer.mimetype == "audio/wav"  # not the text/html the upstream claimed
+    with database.session() as session:  # a row stored before the type was fixed still plays as audio
+        session.execute(update(Recording).values(content_type="text/html"))
+    with client.get(f"/api/recordings/{RECORDING_SID}/audio", headers={"Authorization": f"Bearer {api_token}"}) as old:
+        assert old.mimetype == "audio/wav"
 
 
 @pytest.mark.parametrize("sid", ["RE../../../../tmp/evil", "RE" + "6" * 31 + "/", "../" + "6" * 32, "RE" + "g" * 32])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, abort, send_file
 
 from ivr.models import Recording, RecordingState
+from ivr.recordings.download import STORED_CONTENT_TYPE
 from ivr.runtime import current_settings
 
 
@@ -18,7 +19,7 @@ def stored_recording_response(recording: Recording) -> Response:
         abort(404, "recording file missing from storage")
     response = send_file(
         path,
-        mimetype=recording.content_type or "audio/wav",
+        mimetype=STORED_CONTENT_TYPE,  # fixed: what we stored, never what an upstream once claimed
         conditional=True,
         download_name=f"{recording.recording_sid}.wav",
     )
