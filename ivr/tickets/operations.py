@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
@@ -51,7 +52,17 @@ def next_ticket_number(session: Session, timezone: str, now: datetime | None = N
         .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
         .returning(TicketCounter.last)
     )
-    sequence = session.execute(statement).scalar_one()
+    bind = session.get_bind()
+    if dialect == "postgresql" and isinstance(bind, Engine):
+        # The day's counter row is the one thing every new ticket writes: advance it in its own short
+        # transaction, so its lock is not held through the rest of the webhook (concurrent calls would
+        # queue behind it). A webhook that fails afterwards leaves a gap in the day's numbers, never a
+        # duplicate. (SQLite has one writer at a time anyway, and a second connection would wait for it.)
+        with bind.connect() as connection:
+            sequence = connection.execute(statement).scalar_one()
+            connection.commit()
+    else:
+        sequence = session.execute(statement).scalar_one()
     return f"{day}{sequence:03d}"
 
 
