@@ -6,10 +6,16 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.fees.ledger import format_amount_cn, format_date_cn, room_balance
 from ivr.telephony.prompts import prompt
-from ivr.telephony.steps import MAX_RETRIES, ask_menu, ask_message, connect_person, gather, room_spoken
+from ivr.telephony.steps import (
+    ask_menu,
+    ask_message,
+    connect_person,
+    gather,
+    retry_or_give_up,
+    room_spoken,
+)
 from ivr.telephony.twiml import say, say_prompt
 from ivr.telephony.webhook import Turn
-from ivr.tickets.operations import bump_counter
 
 
 def balance_sentence(turn: Turn) -> str:
@@ -50,9 +56,12 @@ def after_balance(turn: Turn) -> VoiceResponse:
     elif turn.digits == "9":
         turn.call.category = None
         ask_menu(response)
-    elif bump_counter(turn.call, "fee_options") >= MAX_RETRIES:
-        connect_person(turn, response)
     else:
-        say_prompt(response, "no_input" if turn.digits == "" else "invalid_key")
-        say_prompt(gather(response, "fees/next"), "fee_options")
+        retry_or_give_up(
+            turn,
+            response,
+            "fee_options",
+            ask_again=lambda: say_prompt(gather(response, "fees/next"), "fee_options"),
+            give_up=lambda: connect_person(turn, response),
+        )
     return response

@@ -8,10 +8,10 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.config import Settings
 from ivr.models import Category
-from ivr.telephony.steps import MAX_RETRIES, ask_menu, ask_room, connect_person
+from ivr.telephony.steps import ask_menu, ask_room, connect_person, retry_or_give_up
 from ivr.telephony.twiml import RenderedResponse, say_prompt
 from ivr.telephony.webhook import Turn
-from ivr.tickets.operations import bump_counter, ensure_ticket
+from ivr.tickets.operations import ensure_ticket
 
 MENU_CATEGORIES = {"1": Category.REPAIR, "2": Category.COMPLAINT, "3": Category.FEE}
 PERSON_KEY = "0"
@@ -48,10 +48,17 @@ def choose_from_menu(turn: Turn) -> VoiceResponse:
         # An emergency is on record before anyone rings, whatever happens next.
         ensure_ticket(turn.session, turn.call, turn.settings.timezone, urgent=True, reason=EMERGENCY_REASON)
         connect_person(turn, response, emergency=True)
-    elif bump_counter(turn.call, "menu_no_input" if key == "" else "menu_invalid") >= MAX_RETRIES:
-        say_prompt(response, "menu_to_person")
-        connect_person(turn, response)
     else:
-        say_prompt(response, "no_input" if key == "" else "invalid_key")
-        ask_menu(response)
+
+        def to_a_person() -> None:
+            say_prompt(response, "menu_to_person")
+            connect_person(turn, response)
+
+        retry_or_give_up(
+            turn,
+            response,
+            "menu_no_input" if key == "" else "menu_invalid",
+            ask_again=lambda: ask_menu(response),
+            give_up=to_a_person,
+        )
     return response

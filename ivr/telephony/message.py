@@ -15,6 +15,7 @@ from ivr.telephony.steps import (
     goodbye,
     latest_take,
     read_back,
+    retry_or_give_up,
     ticket_number_spoken,
     what_happens_next,
 )
@@ -126,9 +127,13 @@ def confirm_message(turn: Turn) -> VoiceResponse:
         ask_message(turn, response)
     elif turn.digits == "0":
         connect_person(turn, response)
-    elif bump_counter(turn.call, "confirm") >= MAX_RETRIES:
-        goodbye(response, prompt("saved_unconfirmed", ticket_number_spoken=ticket_number_spoken(ticket.number)))
     else:
-        say_prompt(response, "no_input" if turn.digits == "" else "invalid_key")
-        read_back(turn, response)
+        spoken = ticket_number_spoken(ticket.number)
+        retry_or_give_up(
+            turn,
+            response,
+            "confirm",
+            ask_again=lambda: read_back(turn, response),
+            give_up=lambda: goodbye(response, prompt("saved_unconfirmed", ticket_number_spoken=spoken)),
+        )
     return response

@@ -6,10 +6,9 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.models import Category
 from ivr.telephony.fees import tell_balance
-from ivr.telephony.steps import MAX_RETRIES, ask_message, ask_room, ask_room_confirmation
+from ivr.telephony.steps import ask_message, ask_room, ask_room_confirmation, retry_or_give_up
 from ivr.telephony.twiml import say_prompt
 from ivr.telephony.webhook import Turn
-from ivr.tickets.operations import bump_counter
 from ivr.tickets.rooms import parse_keyed_room, parse_room_code
 
 
@@ -29,12 +28,20 @@ def enter_room(turn: Turn) -> VoiceResponse:
         turn.call.room = room.code
         turn.call.room_confirmed = False
         ask_room_confirmation(response, room)
-    elif bump_counter(turn.call, "room_invalid") >= MAX_RETRIES:
-        say_prompt(response, "room_given_up")
-        after_room(turn, response)
     else:
-        say_prompt(response, "no_input" if turn.digits == "" else "room_invalid")
-        ask_room(response)
+
+        def say_it_in_the_message() -> None:
+            say_prompt(response, "room_given_up")
+            after_room(turn, response)
+
+        retry_or_give_up(
+            turn,
+            response,
+            "room_invalid",
+            ask_again=lambda: ask_room(response),
+            give_up=say_it_in_the_message,
+            invalid_prompt="room_invalid",
+        )
     return response
 
 
@@ -50,10 +57,13 @@ def confirm_room(turn: Turn) -> VoiceResponse:
     elif turn.digits == "2":
         turn.call.room = None
         ask_room(response)
-    elif bump_counter(turn.call, "room_confirm") >= MAX_RETRIES:
-        # The room as keyed is better than nothing; staff see it was not confirmed.
-        after_room(turn, response)
     else:
-        say_prompt(response, "no_input" if turn.digits == "" else "invalid_key")
-        ask_room_confirmation(response, room)
+        # After the retries the room as keyed is better than nothing; staff see it was not confirmed.
+        retry_or_give_up(
+            turn,
+            response,
+            "room_confirm",
+            ask_again=lambda: ask_room_confirmation(response, room),
+            give_up=lambda: after_room(turn, response),
+        )
     return response

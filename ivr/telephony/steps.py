@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from ivr.models import Category, Recording, RecordingSource
@@ -10,6 +12,7 @@ from ivr.standard import THREE_RINGS_SECONDS
 from ivr.telephony.prompts import prompt
 from ivr.telephony.twiml import say, say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
+from ivr.tickets.operations import bump_counter
 from ivr.tickets.rooms import Room, parse_room_code
 
 MENU_TIMEOUT = 6
@@ -37,6 +40,24 @@ def gather(response: VoiceResponse, action: str, *, num_digits: int | None = 1, 
     # Should Twilio ever fall through the Gather, treat it as silence rather than hang up.
     response.redirect(webhook_url(action), method="POST")
     return node
+
+
+def retry_or_give_up(
+    turn: Turn,
+    response: VoiceResponse,
+    counter: str,
+    *,
+    ask_again: Callable[[], None],
+    give_up: Callable[[], None],
+    invalid_prompt: str = "invalid_key",
+) -> None:
+    """E7: silence or a wrong key is apologised for and asked again; after MAX_RETRIES tries, `give_up`
+    (never a dead end: the callers give up to a person, a message or what was keyed)."""
+    if bump_counter(turn.call, counter) >= MAX_RETRIES:
+        give_up()
+    else:
+        say_prompt(response, "no_input" if turn.digits == "" else invalid_prompt)
+        ask_again()
 
 
 def ask_menu(response: VoiceResponse) -> None:
