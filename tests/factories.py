@@ -68,6 +68,20 @@ def call_params(call_sid: str = "CA" + "1" * 32, **extra: str) -> dict[str, str]
 PASSWORD = "night-shift-password"
 
 
+def post_recording_completed(client, settings, call_sid: str, recording_sid: str, url: str):
+    """Twilio's recording status callback saying a message take is complete; returns the response."""
+    params = call_params(
+        call_sid,
+        RecordingSid=recording_sid,
+        RecordingUrl=url,
+        RecordingStatus="completed",
+        RecordingDuration="2",
+        RecordingChannels="1",
+        RecordingSource="RecordVerb",
+    )
+    return signed_post(client, settings, "/twilio/recording-status", params)
+
+
 def create_staff(database: Database, username: str, role: str, department: str | None = None) -> None:
     """A staff account with the shared test password."""
     from ivr.staff import create_user

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from ivr.jobs import PermanentJobError
 from ivr.models import Recording, RecordingState
 from ivr.recordings.download import checked_media_url
-from tests.factories import HELLO_WAV, call_params, sha256_of, signed_post
+from tests.factories import HELLO_WAV, post_recording_completed, sha256_of
 
 CALL_SID = "CA" + "6" * 32
 RECORDING_SID = "RE" + "6" * 32
@@ -64,16 +64,19 @@ def trap() -> Iterator[Trap]:
 
 
 def report(client, settings, url: str, sid: str = RECORDING_SID):
-    params = call_params(
-        CALL_SID,
-        RecordingSid=sid,
-        RecordingUrl=url,
-        RecordingStatus="completed",
-        RecordingDuration="2",
-        RecordingChannels="1",
-        RecordingSource="RecordVerb",
-    )
-    return signed_post(client, settings, "/twilio/recording-status", params)
+    return post_recording_completed(client, settings, CALL_SID, sid, url)
+
+
+def download_through_a_redirect(client, settings, worker, location: str) -> Trap:
+    """Report a recording whose URL answers with a redirect to `location`; returns that (closed) server."""
+    redirector = Trap(location=location)
+    try:
+        url = f"http://127.0.0.1:{redirector.port}/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}"
+        report(client, settings, url)
+        assert worker.wait_idle(timeout=20)
+    finally:
+        redirector.close()
+    return redirector
 
 
 def recording_row(database, sid: str = RECORDING_SID) -> Recording | None:
@@ -117,13 +120,7 @@ def test_a_crafted_url_in_a_callback_never_reaches_the_trap(client, settings, da
 
 
 def test_a_redirect_to_a_host_we_do_not_trust_is_not_followed(client, settings, database, worker, trap):
-    redirector = Trap(location=f"http://localhost:{trap.port}/stolen")
-    try:
-        url = f"http://127.0.0.1:{redirector.port}/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}"
-        report(client, settings, url)
-        assert worker.wait_idle(timeout=20)
-    finally:
-        redirector.close()
+    redirector = download_through_a_redirect(client, settings, worker, f"http://localhost:{trap.port}/stolen")
     recording = recording_row(database)
     assert recording is not None and recording.state == RecordingState.FAILED
     assert "not in IVR_RECORDING_HOSTS" in (recording.error or "")
@@ -131,13 +128,8 @@ def test_a_redirect_to_a_host_we_do_not_trust_is_not_followed(client, settings, 
 
 
 def test_a_redirect_to_an_allowed_host_is_followed_without_the_credentials(client, settings, database, worker, trap):
-    redirector = Trap(location=f"http://127.0.0.1:{trap.port}/media/{RECORDING_SID}.wav")
-    try:
-        url = f"http://127.0.0.1:{redirector.port}/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}"
-        report(client, settings, url)
-        assert worker.wait_idle(timeout=20)
-    finally:
-        redirector.close()
+    location = f"http://127.0.0.1:{trap.port}/media/{RECORDING_SID}.wav"
+    redirector = download_through_a_redirect(client, settings, worker, location)
     recording = recording_row(database)
     assert recording is not None and recording.state == RecordingState.STORED, recording.error
     assert recording.sha256 == sha256_of(HELLO_WAV)

@@ -11,7 +11,7 @@ from ivr.db import utcnow
 from ivr.jobs import JobQueue
 from ivr.models import Job, JobState, Recording, RecordingState
 from ivr.recordings.download import checked_media_url
-from tests.factories import HELLO_WAV, call_params, sha256_of, signed_post
+from tests.factories import HELLO_WAV, post_recording_completed, sha256_of
 
 CALL_SID = "CA" + "5" * 32
 RECORDING_SID = "RE" + "5" * 32
@@ -19,16 +19,7 @@ RECORDING_SID = "RE" + "5" * 32
 
 def report_recording(client, settings, url: str, sid: str = RECORDING_SID) -> None:
     """Twilio's recording status callback saying the message is complete."""
-    params = call_params(
-        CALL_SID,
-        RecordingSid=sid,
-        RecordingUrl=url,
-        RecordingStatus="completed",
-        RecordingDuration="2",
-        RecordingChannels="1",
-        RecordingSource="RecordVerb",
-    )
-    assert signed_post(client, settings, "/twilio/recording-status", params).status_code == 200
+    assert post_recording_completed(client, settings, CALL_SID, sid, url).status_code == 200
 
 
 def stored(database, sid: str = RECORDING_SID) -> tuple[Recording, Job]:
