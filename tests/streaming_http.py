@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import http.server
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from tests.http_thread import serving
 
 BLOCK = 64 * 1024
 
@@ -82,20 +81,5 @@ def running_streaming_server() -> Iterator[StreamingServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is what tests do
-                super().handle_error(request, client_address)
-
-    server = Server(("127.0.0.1", 0), Handler)
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as state.base_url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
