@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from ivr.models import User
 from ivr.runtime import request_transaction
+from ivr.signin import recent_login_trouble
 from ivr.staff import ROLES, StaffError, create_user, set_password, toggle_active
 from ivr.tickets.procedure import DEPARTMENTS
 from ivr.web.access import MANAGE_USERS, roles_required
-from ivr.web.auth import StaffUser, recent_login_trouble
+from ivr.web.auth import StaffUser
 from ivr.web.blueprint import blueprint
 
 

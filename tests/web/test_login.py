@@ -16,7 +16,7 @@ from ivr import create_app
 from ivr.config import load_settings
 from ivr.db import utcnow
 from ivr.models import LoginAttempt, User
-from ivr.web.auth import PER_ACCOUNT_AND_ADDRESS, PER_ADDRESS
+from ivr.signin import PER_ACCOUNT_AND_ADDRESS, PER_ADDRESS
 from tests.factories import PASSWORD, create_staff, csrf_from, login
 
 ATTACKER = "203.0.113.7"
