@@ -79,7 +79,9 @@ class JobKind:
     retried: RetryHook | None = None
 
     def schedule(self, session: Session, subject_id: int) -> Job:
-        """Create the job row (once per kind and subject); it is queued when the session commits."""
+        """Create the job row (once per kind and subject); a new row is queued when the session commits.
+        An existing row was queued by whoever made it (a lost queue message is the sweep's to find), so a
+        second callback for the same recording costs no second write to the queue."""
         row = session.scalars(self._query(subject_id)).one_or_none()
         if row is None:
             row = Job(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
@@ -88,7 +90,7 @@ class JobKind:
                     session.add(row)
             except IntegrityError:  # another request scheduled it first
                 return session.scalars(self._query(subject_id)).one()
-        session.info.setdefault("jobs_to_enqueue", []).append(row.id)
+            session.info.setdefault("jobs_to_enqueue", []).append(row.id)
         return row
 
     def _query(self, subject_id: int) -> Select[Job]:
