@@ -129,7 +129,6 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
     gate = WriteGate(timeout)
-    engine.info = {"write_gate": gate}  # type: ignore[attr-defined]
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:

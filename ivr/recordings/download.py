@@ -19,6 +19,7 @@ import requests
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
+from ivr.durable import fsync_directory
 from ivr.jobs import JobContext, PermanentJobError, job
 from ivr.models import Recording, RecordingState
 from ivr.recordings.transcribe import transcribe_recording
@@ -177,7 +178,7 @@ def fetch_recording_to(
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return StoredFile(digest.hexdigest(), size, response.headers.get("Content-Type"))
 
 
@@ -191,15 +192,6 @@ def _read_a_little(response: requests.Response) -> None:
                 break
     except requests.RequestException:
         pass  # the status code is what the caller reports
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make the rename itself durable (a crash right after could otherwise lose the new name)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def recording_download_failed(context: JobContext, recording_id: int, error: str) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from twilio.request_validator import RequestValidator
 
 from ivr.db import frozen_clock, utcnow
+from ivr.durable import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class Spool:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temp, target)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return target
 
     def entries(self) -> list[SpooledRequest]:
@@ -132,7 +133,7 @@ class Spool:
         self.failed_directory.mkdir(parents=True, exist_ok=True)
         (self.failed_directory / f"{request.id}.error").write_text(reason, encoding="utf-8")
         os.replace(self.directory / f"{request.id}.json", self.failed_directory / f"{request.id}.json")
-        _fsync_directory(self.failed_directory)
+        fsync_directory(self.failed_directory)
 
     def retry_failed(self) -> int:
         """Put every parked request back in the queue (after a fix); returns how many."""
@@ -166,14 +167,6 @@ class Spool:
     @staticmethod
     def _read(path: Path) -> SpooledRequest:
         return SpooledRequest(**json.loads(path.read_text(encoding="utf-8")))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def new_entry(
