@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ from ivr.telephony.spool_cli import spool
 from ivr.twilio_number import twilio
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from ivr.jobs import JobQueue
 
 
@@ -56,10 +59,10 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     """Serve the webhooks, the API and /healthz, with the embedded job worker."""
     import logging
 
-    from waitress import serve as waitress_serve
-
     from ivr import create_app
+    from ivr.server import serve_wsgi
     from ivr.speech.status import speech_model_installed, speech_model_status
+    from ivr.telephony.media import LIVE_STREAM_SPARE_THREADS, media_stream_url
     from ivr.telephony.spool import SpoolReplayer
     from ivr.twilio_number import webhook_urls
 
@@ -71,34 +74,47 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
             settings.env,
             host,
         )
-    app = create_app(settings)
-    queue = app.extensions["ivr.queue"]
-    queue.requeue_jobs_of_dead_workers()  # before our own workers start: a dead process's jobs, at once
     embedded = settings.redis_url is None
-    if embedded:
-        queue.start_embedded(workers=workers)
-    _sweep_at_start(queue)
-    replayer = SpoolReplayer(app)
-    replayer.start()
+    stops: list[Callable[[], None]] = []
+
+    def start_line() -> Flask:
+        """In the server's worker process: the app, the jobs a dead process left, the embedded worker and
+        the spool replayer."""
+        app = create_app(settings)
+        queue = app.extensions["ivr.queue"]
+        queue.requeue_jobs_of_dead_workers()  # before our own workers start: a dead process's jobs, at once
+        if embedded:
+            queue.start_embedded(workers=workers)
+            stops.append(queue.stop_embedded)
+        _sweep_at_start(queue)
+        replayer = SpoolReplayer(app)
+        replayer.start()
+        stops.append(replayer.stop)
+        stops.append(app.extensions["ivr.live"].close)
+        return app
+
+    def stop_line() -> None:
+        for stop in reversed(stops):
+            stop()
+
     urls = webhook_urls(settings.public_url)
     click.echo(f"Twilio voice URL:      {urls['voice_url']}  (HTTP POST)")
     click.echo(f"Twilio status callback: {urls['status_callback']}")
     click.echo(f"Twilio fallback URL:   {urls['voice_fallback_url']}")
+    click.echo(f"Media streams:         {media_stream_url(settings.public_url)}  (WebSocket, same origin)")
     click.echo(f"Jobs: {'embedded worker (SQLite queue)' if embedded else 'Redis queue — run `ivr worker`'}")
     click.echo(f"Speech model: {speech_model_status(settings)}")
     if not speech_model_installed(settings):
         logging.getLogger("ivr").warning("speech model %s", speech_model_status(settings))
+    live = settings.live_streams if speech_model_installed(settings) else 0
+    click.echo(f"Live transcription: {f'up to {live} takes at once' if live else 'off (after the download only)'}")
     click.echo(f"Try a call without Twilio:  .venv/bin/ivr call --server http://127.0.0.1:{port}")
     click.echo(
         f"Night-shift console:   {settings.public_url}/console/  (the first account: "
         ".venv/bin/ivr user create NAME --role admin)"
     )
-    try:
-        waitress_serve(app, host=host, port=port, threads=threads, ident="ivr")
-    finally:
-        replayer.stop()
-        if embedded:
-            queue.stop_embedded()
+    # A live stream holds a thread while its take lasts: they get their own, beyond the webhooks'.
+    serve_wsgi(start_line, host=host, port=port, threads=threads + live + LIVE_STREAM_SPARE_THREADS, stop=stop_line)
 
 
 @main.command()

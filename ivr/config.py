@@ -49,6 +49,8 @@ class Settings:
     max_recording_bytes: int = 256 * 1024 * 1024  # IVR_MAX_RECORDING_BYTES: larger downloads are refused
     db_timeout_seconds: float = 2.0  # IVR_DB_TIMEOUT: longest wait for a lock or a connection
     trusted_proxies: int = 0  # IVR_TRUSTED_PROXIES: reverse proxies in front whose X-Forwarded-* are believed
+    live_streams: int = 0  # IVR_LIVE_STREAMS: takes transcribed live at once (0: only after the download)
+    read_back_min_confidence: float = 0.0  # IVR_READ_BACK_MIN_CONFIDENCE: below it, a summary is read back
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -97,6 +99,45 @@ def _trusted_proxies(environ: Mapping[str, str]) -> int:
             f"(the reverse proxies in front of the line), not {raw!r}"
         )
     return int(raw)
+
+
+def default_live_streams() -> int:
+    """Live takes one machine decodes in real time beside the webhooks: measured with the Korean model on
+    2 cores (scripts/bench_live_streams.py, README "Live transcription"), scaled by the cores."""
+    return LIVE_STREAMS_PER_CORE * (os.cpu_count() or 1)
+
+
+LIVE_STREAMS_PER_CORE = 4
+MAX_LIVE_STREAMS = 200
+DEFAULT_READ_BACK_MIN_CONFIDENCE = 0.75
+
+
+def _live_streams(environ: Mapping[str, str]) -> int:
+    raw = environ.get("IVR_LIVE_STREAMS", "").strip()
+    if not raw:
+        return default_live_streams()
+    if not raw.isdigit() or int(raw) > MAX_LIVE_STREAMS:
+        raise ConfigError(
+            f"IVR_LIVE_STREAMS must be a whole number from 0 (transcribe after the download only) to "
+            f"{MAX_LIVE_STREAMS}, not {raw!r}"
+        )
+    return int(raw)
+
+
+def _read_back_min_confidence(environ: Mapping[str, str]) -> float:
+    raw = environ.get("IVR_READ_BACK_MIN_CONFIDENCE", "").strip()
+    if not raw:
+        return DEFAULT_READ_BACK_MIN_CONFIDENCE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"IVR_READ_BACK_MIN_CONFIDENCE must be a number from 0 (always read the caller's words back) "
+            f"to 1, not {raw!r}"
+        )
+    return value
 
 
 def _redis_problem(url: str) -> str | None:
@@ -251,6 +292,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         max_recording_bytes=int(max_recording_bytes),
         db_timeout_seconds=float(db_timeout),
         trusted_proxies=_trusted_proxies(environ),
+        live_streams=_live_streams(environ),
+        read_back_min_confidence=_read_back_min_confidence(environ),
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

@@ -274,6 +274,7 @@ class Recording(Base):
     call: Mapped[Call] = relationship(back_populates="recordings")
     ticket: Mapped[Ticket | None] = relationship(back_populates="recordings")
     transcripts: Mapped[list[Transcript]] = relationship(back_populates="recording", order_by="Transcript.channel")
+    live_transcript: Mapped[LiveTranscript | None] = relationship(back_populates="recording")
 
 
 class Transcript(Base):
@@ -301,6 +302,25 @@ class Transcript(Base):
     def current_text(self) -> str:
         """What was said on this channel: a person's correction, else the machine's text."""
         return self.corrected_text or self.text
+
+
+class LiveTranscript(Base):
+    """What the line heard while the caller recorded (Twilio Media Streams into Vosk), kept for the read-back
+    the moment they pressed #. The downloaded recording's Transcript stays the take's authoritative text."""
+
+    __tablename__ = "live_transcripts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), unique=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    duration: Mapped[float | None]  # seconds of audio the stream carried
+    mean_confidence: Mapped[float | None]
+    model: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    recording: Mapped[Recording] = relationship(back_populates="live_transcript")
 
 
 class Job(Base):

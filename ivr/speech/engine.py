@@ -141,6 +141,11 @@ class Recognition:
     def is_empty(self) -> bool:
         return not self.raw_text
 
+    @property
+    def mean_confidence(self) -> float | None:
+        """Vosk's mean word confidence (0–1), None when no word was recognised."""
+        return sum(word.conf for word in self.words) / len(self.words) if self.words else None
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form (for the API, the CLI and job results)."""
         return {
@@ -185,7 +190,7 @@ class SpeechEngine:
                 f"audio is {channel.sample_rate} Hz but the model needs {self.sample_rate} Hz: "
                 "prepare it with prepare_audio(source, engine.sample_rate)"
             )
-        decoder = _ChannelDecoder(self, channel.label)
+        decoder = ChannelDecoder(self, channel.label)
         decoder.feed(channel.pcm)
         return decoder.finish()
 
@@ -193,7 +198,7 @@ class SpeechEngine:
         """Decode a recording (bytes or path) and transcribe each of its channels, feeding the recognisers as
         the audio is decoded: memory stays flat however long the recording."""
         with open_audio(source, self.sample_rate) as stream:
-            decoders = [_ChannelDecoder(self, label) for label in stream.labels]
+            decoders = [ChannelDecoder(self, label) for label in stream.labels]
             for blocks in stream:
                 for decoder, block in zip(decoders, blocks, strict=True):
                     decoder.feed(block)
@@ -210,18 +215,23 @@ class SpeechEngine:
         )
 
 
-class _ChannelDecoder:
-    """One channel's recogniser, fed PCM in any pieces; it hands Vosk CHUNK_SECONDS at a time from the start
-    of the audio (the same chunks however the audio arrives, so the same words and timings)."""
+class ChannelDecoder:
+    """One channel's recogniser, fed PCM in any pieces; it hands Vosk `chunk_seconds` at a time from the start
+    of the audio (the same chunks however the audio arrives, so the same words and timings). With
+    `partials`, `partial` holds the words of the segment still being heard (a live take's running text)."""
 
-    def __init__(self, engine: SpeechEngine, label: str) -> None:
+    def __init__(
+        self, engine: SpeechEngine, label: str, *, chunk_seconds: float = CHUNK_SECONDS, partials: bool = False
+    ) -> None:
         self.engine = engine
         self.label = label
         self.recogniser = vosk.KaldiRecognizer(engine.model.model, float(engine.sample_rate))
         self.recogniser.SetWords(True)
-        self.chunk = int(engine.sample_rate * CHUNK_SECONDS) * SAMPLE_WIDTH
+        self.chunk = int(engine.sample_rate * chunk_seconds) * SAMPLE_WIDTH
         self.segments: list[dict[str, Any]] = []
         self.received = 0
+        self.partial = ""
+        self._partials = partials
         self._pending = b""
 
     def feed(self, pcm: bytes) -> None:
@@ -232,9 +242,17 @@ class _ChannelDecoder:
             self._accept(data[offset : offset + self.chunk])
         self._pending = data[whole:]
 
+    @property
+    def seconds(self) -> float:
+        """Audio received so far."""
+        return self.received // SAMPLE_WIDTH / self.engine.sample_rate
+
     def _accept(self, chunk: bytes) -> None:
         if self.recogniser.AcceptWaveform(chunk):
             self.segments.append(json.loads(self.recogniser.Result()))
+            self.partial = ""
+        elif self._partials:
+            self.partial = str(json.loads(self.recogniser.PartialResult()).get("partial", ""))
 
     def finish(self) -> Recognition:
         if self._pending:
@@ -247,6 +265,6 @@ class _ChannelDecoder:
             text=normalise_transcript(raw_text),
             raw_text=raw_text,
             words=words,
-            duration=self.received // SAMPLE_WIDTH / self.engine.sample_rate,
+            duration=self.seconds,
             channel=self.label,
         )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask
+from flask_sock import Sock
 
-from ivr.telephony import callbacks, fees, menu, message, person, room
+from ivr.telephony import callbacks, fees, media, menu, message, person, room
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import twilio_webhook
 
@@ -34,6 +35,9 @@ for path, (step, sid_param) in STEPS.items():
     view = twilio_webhook(path, on_error=callbacks.trouble_response, sid_param=sid_param)(step)
     blueprint.add_url_rule(f"/{path}", endpoint=path.replace("/", "_"), view_func=view, methods=["POST"])
 
+# The media WebSocket (Twilio Media Streams), behind the same signature guard: checked before the upgrade.
+Sock().route(media.STREAM_PATH, bp=blueprint)(media.media_stream)
+
 
 def webhook_path(path: str) -> str:
     """The URL path Twilio requests for a step, e.g. `/twilio/voice`; a path that is not a step is an error."""
@@ -43,4 +47,5 @@ def webhook_path(path: str) -> str:
 
 
 def init_app(app: Flask) -> None:
+    media.init_app(app)
     app.register_blueprint(blueprint)

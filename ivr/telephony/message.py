@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.models import Recording, RecordingState
+from ivr.models import LiveTranscript, Recording, RecordingState
 from ivr.recordings.download import download_recording
-from ivr.speech.status import speech_model_installed
+from ivr.speech.status import speech_model_installed, speech_model_path
+from ivr.telephony.media import live_pool
 from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import (
     MAX_RETRIES,
     ask_message,
     connect_person,
+    current_take_number,
     goodbye,
     latest_take,
     read_back,
     retry_or_give_up,
+    stop_take_stream,
     ticket_number_spoken,
     what_happens_next,
 )
@@ -23,6 +26,7 @@ from ivr.telephony.twiml import say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import bump_counter, confirm_ticket, ensure_ticket, keep_take, reset_counter
 
+LIVE_COVER_SLACK_SECONDS = 1.0  # RecordingDuration is whole seconds; the stream starts with the beep
 POLL_SECONDS = 1
 MAX_POLLS = 6  # with the hold phrase, a caller waits at most about eight seconds for the read-back
 
@@ -48,15 +52,21 @@ def keep_posted_take(turn: Turn, *, twilio_status: str | None = None) -> Recordi
 
 
 def message_recorded(turn: Turn) -> VoiceResponse:
-    """The Record action: keep the take and start fetching it; then (after the transcript, when a
-    speech model is installed) read back — unless the caller already hung up."""
+    """The Record action: keep the take and start fetching it; read back at once when the live text
+    covers the take, else (when a speech model is installed) after the transcript — unless the caller
+    already hung up."""
     take = keep_posted_take(turn)
     if take is not None and take.source_url and take.state == RecordingState.PENDING:
         # Fetch now rather than on the status callback: the caller is waiting for the read-back.
         download_recording.schedule(turn.session, take.id)
     response = VoiceResponse()
+    stop_take_stream(turn, response)
+    heard_live = take is not None and keep_live_text(turn, take)
     if turn.form.get("Digits") == "hangup":
         return response  # Twilio ignores this answer; the take is already kept
+    if heard_live:
+        read_back(turn, response)  # no hold phrase, no polling: the caller hears it now
+        return response
     if take is not None and speech_model_installed(turn.settings):
         reset_counter(turn.call, "read_back_wait")
         say_prompt(response, "hold_while_transcribing")
@@ -66,6 +76,26 @@ def message_recorded(turn: Turn) -> VoiceResponse:
     say_prompt(response, "message_kept")
     read_back(turn, response)
     return response
+
+
+def keep_live_text(turn: Turn, take: Recording) -> bool:
+    """Finish the take's live transcription (if its stream ran in this process) and keep its text on the
+    take; True when it covers the whole take, so the read-back needs no wait."""
+    number = current_take_number(turn)
+    live = live_pool().find((turn.call.call_sid, number)) if number is not None else None
+    heard = live.finish() if live is not None else None
+    if heard is None:
+        return False
+    if take.live_transcript is None:
+        take.live_transcript = LiveTranscript(
+            text=heard.text,
+            raw_text=heard.raw_text,
+            words=heard.as_dict()["words"],
+            duration=round(heard.duration, 3),
+            mean_confidence=heard.mean_confidence,
+            model=speech_model_path(turn.settings).name,
+        )
+    return heard.duration + LIVE_COVER_SLACK_SECONDS >= (take.duration or 0)
 
 
 def read_back_url(take: Recording) -> str:
@@ -96,6 +126,10 @@ def read_back_when_ready(turn: Turn) -> VoiceResponse:
 def message_empty(turn: Turn) -> VoiceResponse:
     """Record heard nothing: apologise and ask again; after a few tries, a person or a call-back."""
     response = VoiceResponse()
+    stop_take_stream(turn, response)
+    number = current_take_number(turn)
+    if number is not None and (live := live_pool().find((turn.call.call_sid, number))) is not None:
+        live.finish(timeout=0)  # nothing to keep: free its decoder
     if bump_counter(turn.call, "message_empty") < MAX_RETRIES:
         say_prompt(response, "message_empty")
         ask_message(turn, response)

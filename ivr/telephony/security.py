@@ -9,14 +9,19 @@ from flask import Response, request
 from twilio.request_validator import RequestValidator
 
 from ivr.runtime import current_settings
+from ivr.telephony.twiml import websocket_url
 
 log = logging.getLogger(__name__)
 
 
 def signed_url() -> str:
-    """The URL Twilio requested, as seen from outside: IVR_PUBLIC_URL + path + query."""
+    """The URL Twilio requested, as seen from outside: IVR_PUBLIC_URL + path + query (for the media
+    WebSocket, the wss:// form of IVR_PUBLIC_URL that the TwiML gave Twilio)."""
     query = request.query_string.decode("latin-1")
-    return current_settings().public_url + request.path + (f"?{query}" if query else "")
+    base = current_settings().public_url
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        base = websocket_url(base)
+    return base + request.path + (f"?{query}" if query else "")
 
 
 def require_twilio_signature() -> Response | None:

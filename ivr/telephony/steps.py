@@ -7,8 +7,10 @@ from collections.abc import Callable
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from ivr.models import Category, Recording, RecordingSource
+from ivr.speech.read_back import read_back_text
 from ivr.spoken import digits_spoken
 from ivr.standard import THREE_RINGS_SECONDS
+from ivr.telephony.media import live_transcription_on, media_stream_url
 from ivr.telephony.prompts import prompt
 from ivr.telephony.twiml import say, say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
@@ -20,7 +22,7 @@ ROOM_TIMEOUT = 10
 MAX_MESSAGE_SECONDS = 180
 HANG_UP_GRACE_SECONDS = 10  # let the caller hang up first (E6)
 MAX_RETRIES = 3
-READ_BACK_CHARS = 80
+TAKE_COUNTER = "message_take"  # the call's takes so far: names the take's live stream
 
 
 def gather(response: VoiceResponse, action: str, *, num_digits: int | None = 1, timeout: int = MENU_TIMEOUT) -> Gather:
@@ -73,10 +75,34 @@ def ask_room_confirmation(response: VoiceResponse, room: Room) -> None:
 
 
 def ask_message(turn: Turn, response: VoiceResponse) -> None:
-    """Record the caller's message; every take is kept. Empty takes fall through to record/empty."""
+    """Record the caller's message; every take is kept. Empty takes fall through to record/empty. With live
+    transcription on, Twilio forks the caller's audio to the media WebSocket while they record."""
     say_prompt(response, "ask_message" if turn.call.room else "ask_message_with_room")
+    take = bump_counter(turn.call, TAKE_COUNTER)
+    if live_transcription_on(turn.settings):
+        stream = response.start().stream(
+            url=media_stream_url(turn.settings.public_url), name=take_stream_name(take), track="inbound_track"
+        )
+        stream.parameter(name="callSid", value=turn.call.call_sid)
+        stream.parameter(name="take", value=str(take))
     record_message(response, "recorded")
     response.redirect(webhook_url("record/empty"), method="POST")
+
+
+def current_take_number(turn: Turn) -> int | None:
+    """The number of the take the caller was last asked to record (its live stream's name)."""
+    return (turn.call.counters or {}).get(TAKE_COUNTER)
+
+
+def take_stream_name(take: int) -> str:
+    return f"take-{take}"
+
+
+def stop_take_stream(turn: Turn, response: VoiceResponse) -> None:
+    """<Stop> the current take's stream (the take has ended), if the line asked for one."""
+    take = current_take_number(turn)
+    if take is not None and live_transcription_on(turn.settings):
+        response.stop().stream(name=take_stream_name(take))
 
 
 def record_message(response: VoiceResponse, action: str) -> None:
@@ -114,9 +140,11 @@ def read_back(turn: Turn, response: VoiceResponse) -> None:
         prompt("read_back_phone", phone_tail_spoken=digits_spoken(tail)) if tail else prompt("read_back_no_phone")
     )
     take = latest_take(turn)
-    said = take.transcripts[0].text if take is not None and take.transcripts else ""
-    if said:
-        parts.append(prompt("read_back_message", transcript=shortened(said)))
+    said = heard_in_take(take, turn.settings.read_back_min_confidence) if take is not None else None
+    if said is not None:
+        kind, text = said
+        key, field = ("read_back_message", "transcript") if kind == "words" else ("read_back_summary", "summary")
+        parts.append(prompt(key, **{field: text}))
     elif take is not None:
         parts.append(prompt("read_back_message_pending"))
     say(options, "".join(parts))
@@ -129,9 +157,14 @@ def latest_take(turn: Turn) -> Recording | None:
     return takes[-1] if takes else None
 
 
-def shortened(text: str, limit: int = READ_BACK_CHARS) -> str:
-    """Long messages are read back in part, so the caller is not kept listening."""
-    return text if len(text) <= limit else text[:limit] + "……"
+def heard_in_take(take: Recording, min_confidence: float) -> tuple[str, str] | None:
+    """What to read back of a take: from its transcript of the downloaded recording when there is one,
+    else from what was heard live; ('words' | 'summary', text) or None (see read_back_text)."""
+    if take.transcripts:
+        heard = take.transcripts[0]
+        return read_back_text(heard.text, heard.words, min_confidence)
+    live = take.live_transcript
+    return read_back_text(live.text, live.words, min_confidence) if live is not None else None
 
 
 def ticket_number_spoken(number: str) -> str:

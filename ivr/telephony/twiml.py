@@ -32,6 +32,11 @@ def webhook_url(path: str, **query: str) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
+def websocket_url(url: str) -> str:
+    """The same address for a WebSocket: https:// → wss://, http:// → ws://."""
+    return "ws" + url.removeprefix("http") if url.startswith("http") else url
+
+
 class RenderedResponse(VoiceResponse):
     """An answer that is the same for every call, built with VoiceResponse and rendered once: the frame
     turns it into text without building the XML tree again. It takes no more verbs."""
