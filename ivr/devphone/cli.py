@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import subprocess
 import tempfile
@@ -138,6 +139,13 @@ def summary(result: CallResult, recordings: RecordingServer) -> list[str]:
     ]
     for sid in result.recordings:
         lines.append(f"  recording {sid}: {recordings.url_for(sid)}")
+    for stream in result.streams:
+        how = f"refused (HTTP {stream.http_status})" if stream.ended == "refused" else stream.ended
+        detail = f": {stream.detail}" if stream.detail and stream.ended != "refused" else ""
+        lines.append(
+            f"  stream {stream.name or stream.stream_sid} to {stream.connected_to or stream.url}: "
+            f"{stream.frames_sent} frames ({stream.seconds_sent:g}s of audio), {how}{detail}"
+        )
     lines += [f"  warning: {text}" for text in result.warnings]
     lines += [f"  error: {text}" for text in result.errors]
     if result.unused_steps:
@@ -158,6 +166,19 @@ def wait_for_fetches(recordings: RecordingServer, sids: list[str], seconds: floa
             pending = [sid for sid in pending if recordings.fetch_count(sid) == 0]
     if pending:
         click.echo(f"never fetched: {', '.join(pending)}")
+
+
+def parse_stream_speed(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """`--stream-speed`: a factor above 0, or `max` (as fast as possible, math.inf)."""
+    if value.strip().lower() == "max":
+        return math.inf
+    try:
+        speed = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'max'") from None
+    if not 0 < speed < math.inf:
+        raise click.BadParameter(f"{value!r} must be above 0 (or 'max')")
+    return speed
 
 
 def _ask(prompt: str) -> str:
@@ -185,6 +206,15 @@ def _ask(prompt: str) -> str:
 )
 @click.option("--speak", is_flag=True, help="Speak prompts with espeak-ng (Mandarin voice).")
 @click.option(
+    "--stream-speed",
+    metavar="FACTOR|max",
+    default="1",
+    callback=parse_stream_speed,
+    show_default=True,
+    help="When the line asks for a Media Stream (<Start><Stream>), send the message audio over it this many "
+    "times faster than real time; 'max' = as fast as possible. The <Record> action follows the last frame.",
+)
+@click.option(
     "--linger",
     type=float,
     default=60.0,
@@ -201,10 +231,12 @@ def call(
     message: Path | None,
     dial_outcome: str | None,
     speak: bool,
+    stream_speed: float,
     linger: float,
 ) -> None:
     """Place a call to the running server through the Twilio emulator (the dev phone). Outside production
-    it signs with the development server's generated secrets (IVR_ENV defaults to development here)."""
+    it signs with the development server's generated secrets (IVR_ENV defaults to development here).
+    Media Streams the line starts are opened to the same server (wss://PUBLIC_HOST/... goes to --server)."""
     settings = state.dev_settings
     steps = parse_keys(keys) if keys is not None else None
     speaker = espeak_speaker(click.echo) if speak else None
@@ -225,6 +257,7 @@ def call(
             settings.twilio_account_sid,
             settings.twilio_auth_token,
             recordings,
+            stream_speed=stream_speed,
         )
         click.echo(f"calling {settings.public_url} (via {server}) from {from_}")
         result = emulator.call(TerminalPhone(inner, speaker), from_=from_, to=to)

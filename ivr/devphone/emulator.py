@@ -19,10 +19,15 @@ Behaviour follows Twilio's TwiML Voice reference:
 * <Dial> posts `DialCallStatus`, `DialCallSid`, `DialCallDuration` (when answered) and the recording
   fields when it recorded; without an action it falls through to the next verb;
 * when the document runs out the call ends; the number's status callback then gets
-  `CallStatus=completed` with `CallDuration`.
+  `CallStatus=completed` with `CallDuration`;
+* <Start><Stream> opens a unidirectional Media Stream and the document carries on; the caller's audio
+  at <Record> goes to every open stream, and <Stop><Stream> or the end of the call sends `stop`
+  (`ivr.devphone.media_stream`). A stream that fails changes nothing for the call.
 
 Time is virtual: prompts, pauses, timeouts and recordings advance a clock, so `CallDuration` and
-timestamps are plausible without the test waiting.
+timestamps are plausible without the test waiting. The exception is a <Record> with a stream open:
+the audio is streamed in real time divided by `stream_speed`, and the action is requested after the
+last frame, when the caller presses the key.
 """
 
 from __future__ import annotations
@@ -57,8 +62,9 @@ from ivr.devphone.callers import (
     Speech,
     Step,
 )
+from ivr.devphone.media_stream import TRACKS, CallStreams, StatusNotice, mulaw_frames, silence_frames
 from ivr.devphone.recording_server import RecordingServer
-from ivr.devphone.results import CallResult, Exchange
+from ivr.devphone.results import CallResult, Exchange, StreamRecord
 from ivr.devphone.transport import Reply, Transport, TransportError
 
 API_VERSION = "2010-04-01"
@@ -85,6 +91,9 @@ class TwilioEmulator:
     (the usual order), before it (out of order, as Twilio may deliver them), or after the call's
     final status callback. `retry_webhooks` sends every webhook twice with the same idempotency
     token, as Twilio does when it retries, and uses the second reply.
+
+    `stream_speed` paces Media Streams: 1.0 sends the caller's audio in real time (20 ms a frame),
+    20.0 twenty times faster, `math.inf` as fast as the socket takes it.
     """
 
     def __init__(
@@ -102,7 +111,10 @@ class TwilioEmulator:
         max_requests: int = 200,
         shared_key: SharedKey | None = None,
         real_pauses_up_to: float = 0.0,
+        stream_speed: float = 1.0,
     ) -> None:
+        if not stream_speed > 0:
+            raise ValueError(f"stream_speed must be above 0 (math.inf: as fast as possible), not {stream_speed!r}")
         self.transport = transport
         self.public_url = public_url.rstrip("/")
         self.account_sid = account_sid
@@ -117,6 +129,7 @@ class TwilioEmulator:
         # Pauses up to this length really wait (as on a phone), so a server polling with
         # <Pause>+<Redirect> gives its background work real time; longer ones stay virtual.
         self.real_pauses_up_to = real_pauses_up_to
+        self.stream_speed = stream_speed
 
     def call(
         self,
@@ -187,6 +200,15 @@ class _CallRun:
         self.twiml_requests = 0
         self.deferred: list[Callable[[], None]] = []
         self.result = CallResult(call_sid=call_sid, from_=from_, to=to)
+        self.streams = CallStreams(
+            emulator.transport,
+            lambda url: emulator.sign(url, {}),
+            emulator.account_sid,
+            call_sid,
+            emulator.stream_speed,
+            self.result.streams,
+            lambda: new_sid("MZ"),
+        )
 
     # -- running ------------------------------------------------------------------------------
 
@@ -204,6 +226,9 @@ class _CallRun:
         except ScriptMismatch as exc:
             self.result.errors.append(str(exc))
             self.result.ended_by = "caller"
+        finally:
+            # The call is over, however it ended: open streams get `stop`, as on Twilio.
+            self.streams.stop_all()
         self.status = "completed"
         self.result.duration = math.ceil(self.clock)
         self.post_call_status()
@@ -363,6 +388,68 @@ class _CallRun:
         if 0 < seconds <= self.emulator.real_pauses_up_to:
             time.sleep(seconds)
 
+    def verb_start(self, verb: ET.Element, document_url: str) -> None:
+        for noun in verb:
+            if noun.tag != "Stream":
+                self.application_error(f"12200 <Start><{noun.tag}> is not emulated by the dev phone")
+            self.start_stream(noun, document_url)
+
+    def start_stream(self, noun: ET.Element, document_url: str) -> None:
+        """<Start><Stream>: open the stream (a failure is only recorded) and carry on with the document."""
+        name = noun.get("name", "")
+        if name and self.streams.is_open(name):
+            self.result.warnings.append(f"<Start><Stream name={name!r}>: a stream of that name is already open")
+            return
+        parameters: dict[str, str] = {}
+        for child in noun:
+            if child.tag != "Parameter":
+                self.application_error(f"12200 <{child.tag}> cannot be nested in <Stream>")
+            parameters[child.get("name", "")] = child.get("value", "")
+        track = noun.get("track", "inbound_track")
+        if track not in TRACKS:
+            self.result.warnings.append(f"<Stream track={track!r}> is not a track; streaming inbound_track")
+            track = "inbound_track"
+        if "outbound" in TRACKS[track]:
+            self.result.warnings.append(f"<Stream track={track!r}>: the dev phone streams no outbound audio")
+        written = (noun.get("url") or "").strip()
+        url = urljoin(document_url, written) if written else ""
+        if written and not written.lower().startswith(("http:", "https:")) and url.startswith(("http:", "https:")):
+            url = "ws" + url[4:]  # a relative URL: the document's host, as a WebSocket URL
+        self.streams.start(url, name, track, parameters, self.clock, self._stream_notice(noun, name))
+
+    def _stream_notice(self, noun: ET.Element, name: str) -> StatusNotice | None:
+        """Posts the stream's statusCallback (stream-started, stream-stopped, stream-error)."""
+        callback = noun.get("statusCallback")
+        if not callback:
+            return None
+        url = self.resolve(self.document_url, callback)
+        method = noun.get("statusCallbackMethod", "POST")
+
+        def notify(stream: StreamRecord, event: str, error: str) -> None:
+            params = {
+                "AccountSid": self.emulator.account_sid,
+                "CallSid": self.call_sid,
+                "StreamSid": stream.stream_sid,
+                "StreamName": name or stream.stream_sid,
+                "StreamEvent": event,
+                "Timestamp": self.timestamp(),
+            }
+            if error:
+                params["StreamError"] = error
+            self._callback("stream-status", method, url, params)
+
+        return notify
+
+    def verb_stop(self, verb: ET.Element, document_url: str) -> None:
+        for noun in verb:
+            if noun.tag != "Stream":
+                self.application_error(f"12200 <Stop><{noun.tag}> is not emulated by the dev phone")
+            # Streams are matched by name, not URL; a <Stream/> naming none stops every open stream.
+            name = noun.get("name", "")
+            started = any(stream.name == name for stream in self.result.streams)
+            if not self.streams.stop(name) and name and not started:
+                self.result.warnings.append(f"<Stop><Stream name={name!r}>: no stream of that name was started")
+
     def verb_hangup(self, verb: ET.Element, document_url: str) -> None:
         raise _CallEnded("twilio")
 
@@ -448,6 +535,8 @@ class _CallRun:
             raise _CallEnded("caller")
         if empty or audio is None or not isinstance(answer, Message):
             # Twilio requests nothing for an empty recording and carries on with the next verb.
+            if self.streams.streaming and not (isinstance(answer, Message) and answer.finish == "hangup"):
+                self.streams.send_audio(silence_frames(timeout), self.clock)
             self.clock += timeout
             if callback and "absent" in events:
                 self.post_recording_status(callback, verb, sid, "absent", None, start_time, "RecordVerb")
@@ -458,6 +547,7 @@ class _CallRun:
         if audio.duration > max_length:
             audio = truncated(audio, max_length)
             finish = "max-length"
+        speaking_from = self.clock
         self.clock += audio.duration
         params = self.register_recording(sid, audio, Path(answer.wav), "RecordVerb")
         caller_gone = finish == "hangup"
@@ -470,8 +560,16 @@ class _CallRun:
             self.result.warnings.append(
                 f"key {finish!r} does not end a <Record finishOnKey={finish_on_key!r}>: it timed out"
             )
-        if "Digits" not in params and finish != "max-length":
+        timed_out = "Digits" not in params and finish != "max-length"
+        if timed_out:
             self.clock += timeout
+        if self.streams.streaming:
+            # The caller speaks (then stays silent until the timeout) into every open stream; the action
+            # is requested once the last frame is out, as Twilio does when the key is pressed.
+            frames = mulaw_frames(audio.data) + (silence_frames(timeout) if timed_out else [])
+            self.streams.send_audio(frames, speaking_from)
+        if caller_gone:
+            self.streams.stop_all()  # the call is over before its action is requested
         deliver_callback = self._recording_callback(callback, verb, sid, audio, start_time, "RecordVerb")
         return self._with_recording_callback(
             _Fetch("record", action, verb.get("method", "POST"), params, caller_gone), deliver_callback
