@@ -576,3 +576,15 @@ def test_ivr_call_streams_the_message_when_the_line_asks(line: Line, tmp_path: P
     assert re.search(
         r"stream take-3 to ws://127\.0\.0\.1:\d+/twilio/media: 166 frames \(3\.32s of audio\), stopped", result.output
     )
+
+
+def test_a_recording_that_times_out_streams_the_silence_before_the_action(line: Line, phone: Phone) -> None:
+    line.handlers = take_handlers()  # <Record timeout="2">
+    result = phone().call([Message(HELLO, finish="timeout")])
+
+    result.raise_for_errors()
+    [connection] = line.wait_done()
+    payloads = [base64.b64decode(m["media"]["payload"]) for m in connection.media()]
+    assert len(payloads) == 100 + 100  # 2 s spoken, then 2 s of silence until the timeout
+    assert b"".join(payloads[100:]) == b"\xff" * 160 * 100
+    assert result.stream("take-3").frames_sent == 200
