@@ -58,11 +58,12 @@ def init_db(state: CliState) -> None:
 def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> None:
     """Serve the webhooks, the API and /healthz, with the embedded job worker."""
     import logging
+    import threading
 
     from ivr import create_app
     from ivr.server import serve_wsgi
     from ivr.speech.status import speech_model_installed, speech_model_status
-    from ivr.telephony.media import LIVE_STREAM_SPARE_THREADS, media_stream_url
+    from ivr.telephony.media import LIVE_STREAM_SPARE_THREADS, live_pool, live_transcription_on, media_stream_url
     from ivr.telephony.spool import SpoolReplayer
     from ivr.twilio_number import webhook_urls
 
@@ -90,7 +91,10 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
         replayer = SpoolReplayer(app)
         replayer.start()
         stops.append(replayer.stop)
-        stops.append(app.extensions["ivr.live"].close)
+        pool = live_pool(app)
+        stops.append(pool.close)
+        if live_transcription_on(settings):  # the model in memory before the first caller speaks
+            threading.Thread(target=pool.warm_up, name="live-warm-up", daemon=True).start()
         return app
 
     def stop_line() -> None:
@@ -106,7 +110,7 @@ def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> 
     click.echo(f"Speech model: {speech_model_status(settings)}")
     if not speech_model_installed(settings):
         logging.getLogger("ivr").warning("speech model %s", speech_model_status(settings))
-    live = settings.live_streams if speech_model_installed(settings) else 0
+    live = settings.live_streams if live_transcription_on(settings) else 0
     click.echo(f"Live transcription: {f'up to {live} takes at once' if live else 'off (after the download only)'}")
     click.echo(f"Try a call without Twilio:  .venv/bin/ivr call --server http://127.0.0.1:{port}")
     click.echo(

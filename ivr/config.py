@@ -107,7 +107,7 @@ def default_live_streams() -> int:
     return LIVE_STREAMS_PER_CORE * (os.cpu_count() or 1)
 
 
-LIVE_STREAMS_PER_CORE = 4
+LIVE_STREAMS_PER_CORE = 2
 MAX_LIVE_STREAMS = 200
 DEFAULT_READ_BACK_MIN_CONFIDENCE = 0.75
 

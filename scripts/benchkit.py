@@ -51,7 +51,7 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log_path: Path
         try:
             if requests.get(url, timeout=1).ok:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # the worker is still starting
             pass
         time.sleep(0.1)
     raise SystemExit(f"server did not start; see {log_path}")

@@ -44,7 +44,7 @@ def served(settings_environ, tmp_path) -> Iterator[tuple[str, dict[str, str]]]:
     def healthy() -> bool:
         try:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # the worker is still starting
             return False
 
     try:

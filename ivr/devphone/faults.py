@@ -161,7 +161,7 @@ class ServeProcess:
         def healthy() -> bool:
             try:
                 return requests.get(f"{self.url}/healthz", timeout=1).status_code in (200, 503)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # the worker is still starting
                 return False
 
         deadline = time.monotonic() + 60

@@ -72,9 +72,11 @@ def media_stream(ws: Server) -> None:
                     ws.close(TRY_AGAIN_LATER, "no live decoder free: the take is transcribed after the download")
                     return
             elif event == "media" and take is not None:
-                if message.get("media", {}).get("track", "inbound") == "inbound" and not take.feed(_audio(message)):
-                    ws.close(TRY_AGAIN_LATER, take.reason or "the take is no longer live")
+                inbound = message.get("media", {}).get("track", "inbound") == "inbound"
+                if inbound and not take.feed(_audio(message)) and take.state == "given up":
+                    ws.close(TRY_AGAIN_LATER, take.reason)
                     return
+                # After the Record action the audio is the caller listening: read and dropped until stop.
             elif event == "stop":
                 return
             elif event not in ("connected", "mark", "dtmf", "media"):

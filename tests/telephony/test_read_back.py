@@ -13,6 +13,7 @@ from ivr.devphone.callers import Message
 from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Recording
+from ivr.speech.read_back import spoken_numbers
 from tests.factories import FIXTURES, HELLO_WAV, korean_model_path, ticket_for
 
 KOREAN_SPEECH = FIXTURES / "speech" / "ko_8k.wav"
@@ -52,7 +53,7 @@ def test_the_message_is_transcribed_and_read_back_before_confirming(
     assert ticket is not None and ticket.text, result.describe()
     # What the caller heard read back is what is on the ticket, before the goodbye.
     read_back = next(text for text in result.said if "尾号" in text)
-    assert f"您反映的问题是:{ticket.text}" in read_back
+    assert f"您反映的问题是:{spoken_numbers(ticket.text)}" in read_back
     assert result.said.index(read_back) < next(i for i, t in enumerate(result.said) if "再见" in t)
     # Korean tokens keep their spaces; Chinese ones would be joined.
     assert " " in ticket.text
