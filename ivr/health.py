@@ -1,6 +1,9 @@
-"""GET /healthz: is the database reachable, which queue, is a speech model loaded, is anything spooled."""
+"""GET /healthz: is the database reachable, which queue, is a speech model loaded, is anything spooled, how
+many takes are transcribed live."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
@@ -8,6 +11,7 @@ from sqlalchemy import text
 
 from ivr.runtime import current_database, current_queue, current_settings
 from ivr.speech.status import speech_model_status
+from ivr.telephony.media import live_pool, live_transcription_on
 from ivr.telephony.spool import Spool
 
 blueprint = Blueprint("health", __name__)
@@ -37,6 +41,13 @@ def healthz() -> ResponseReturnValue:
     }
     if not spooled.empty:
         status["status"] = "degraded"
+    pool, settings = live_pool(), current_settings()
+    status["live_transcription"] = {
+        "on": live_transcription_on(settings),
+        "capacity": pool.capacity,
+        "active": pool.active,
+        **asdict(pool.counts),
+    }
     return jsonify(status), 200 if database_up else 503
 
 

@@ -14,7 +14,17 @@ from werkzeug.exceptions import HTTPException
 
 from ivr.access import Principal, ServiceToken, recording_access, ticket_access, ticket_scope
 from ivr.audit import LIST_TICKETS, READ_TICKET, Reader, record_listen, record_read
-from ivr.models import ApiToken, Call, Category, Recording, RecordingState, Ticket, TicketStatus, Transcript
+from ivr.models import (
+    ApiToken,
+    Call,
+    Category,
+    LiveTranscript,
+    Recording,
+    RecordingState,
+    Ticket,
+    TicketStatus,
+    Transcript,
+)
 from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
@@ -99,6 +109,18 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "needs_manual_transcription": recording.needs_manual_transcription,
         "transcription_error": recording.transcription_error,
         "transcripts": [transcript_json(t) for t in recording.transcripts],
+        "live_transcript": live_transcript_json(recording.live_transcript) if recording.live_transcript else None,
+    }
+
+
+def live_transcript_json(live: LiveTranscript) -> dict[str, Any]:
+    """What was heard while the caller recorded (read back to them); `transcripts` stay authoritative."""
+    return {
+        "text": live.text,
+        "mean_confidence": live.mean_confidence,
+        "duration": live.duration,
+        "model": live.model,
+        "words": live.words,
     }
 
 
@@ -150,7 +172,11 @@ def list_tickets() -> ResponseReturnValue:
     """Tickets, newest first; filters: call_sid, status, category, room, urgent; limit, offset."""
     query = (
         select(Ticket)
-        .options(selectinload(Ticket.recordings).selectinload(Recording.transcripts), selectinload(Ticket.call))
+        .options(
+            selectinload(Ticket.recordings).selectinload(Recording.transcripts),
+            selectinload(Ticket.recordings).selectinload(Recording.live_transcript),
+            selectinload(Ticket.call),
+        )
         .order_by(Ticket.id.desc())
     )
     if call_sid := request.args.get("call_sid"):

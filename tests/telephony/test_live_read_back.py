@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -50,7 +51,7 @@ def live_environ(settings_environ):
 
 @pytest.mark.slow
 def test_the_read_back_carries_the_live_text_the_moment_the_caller_presses_hash(
-    live_environ, settings, database, recording_server, tmp_path
+    live_environ, settings, database, recording_server, tmp_path, api_token
 ):
     with ServeProcess(live_environ, tmp_path / "serve.log") as server:
         time.sleep(2)  # the model loads in the background at start-up
@@ -71,6 +72,15 @@ def test_the_read_back_carries_the_live_text_the_moment_the_caller_presses_hash(
         assert wait_until(lambda: bool(takes(database, result.call_sid)[0].transcripts), timeout=60)
         [take] = takes(database, result.call_sid)
         assert take.transcripts[0].text and take.live_transcript.text
+        # Both are kept, and staff tools say which is which.
+        answer = requests.get(
+            f"{server.url}/api/tickets/{take.ticket_id}", headers={"Authorization": f"Bearer {api_token}"}, timeout=5
+        ).json()
+        [recording] = answer["recordings"]
+        assert recording["transcripts"][0]["text"] == take.transcripts[0].text
+        assert recording["live_transcript"]["text"] == take.live_transcript.text
+        live = requests.get(f"{server.url}/healthz", timeout=5).json()["live_transcription"]
+        assert live["on"] and (live["opened"], live["finished"], live["declined"], live["active"]) == (1, 1, 0, 0)
 
 
 @pytest.mark.slow

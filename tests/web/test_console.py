@@ -335,3 +335,17 @@ def test_staff_complete_the_record_with_the_callers_name_and_room(night, databas
 
 def test_the_console_says_when_messages_are_not_being_transcribed(night):
     assert "语音模型未安装" in night.get("/console/").get_data(as_text=True)
+
+
+def test_the_ticket_shows_the_live_text_apart_from_the_recordings_transcript(night, database):
+    from ivr.models import LiveTranscript
+
+    ticket_id = create_ticket(database, transcript="楼上漏水")
+    with database.session() as session:
+        [take] = session.get(Ticket, ticket_id).recordings
+        take.live_transcript = LiveTranscript(text="楼上漏税", raw_text="楼上 漏税", words=[], duration=1.0)
+    page = night.get(f"/console/tickets/{ticket_id}").get_data(as_text=True)
+    assert "<strong>通话中实时识别</strong><small>(复述给来电人用;以上录音转写为准)</small>" in page
+    assert '<span class="live-text">楼上漏税</span>' in page
+    # The ticket's text is the recording's transcript, not what was heard live.
+    assert '<dd class="matter" id="matter">楼上漏水</dd>' in page
