@@ -28,12 +28,35 @@ def ivr(env: dict[str, str], *args: str) -> str:
     return subprocess.run([IVR, *args], env=env, check=True, capture_output=True, text=True).stdout
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, all its threads (/proc/<pid>/stat utime+stime)."""
+def _own_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         # The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a server has used so far, all its threads and its worker processes (gunicorn's
+    master and worker): utime+stime from /proc/<pid>/stat, summed over the process and its descendants."""
+    total = 0.0
+    for process in [pid, *_descendants(pid)]:
+        try:
+            total += _own_cpu_seconds(process)
+        except OSError:  # ended meanwhile
+            pass
+    return total
 
 
 def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
