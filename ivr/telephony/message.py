@@ -16,6 +16,7 @@ from ivr.telephony.steps import (
     current_take_number,
     goodbye,
     latest_take,
+    live_text_covers,
     read_back,
     retry_or_give_up,
     stop_take_stream,
@@ -26,7 +27,6 @@ from ivr.telephony.twiml import say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import bump_counter, confirm_ticket, ensure_ticket, keep_take, reset_counter
 
-LIVE_COVER_SLACK_SECONDS = 1.0  # RecordingDuration is whole seconds; the stream starts with the beep
 POLL_SECONDS = 1
 MAX_POLLS = 6  # with the hold phrase, a caller waits at most about eight seconds for the read-back
 
@@ -95,7 +95,7 @@ def keep_live_text(turn: Turn, take: Recording) -> bool:
             mean_confidence=heard.mean_confidence,
             model=speech_model_path(turn.settings).name,
         )
-    return heard.duration + LIVE_COVER_SLACK_SECONDS >= (take.duration or 0)
+    return live_text_covers(take)
 
 
 def read_back_url(take: Recording) -> str:

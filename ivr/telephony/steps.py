@@ -22,6 +22,7 @@ ROOM_TIMEOUT = 10
 MAX_MESSAGE_SECONDS = 180
 HANG_UP_GRACE_SECONDS = 10  # let the caller hang up first (E6)
 MAX_RETRIES = 3
+LIVE_COVER_SLACK_SECONDS = 1.0  # RecordingDuration is whole seconds; the stream starts with the beep
 TAKE_COUNTER = "message_take"  # the call's takes so far: names the take's live stream
 
 
@@ -164,7 +165,15 @@ def heard_in_take(take: Recording, min_confidence: float) -> tuple[str, str] | N
         heard = take.transcripts[0]
         return read_back_text(heard.text, heard.words, min_confidence)
     live = take.live_transcript
-    return read_back_text(live.text, live.words, min_confidence) if live is not None else None
+    if live is None or not live_text_covers(take):
+        return None  # a stream that dropped mid-take heard only part of it: not read as the message
+    return read_back_text(live.text, live.words, min_confidence)
+
+
+def live_text_covers(take: Recording) -> bool:
+    """Whether the take's live text heard all of it (its stream ran from the beep to #)."""
+    live = take.live_transcript
+    return live is not None and (live.duration or 0) + LIVE_COVER_SLACK_SECONDS >= (take.duration or 0)
 
 
 def ticket_number_spoken(number: str) -> str:

@@ -18,14 +18,14 @@ from werkzeug.serving import make_server
 from ivr import create_app
 from ivr.devphone.media_stream import mulaw_frames
 from ivr.telephony.media import POLICY_VIOLATION, TRY_AGAIN_LATER, live_pool, media_stream_url
-from tests.factories import FIXTURES, korean_model_path
+from tests.factories import FIXTURES, call_params, korean_model_path, signed_post
 
 CALL_SID = "CA" + "1" * 32
 
 
 @pytest.fixture
 def live_app(settings):
-    app = create_app(settings.replace(speech_model=str(korean_model_path()), live_streams=1), with_queue=False)
+    app = create_app(settings.replace(speech_model=str(korean_model_path()), live_streams=1))
     live_pool(app).warm_up()  # as `ivr serve` does at start
     yield app
     live_pool(app).close()
@@ -179,3 +179,55 @@ def test_junk_instead_of_json_closes_the_stream(server, settings, live_app):
     ws = connect(server, settings)
     ws.send("not json")
     assert closed_with(ws) == POLICY_VIOLATION
+
+
+def asked_for_a_message(live_app, settings) -> str:
+    """Webhooks up to the <Record> of take 1 (a repair for 3-2-501); returns that answer's TwiML."""
+    client = live_app.test_client()
+    for path, digits in (("/twilio/voice", None), ("/twilio/menu", "1"), ("/twilio/room", "3*2*501#")):
+        signed_post(client, settings, path, call_params(CALL_SID, **({"Digits": digits} if digits else {})))
+    return signed_post(client, settings, "/twilio/room/confirm", call_params(CALL_SID, Digits="1")).get_data(
+        as_text=True
+    )
+
+
+def record_action(live_app, settings, seconds: int) -> str:
+    params = call_params(
+        CALL_SID,
+        RecordingSid="RE" + "1" * 32,
+        RecordingUrl="http://127.0.0.1:9/recording",
+        RecordingDuration=str(seconds),
+        Digits="#",
+    )
+    return signed_post(live_app.test_client(), settings, "/twilio/recorded", params).get_data(as_text=True)
+
+
+def test_the_record_action_reads_back_at_once_what_the_stream_heard(server, settings, live_app):
+    twiml = asked_for_a_message(live_app, settings)
+    assert '<Stream name="take-1" track="inbound_track" url="wss://ivr.example.test/twilio/media">' in twiml
+    assert '<Parameter name="callSid" value="%s" /><Parameter name="take" value="1" />' % CALL_SID in twiml
+    assert twiml.index("<Start>") < twiml.index("<Record ")
+    ws = connect(server, settings)
+    start(ws, settings)
+    frames = mulaw_frames((FIXTURES / "speech" / "ko_8k.wav").read_bytes())
+    stream_audio(ws, frames)
+    pool = live_pool(live_app)
+    assert wait_for(lambda: pool.find((CALL_SID, 1)).seconds_received >= 3.3)
+    answer = record_action(live_app, settings, seconds=3)
+    assert answer.index('<Stop><Stream name="take-1" /></Stop>') < answer.index("<Gather")
+    assert "请稍等" not in answer and "您反映的问题是" in answer
+    ws.close()
+
+
+def test_a_stream_that_dropped_mid_take_leaves_the_read_back_to_the_download(server, settings, live_app):
+    asked_for_a_message(live_app, settings)
+    ws = connect(server, settings)
+    start(ws, settings)
+    frames = mulaw_frames((FIXTURES / "speech" / "ko_8k.wav").read_bytes())
+    stream_audio(ws, frames[: len(frames) // 3])
+    ws.close()  # the stream drops a third of the way in
+    pool = live_pool(live_app)
+    assert wait_for(lambda: pool.find((CALL_SID, 1)).state != "live")
+    answer = record_action(live_app, settings, seconds=3)
+    # Only part of the take was heard live: hold and wait for the recording's transcript, as without a stream.
+    assert "请稍等,正在为您记录" in answer and "您反映的问题是" not in answer
