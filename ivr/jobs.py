@@ -27,11 +27,11 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
 from sqlalchemy import Select, and_, event, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ivr.config import Settings
-from ivr.db import Database, utcnow
+from ivr.db import Database, dialect_insert, utcnow
 from ivr.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,18 @@ class JobKind:
         """Create the job row (once per kind and subject); a new row is queued when the session commits.
         An existing row was queued by whoever made it (a lost queue message is the sweep's to find), so a
         second callback for the same recording costs no second write to the queue."""
-        row = session.scalars(self._query(subject_id)).one_or_none()
-        if row is None:
-            row = Job(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
-            try:
-                with session.begin_nested():
-                    session.add(row)
-            except IntegrityError:  # another request scheduled it first
-                return session.scalars(self._query(subject_id)).one()
-            session.info.setdefault("jobs_to_enqueue", []).append(row.id)
-        return row
+        # One statement, no savepoint: a row that exists (or that a concurrent transaction is inserting:
+        # the database waits for it) leaves the insert a no-op instead of an IntegrityError.
+        created: Job | None = session.scalars(
+            dialect_insert(session)(Job)
+            .values(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
+            .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
+            .returning(Job)
+        ).one_or_none()
+        if created is None:
+            return session.scalars(self._query(subject_id)).one()
+        session.info.setdefault("jobs_to_enqueue", []).append(created.id)
+        return created
 
     def _query(self, subject_id: int) -> Select[Job]:
         return select(Job).where(Job.kind == self.name, Job.subject_id == subject_id)

@@ -2,30 +2,54 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ivr.db import utcnow
+from ivr.db import dialect_insert, utcnow
 from ivr.models import Call, Category, Notice, Recording, RecordingSource, RecordingState, Ticket, TicketCounter
 from ivr.notifications import notify_managers
 
 
-def get_or_create_call(session: Session, call_sid: str, **fields: str | None) -> Call:
-    """The call with this CallSid, created on first sight (any webhook may be the first)."""
-    call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+class _Lookup(enum.Enum):
+    NOT_DONE = "not looked up"
+
+
+def get_or_create_call(
+    session: Session,
+    call_sid: str,
+    *,
+    found: Call | Literal[_Lookup.NOT_DONE] | None = _Lookup.NOT_DONE,
+    **fields: str | None,
+) -> Call:
+    """The call with this CallSid, created on first sight (any webhook may be the first). `found` is what
+    the caller's own query for this CallSid returned (the webhook frame fetches the call with its replay),
+    so it is not looked up twice; the details in `fields` fill what the call lacks."""
+    call = (
+        session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+        if found is _Lookup.NOT_DONE
+        else found
+    )
     if call is None:
-        call = Call(call_sid=call_sid, counters={})
+        # Nothing to lazy-load for a call seen for the first time: it has no ticket and no recordings yet.
+        call = Call(call_sid=call_sid, counters={}, ticket=None, recordings=[])
         session.add(call)
+        _fill(call, fields)
+        session.flush()  # its id, and a concurrent request's insert of the same CallSid fails here
+    else:
+        _fill(call, fields)  # flushed with the step's own changes
+    return call
+
+
+def _fill(call: Call, fields: dict[str, str | None]) -> None:
     for name, value in fields.items():
         if value and not getattr(call, name):
             setattr(call, name, value)
-    session.flush()
-    return call
 
 
 def bump_counter(call: Call, name: str) -> int:
@@ -44,16 +68,14 @@ def reset_counter(call: Call, name: str) -> None:
 def next_ticket_number(session: Session, timezone: str, now: datetime | None = None) -> str:
     """A number to read to the caller: local date `yymmdd` plus that day's sequence, e.g. 261127003."""
     day = (now or utcnow()).astimezone(ZoneInfo(timezone)).strftime("%y%m%d")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(TicketCounter)
+        dialect_insert(session)(TicketCounter)
         .values(day=day, last=1)
         .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
         .returning(TicketCounter.last)
     )
     bind = session.get_bind()
-    if dialect == "postgresql" and isinstance(bind, Engine):
+    if bind.dialect.name == "postgresql" and isinstance(bind, Engine):
         # The day's counter row is the one thing every new ticket writes: advance it in its own short
         # transaction, so its lock is not held through the rest of the webhook (concurrent calls would
         # queue behind it). A webhook that fails afterwards leaves a gap in the day's numbers, never a
@@ -92,7 +114,8 @@ def ensure_ticket(
             ticket.room = call.room
         if call.category and ticket.category == Category.OTHER:
             ticket.category = call.category
-    session.flush()
+    # No flush of its own: the ticket is written with whatever the caller writes next (it goes out first,
+    # so a recording can refer to it) or when the caller's session flushes.
     if urgent:
         mark_urgent(session, ticket, reason or "紧急情况")
     return ticket
@@ -132,12 +155,24 @@ def register_recording(
     channels: int | None = None,
     source: RecordingSource = RecordingSource.MESSAGE,
     twilio_status: str | None = None,
+    ticket: Ticket | None = None,
 ) -> Recording:
-    """Record that Twilio has (or is making) this recording; idempotent on RecordingSid."""
+    """Record that Twilio has (or is making) this recording, on `ticket` when given; idempotent on
+    RecordingSid."""
     recording = session.scalars(select(Recording).where(Recording.recording_sid == recording_sid)).one_or_none()
     if recording is None:
-        recording = Recording(recording_sid=recording_sid, call=call, source=source)
+        # A new recording has no transcripts yet: said so, reading them (the read-back) costs no query.
+        recording = Recording(
+            recording_sid=recording_sid,
+            call=call,
+            source=source,
+            ticket=ticket,
+            transcripts=[],
+            live_transcript=None,
+        )
         session.add(recording)
+    elif ticket is not None:
+        recording.ticket = ticket
     if source_url and not recording.source_url:
         recording.source_url = source_url
     if duration is not None and recording.duration is None:
@@ -149,7 +184,8 @@ def register_recording(
         if twilio_status in ("absent", "failed") and recording.state != RecordingState.STORED:
             recording.state = RecordingState.FAILED
             recording.error = f"Twilio reported the recording {twilio_status}"
-    session.flush()
+    if recording.id is None:
+        session.flush()  # its id (a job names it); changes to a known one go out with the caller's next write
     return recording
 
 
@@ -173,11 +209,15 @@ def keep_take(
         ticket.note = None
     if not recording_sid:
         return None
-    recording = register_recording(
-        session, call, recording_sid, source_url=source_url, duration=duration, twilio_status=twilio_status
+    return register_recording(
+        session,
+        call,
+        recording_sid,
+        source_url=source_url,
+        duration=duration,
+        twilio_status=twilio_status,
+        ticket=ticket,
     )
-    recording.ticket = ticket
-    return recording
 
 
 def refresh_ticket_transcript(session: Session, ticket: Ticket) -> None:
