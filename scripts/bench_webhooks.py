@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Webhook cost against a yardstick: `ivr serve` side by side with a minimal Flask app doing the same work.
 
-Each app runs on the same server (waitress, the same thread count) pinned to one core, the load on the
-other core. The minimal app (scripts/minimal_webhook_app.py) checks the signature, inserts one row and
-answers a <Say>, in the same kind of database. Both get the same properly signed Twilio requests:
+Each app runs on the same server (ivr.server.serve_wsgi: gunicorn's gthread worker, the same thread count)
+pinned to one core, the load on the other core; CPU is read from the worker process that answers. The
+minimal app (scripts/minimal_webhook_app.py) checks the signature, writes what ivr writes for each step
+(the call row; on `recorded` a ticket, the day's counter, a recording and its job; …) with plain
+SQLAlchemy Core, and answers TwiML of the same shape, in the same kind of database. Both get the same
+properly signed Twilio requests:
 
 * /twilio/voice, each with a new CallSid and all the form fields Twilio sends: one at a time for the CPU
   each request costs (the server's utime+stime from /proc/<pid>/stat over the run, divided by the
@@ -271,7 +274,7 @@ def concurrently(pid: int, port: int, calls: Sequence[Sequence[SignedRequest]], 
 
 @dataclass
 class Server:
-    """A running server under test."""
+    """A running server under test; `pid` is the process that answers (gunicorn's worker)."""
 
     app: str
     public_url: str
@@ -280,6 +283,16 @@ class Server:
     @property
     def port(self) -> int:
         return int(urlsplit(self.public_url).port or 80)
+
+
+def answering_process(pid: int) -> int:
+    """The process that runs the app: the server's one worker (gunicorn forks it once the master is up; it
+    answers /healthz before this is called), or the server itself when it has no child."""
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        children = [int(child) for child in fh.read().split()]
+    if len(children) > 1:
+        raise SystemExit(f"server {pid} has {len(children)} child processes; expected one worker")
+    return children[0] if children else pid
 
 
 @contextmanager
@@ -296,12 +309,12 @@ def ivr_server(workdir: Path, database_url: str | None, threads: int, cpus: set[
         settings["IVR_DATABASE_URL"] = database_url
     serve_args = ("--threads", str(threads), "--workers", "0")
     with local_server_process(workdir, settings, *serve_args, cpus=cpus) as (url, _env, process):
-        yield Server("ivr", url, process.pid)
+        yield Server("ivr", url, answering_process(process.pid))
 
 
 @contextmanager
 def minimal_server(workdir: Path, database_url: str | None, threads: int, cpus: set[int] | None) -> Iterator[Server]:
-    """scripts/minimal_webhook_app.py under waitress on a fresh database."""
+    """scripts/minimal_webhook_app.py on the same server as `ivr serve` (ivr.server), on a fresh database."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -313,7 +326,7 @@ def minimal_server(workdir: Path, database_url: str | None, threads: int, cpus: 
     }
     command = [sys.executable, str(MINIMAL_APP), "--port", str(port), "--threads", str(threads)]
     with served(command, env, f"{url}/healthz", workdir / "server.log", cpus) as process:
-        yield Server("minimal", url, process.pid)
+        yield Server("minimal", url, answering_process(process.pid))
 
 
 @contextmanager
@@ -489,7 +502,7 @@ def main() -> int:
         "--rounds", type=int, default=3, help="the counts are split into this many rounds, the apps taking turns"
     )
     parser.add_argument("--warmup", type=int, default=50, help="/twilio/voice requests before measuring")
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads, both apps")
+    parser.add_argument("--threads", type=int, default=8, help="server threads, both apps")
     parser.add_argument("--server-cpu", type=int, default=1, help="the core both servers are pinned to")
     parser.add_argument("--load-cpu", type=int, default=0, help="the core this load generator is pinned to")
     parser.add_argument(
@@ -520,8 +533,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ivr-bench-webhooks-"))
     pinning = f"servers pinned to CPU {args.server_cpu}, load on CPU {args.load_cpu}" if server_cpus else "no pinning"
     print(
-        f"webhook benchmark: {pinning}; waitress {args.threads} threads; {args.rounds} rounds, the apps taking "
-        "turns; value over all rounds (min–max of the rounds)"
+        f"webhook benchmark: {pinning}; gunicorn gthread, {args.threads} threads; {args.rounds} rounds, the apps "
+        "taking turns; value over all rounds (min–max of the rounds)"
     )
     print(
         ROW.format(
