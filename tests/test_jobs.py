@@ -383,8 +383,9 @@ def test_a_download_with_no_attempts_left_is_not_fetched_again(
 
 
 def test_serve_requeues_the_jobs_of_a_dead_worker_before_it_starts_serving(settings, database, monkeypatch):
-    import waitress
     from click.testing import CliRunner
+
+    import ivr.server
 
     from ivr.cli import main
     from ivr.cli_state import CliState
@@ -398,12 +399,14 @@ def test_serve_requeues_the_jobs_of_a_dead_worker_before_it_starts_serving(setti
     )
     seen: list[JobState] = []
 
-    def fake_serve(app, **options):  # the moment waitress would start answering
+    def fake_serve(start, *, stop, **options):  # the server's worker process, about to answer
+        app = start()
         queue = app.extensions["ivr.queue"]
         assert queue.wait_idle(timeout=10)
         seen.append(job_row(database, job_id).state)
+        stop()
 
-    monkeypatch.setattr(waitress, "serve", fake_serve)
+    monkeypatch.setattr(ivr.server, "serve_wsgi", fake_serve)
     result = CliRunner().invoke(main, ["serve"], obj=CliState(settings))
     assert result.exit_code == 0, result.output
     assert seen == [JobState.FAILED]  # re-queued at start-up and run by the embedded worker at once

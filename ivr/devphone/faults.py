@@ -167,6 +167,7 @@ class ServeProcess:
         deadline = time.monotonic() + 60
         while not healthy():
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"ivr serve did not start; see {self.log_path}")
             time.sleep(0.1)
         return self
