@@ -3,6 +3,7 @@ what the webhook benchmark needs to pin a server to a core and read the CPU time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -52,10 +53,8 @@ def cpu_seconds(pid: int) -> float:
     master and worker): utime+stime from /proc/<pid>/stat, summed over the process and its descendants."""
     total = 0.0
     for process in [pid, *_descendants(pid)]:
-        try:
+        with contextlib.suppress(OSError):  # ended meanwhile
             total += _own_cpu_seconds(process)
-        except OSError:  # ended meanwhile
-            pass
     return total
 
 

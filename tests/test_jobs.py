@@ -386,7 +386,6 @@ def test_serve_requeues_the_jobs_of_a_dead_worker_before_it_starts_serving(setti
     from click.testing import CliRunner
 
     import ivr.server
-
     from ivr.cli import main
     from ivr.cli_state import CliState
 

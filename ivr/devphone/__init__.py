@@ -31,7 +31,7 @@ from ivr.devphone.callers import (
 )
 from ivr.devphone.emulator import SharedKey, TwilioEmulator, new_sid
 from ivr.devphone.recording_server import RecordingServer
-from ivr.devphone.results import CallResult, Exchange
+from ivr.devphone.results import CallResult, Exchange, StreamRecord
 from ivr.devphone.transport import FlaskClientTransport, HttpTransport, Reply, Transport, TransportError
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "SharedKey",
     "Signal",
     "Speech",
+    "StreamRecord",
     "Transport",
     "TransportError",
     "TwilioEmulator",

@@ -51,7 +51,7 @@ class LiveTake:
 
     def __init__(self, key: TakeKey, pool: LivePool, decoder: _Decoder) -> None:
         self.key = key
-        self.state = "live"  # live → finishing → finished | given up
+        self.state = "live"  # live → finishing → finished | given up | discarded
         self.reason = ""
         self.result: Recognition | None = None
         self.ended_at: float | None = None
@@ -105,6 +105,15 @@ class LiveTake:
         self._pool.forget(self)
         return result
 
+    def discard(self) -> None:
+        """Nothing of the take is wanted (it was empty): stop decoding it and free its place."""
+        with self._lock:
+            if self.state in ("live", "finishing"):
+                self.state = "discarded"
+                self._pending.clear()
+                self._decoder.put(self, None)
+        self._pool.forget(self)
+
     def _hand_over_locked(self) -> None:
         if self._pending:
             chunk = bytes(self._pending)
@@ -123,7 +132,7 @@ class LiveTake:
 
     def decode(self, chunk: bytes | None, engine: SpeechEngine, waited: float) -> None:
         """Decode a chunk that waited `waited` seconds for the decoder (None: the end of the take)."""
-        if self.state == "given up":
+        if self.state in ("given up", "discarded"):
             self._channel = None
             return
         if waited > MAX_LAG_SECONDS:

@@ -129,7 +129,7 @@ def message_empty(turn: Turn) -> VoiceResponse:
     stop_take_stream(turn, response)
     number = current_take_number(turn)
     if number is not None and (live := live_pool().find((turn.call.call_sid, number))) is not None:
-        live.finish(timeout=0)  # nothing to keep: free its decoder
+        live.discard()
     if bump_counter(turn.call, "message_empty") < MAX_RETRIES:
         say_prompt(response, "message_empty")
         ask_message(turn, response)

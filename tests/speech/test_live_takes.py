@@ -127,3 +127,11 @@ def test_the_record_action_does_not_wait_long_for_a_busy_decoder(pool, frames, m
     assert take.finish(timeout=0.2) is None
     assert time.monotonic() - began < 0.5
     assert take.state == "given up"
+
+
+def test_an_empty_take_is_discarded_without_counting_as_given_up(pool, frames):
+    take = pool.open(("CA1", 1))
+    take.feed(frames[0])
+    take.discard()
+    assert pool.find(("CA1", 1)) is None and pool.counts.given_up == 0
+    assert not take.feed(frames[1])

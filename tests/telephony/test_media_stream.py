@@ -205,7 +205,7 @@ def record_action(live_app, settings, seconds: int) -> str:
 def test_the_record_action_reads_back_at_once_what_the_stream_heard(server, settings, live_app):
     twiml = asked_for_a_message(live_app, settings)
     assert '<Stream name="take-1" track="inbound_track" url="wss://ivr.example.test/twilio/media">' in twiml
-    assert '<Parameter name="callSid" value="%s" /><Parameter name="take" value="1" />' % CALL_SID in twiml
+    assert f'<Parameter name="callSid" value="{CALL_SID}" /><Parameter name="take" value="1" />' in twiml
     assert twiml.index("<Start>") < twiml.index("<Record ")
     ws = connect(server, settings)
     start(ws, settings)
