@@ -9,6 +9,7 @@ from ivr.models import Recording, RecordingState, Transcript
 from ivr.qa.evaluations import evaluate_call_job
 from ivr.speech.audio import UnreadableAudio
 from ivr.speech.engine import SpeechEngine, SpeechModelError
+from ivr.speech.live import TRANSCRIPTION_NICENESS, lower_thread_priority
 from ivr.speech.status import speech_model_path
 from ivr.tickets.operations import refresh_ticket_transcript
 
@@ -35,6 +36,8 @@ def transcribe_recording(context: JobContext, recording_id: int) -> None:
         audio_path = settings.recordings_dir / recording.path
 
     model_path = speech_model_path(settings)
+    # The caller is long gone: this waits behind the webhooks and the live takes of calls in progress.
+    lower_thread_priority(TRANSCRIPTION_NICENESS)
     try:
         engine = SpeechEngine.from_path(model_path)
         results = engine.transcribe_audio(audio_path)

@@ -33,6 +33,16 @@ MAX_LAG_SECONDS = 3.0  # a take whose audio waits this long for its decoder is g
 FINISH_WAIT_SECONDS = 1.5  # the Record action waits at most this for the last audio to be decoded
 KEEP_ENDED_SECONDS = 120  # a take whose stream ended before its Record action arrived is kept this long
 DECODER_NICENESS = 10  # decoder threads yield the cores to the web threads
+TRANSCRIPTION_NICENESS = 15  # and the download path's transcription yields them to live takes
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread yield the CPU to normal threads (Linux schedules threads as tasks of their
+    own; the niceness only ever goes up, never back)."""
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
 
 
 @dataclass
@@ -186,8 +196,7 @@ class _Decoder:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # Linux threads are tasks of their own: only this one yields
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODER_NICENESS)
+        lower_thread_priority(DECODER_NICENESS)
         while (item := self._queue.get()) is not None:
             take, chunk, queued_at = item
             try:
