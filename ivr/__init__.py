@@ -8,6 +8,7 @@ from flask import Flask
 
 from ivr.config import Settings, load_settings
 from ivr.db import Database
+from ivr.tickets.sla import use_timezone
 
 
 def create_app(settings: Settings | None = None, *, with_queue: bool = True, **queue_options: float) -> Flask:
@@ -20,6 +21,7 @@ def create_app(settings: Settings | None = None, *, with_queue: bool = True, **q
         logging.getLogger("ivr").warning(warning)
 
     database = Database(settings.database_url, timeout=settings.db_timeout_seconds)
+    use_timezone(settings.timezone)  # the same-day deadline stamped on tickets (ivr.tickets.sla)
     app.extensions["ivr.database"] = database
     import ivr.job_modules  # noqa: F401  (every job kind and periodic task declared before the queue is made)
 

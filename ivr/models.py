@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Enum, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ivr.db import Base, UTCDateTime, utcnow
@@ -122,6 +123,21 @@ class Ticket(Base):
     """A resident's matter taken by the line (E3): who, which room, what, when."""
 
     __tablename__ = "tickets"
+    __table_args__ = (
+        # The open queue (status <> 'closed' written as a literal, so SQLite and PostgreSQL match the partial
+        # index) ordered urgent first, then by the running clock; also the overview's counts of open tickets.
+        Index(
+            "ix_tickets_open_queue",
+            "urgent",
+            "sla_due",
+            "sla_warn_at",
+            "category",
+            "status",
+            sqlite_where=sql_text("status <> 'closed'"),
+            postgresql_where=sql_text("status <> 'closed'"),
+        ),
+        Index("ix_tickets_status_created_at", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -154,6 +170,14 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Found at Twilio by reconciliation: the line never heard this message's webhooks.
     recovered: Mapped[bool] = mapped_column(default=False)
+    # The procedure's clocks as stored deadlines (ivr.tickets.sla.stamp_clocks, on every write of the ticket),
+    # so the queue's order and the overview's counts are SQL over indexes rather than Python over every row.
+    # sla_due / sla_warn_at: the clock running now (None when all are done); the others: each clock's due.
+    dispatch_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolve_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    follow_up_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sla_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sla_warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     call: Mapped[Call | None] = relationship(back_populates="ticket")
     recordings: Mapped[list[Recording]] = relationship(back_populates="ticket", order_by="Recording.id")
@@ -476,3 +500,8 @@ class Evaluation(Base):
 
     call: Mapped[Call] = relationship()
     agent: Mapped[User | None] = relationship()
+
+
+# Every ticket written stamps its clocks (a mapper event in ivr.tickets.sla): import it with the models, so that
+# no program that writes tickets (the server, the worker, the CLI, a migration's script) can do so without it.
+import ivr.tickets.sla  # noqa: E402, F401

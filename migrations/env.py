@@ -3,6 +3,7 @@
 from alembic import context
 
 from ivr.db import make_engine
+from ivr.migrate import described_by_models
 from ivr.models import Base
 
 config = context.config
@@ -27,7 +28,12 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            include_name=described_by_models,
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

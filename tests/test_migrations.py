@@ -8,13 +8,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from ivr.db import utcnow
-from ivr.migrate import alembic_config, upgrade_database
+from ivr.migrate import alembic_config, described_by_models, upgrade_database
 from ivr.models import Base, Checkpoint
+
+COMPARE = {"include_name": described_by_models}
 
 
 def test_migrations_match_the_models(database):
     with database.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection, opts=COMPARE), Base.metadata)
     assert differences == []
 
 
@@ -28,7 +30,7 @@ def test_upgrading_twice_is_harmless(settings, database):
     for _ in range(2):
         upgrade_database(settings.database_url)
         with database.engine.connect() as connection:
-            context = MigrationContext.configure(connection)
+            context = MigrationContext.configure(connection, opts=COMPARE)
             assert context.get_current_revision() == head
             assert compare_metadata(context, Base.metadata) == []
         with database.session(read_only=True) as session:

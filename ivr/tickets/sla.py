@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from ivr.models import Ticket, TicketStatus
+from sqlalchemy import ColumnElement, and_, case, event, inspect, literal_column
+from sqlalchemy.orm import InstanceState, Session
+
+from ivr.models import Call, Ticket, TicketStatus
 
 DISPATCH_WITHIN = timedelta(hours=1)
 FOLLOW_UP_WITHIN = timedelta(days=7)
@@ -114,3 +118,87 @@ def queue_order(ticket: Ticket, now: datetime, timezone: str) -> tuple[int, int,
         _URGENCY[clock.state] if clock else 4,
         clock.due if clock else far,
     )
+
+
+# The clocks as stored deadlines ------------------------------------------------------------------------------
+#
+# The queue's order and the overview's counts are computed in the database, so each ticket carries its
+# deadlines (`dispatch_due`, `resolve_due`, `follow_up_due`) and the clock running now (`sla_due`, `sla_warn_at`:
+# when it falls due and when it starts to be "due soon"). They are stamped before every flush that writes a
+# ticket (or moves its call's start), whoever writes it (the line, the procedure, the API, test factories), so no writer
+# has to remember. "Not overnight" is a local-time idea: the time zone is the app's (`use_timezone`, set by
+# create_app; one per process until properties carry their own).
+
+_WARNINGS = {"dispatch": DISPATCH_WARNING, "resolve": RESOLVE_WARNING, "follow_up": timedelta(days=1)}
+_clock_zone = {"name": "Asia/Shanghai"}
+
+
+def use_timezone(timezone: str) -> None:
+    """The time zone in which tickets written from now on get their same-day deadline."""
+    _clock_zone["name"] = timezone
+
+
+def stamp_clocks(ticket: Ticket, timezone: str | None = None) -> None:
+    """Store the ticket's deadlines and its running clock (see above)."""
+    zone = timezone or _clock_zone["name"]
+    call = ticket.call
+    start = call.started_at if call is not None and call.started_at is not None else ticket.created_at
+    if start is None:  # a new ticket before its column default: it is being created now
+        start = ticket.created_at = datetime.now(UTC)
+    ticket.dispatch_due = start + DISPATCH_WITHIN
+    ticket.resolve_due = end_of_local_day(start, zone)
+    ticket.follow_up_due = ticket.resolved_at + FOLLOW_UP_WITHIN if ticket.resolved_at is not None else None
+    running: tuple[str, datetime | None] | None = None
+    if ticket.status in BEFORE_DISPATCH:
+        running = ("dispatch", ticket.dispatch_due)
+    elif ticket.status in BEFORE_RESOLVED:
+        running = ("resolve", ticket.resolve_due)
+    elif ticket.status in AWAITING_FOLLOW_UP and ticket.follow_up_due is not None:
+        running = ("follow_up", ticket.follow_up_due)
+    if running is None or running[1] is None:
+        ticket.sla_due = ticket.sla_warn_at = None
+    else:
+        ticket.sla_due = running[1]
+        ticket.sla_warn_at = running[1] - _WARNINGS[running[0]]
+
+
+# What the clocks are computed from: a ticket written without a change to these keeps its stamp (and the
+# webhooks that touch a ticket pay no extra statement for it).
+_CLOCK_INPUTS = ("status", "resolved_at", "created_at", "call_id", "call")
+
+
+def _moved(thing: Ticket | Call, names: tuple[str, ...]) -> bool:
+    state: InstanceState[Any] = inspect(thing)
+    return any(state.attrs[name].history.has_changes() for name in names)
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_before_flush(session: Session, _context: object, _instances: object) -> None:
+    """Every ticket written new or with a change to its clocks' inputs, and the ticket of a call whose start
+    moved, gets its clocks stamped."""
+    for thing in session.new:
+        if isinstance(thing, Ticket):
+            stamp_clocks(thing)
+    for thing in session.dirty:
+        if isinstance(thing, Ticket) and _moved(thing, _CLOCK_INPUTS):
+            stamp_clocks(thing)
+        elif isinstance(thing, Call) and _moved(thing, ("started_at",)) and thing.ticket is not None:
+            stamp_clocks(thing.ticket)
+
+
+def open_tickets() -> ColumnElement[bool]:
+    """Not closed, written as a literal so that both databases see the open-queue partial index serves it."""
+    return Ticket.__table__.c.status != literal_column("'closed'")
+
+
+def queue_order_by(now: datetime) -> list[ColumnElement[Any]]:
+    """The night queue's order in SQL, as `queue_order`: urgent open tickets first, then the running clock
+    overdue, due soon, on time (earliest deadline first), then tickets with no clock running, newest first."""
+    urgent_first = case((and_(Ticket.urgent.is_(True), open_tickets()), 0), else_=1)
+    by_state = case(
+        (Ticket.sla_due.is_(None), 3),
+        (Ticket.sla_due < now, 0),
+        (Ticket.sla_warn_at <= now, 1),
+        else_=2,
+    )
+    return [urgent_first, by_state, Ticket.sla_due.asc(), Ticket.created_at.desc(), Ticket.id.desc()]
