@@ -22,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import cast
 
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
-from sqlalchemy import Select, and_, event, or_, select, update
+from sqlalchemy import Table, and_, event, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -67,6 +68,9 @@ RetryHook = Callable[[Session, int], None]
 PeriodicHandler = Callable[[JobContext], None]
 
 
+JOBS = cast(Table, Job.__table__)  # for JobKind.schedule's Core insert
+
+
 @dataclass(frozen=True)
 class JobKind:
     """One kind of job, declared with @job: its name (the rows' `kind`), how to run it, what to do when it
@@ -78,25 +82,21 @@ class JobKind:
     give_up: GiveUpHook
     retried: RetryHook | None = None
 
-    def schedule(self, session: Session, subject_id: int) -> Job:
-        """Create the job row (once per kind and subject); a new row is queued when the session commits.
-        An existing row was queued by whoever made it (a lost queue message is the sweep's to find), so a
-        second callback for the same recording costs no second write to the queue."""
-        # One statement, no savepoint: a row that exists (or that a concurrent transaction is inserting:
-        # the database waits for it) leaves the insert a no-op instead of an IntegrityError.
-        created: Job | None = session.scalars(
-            dialect_insert(session)(Job)
+    def schedule(self, session: Session, subject_id: int) -> int | None:
+        """Create the job row (once per kind and subject) and return its id; a new row is queued when the
+        session commits. An existing row was queued by whoever made it (a lost queue message is the sweep's
+        to find), so a second callback for the same recording costs no second write to the queue: None."""
+        # One Core statement, no savepoint, no ORM object: a row that exists (or that a concurrent transaction
+        # is inserting: the database waits for it) leaves the insert a no-op instead of an IntegrityError.
+        created: int | None = session.execute(
+            dialect_insert(session)(JOBS)
             .values(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
             .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
-            .returning(Job)
-        ).one_or_none()
-        if created is None:
-            return session.scalars(self._query(subject_id)).one()
-        session.info.setdefault("jobs_to_enqueue", []).append(created.id)
+            .returning(JOBS.c.id)
+        ).scalar_one_or_none()
+        if created is not None:
+            session.info.setdefault("jobs_to_enqueue", []).append(created)
         return created
-
-    def _query(self, subject_id: int) -> Select[Job]:
-        return select(Job).where(Job.kind == self.name, Job.subject_id == subject_id)
 
 
 @dataclass(frozen=True)

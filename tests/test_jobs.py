@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ivr.db import utcnow
 from ivr.job_modules import JOB_MODULES
@@ -138,11 +138,15 @@ def test_scheduling_through_the_handle_makes_one_row_per_kind_and_subject(databa
 
     with database.session() as session:
         first = download_recording.schedule(session, 7)
-        assert download_recording.schedule(session, 7) is first
+        assert first is not None
+        assert download_recording.schedule(session, 7) is None  # it exists
         other = transcribe_recording.schedule(session, 7)
-        rows = [(job.kind, job.subject_id) for job in (first, other)]
-        assert rows == [("download_recording", 7), ("transcribe_recording", 7)]
-        assert session.info["jobs_to_enqueue"] == [first.id, other.id]  # scheduled again: not queued again
+        rows = session.execute(select(Job.id, Job.kind, Job.subject_id, Job.state).order_by(Job.id)).all()
+        assert [tuple(row) for row in rows] == [
+            (first, "download_recording", 7, JobState.QUEUED),
+            (other, "transcribe_recording", 7, JobState.QUEUED),
+        ]
+        assert session.info["jobs_to_enqueue"] == [first, other]  # scheduled again: not queued again
 
 
 # Backoff ------------------------------------------------------------------------------------------------------

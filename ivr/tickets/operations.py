@@ -7,12 +7,23 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import inspect, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ivr.db import dialect_insert, utcnow
-from ivr.models import Call, Category, Notice, Recording, RecordingSource, RecordingState, Ticket, TicketCounter
+from ivr.models import (
+    Call,
+    Category,
+    Notice,
+    Recording,
+    RecordingSource,
+    RecordingState,
+    Ticket,
+    TicketCounter,
+    TicketStatus,
+)
 from ivr.notifications import notify_managers
 
 
@@ -102,6 +113,8 @@ def ensure_ticket(
     if ticket is None:
         ticket = Ticket(
             number=next_ticket_number(session, timezone),
+            # Stated, not left to the column default: the ticket's clocks are stamped from it on insert.
+            status=TicketStatus.REGISTERED,
             category=call.category or Category.OTHER,
             room=call.room,
             caller_number=call.from_number,
@@ -159,7 +172,7 @@ def register_recording(
 ) -> Recording:
     """Record that Twilio has (or is making) this recording, on `ticket` when given; idempotent on
     RecordingSid."""
-    recording = session.scalars(select(Recording).where(Recording.recording_sid == recording_sid)).one_or_none()
+    recording = _find_recording(session, call, recording_sid)
     if recording is None:
         # A new recording has no transcripts yet: said so, reading them (the read-back) costs no query.
         recording = Recording(
@@ -187,6 +200,23 @@ def register_recording(
     if recording.id is None:
         session.flush()  # its id (a job names it); changes to a known one go out with the caller's next write
     return recording
+
+
+def _find_recording(session: Session, call: Call, recording_sid: str) -> Recording | None:
+    """The recording with this RecordingSid. When the call's recordings are not loaded yet they come in the
+    same query (the read-back after a take looks at them), so a take costs one query, not two."""
+    # Without autoflush: what is pending (a ticket opened for this take) goes out with the recording, in one
+    # flush. A recording is only ever created below and flushed at once, so none is pending unseen.
+    with session.no_autoflush:
+        if call.id is None or "recordings" not in inspect(call).unloaded:
+            return session.scalars(select(Recording).where(Recording.recording_sid == recording_sid)).one_or_none()
+        found = session.scalars(
+            select(Recording)
+            .where(or_(Recording.call_id == call.id, Recording.recording_sid == recording_sid))
+            .order_by(Recording.id)  # the relationship's order
+        ).all()
+    set_committed_value(call, "recordings", [recording for recording in found if recording.call_id == call.id])
+    return next((recording for recording in found if recording.recording_sid == recording_sid), None)
 
 
 ABANDONED_NOTE = "来电在留言前挂断,请回电联系"
