@@ -148,12 +148,13 @@ def stamp_clocks(ticket: Ticket, timezone: str | None = None) -> None:
     ticket.dispatch_due = start + DISPATCH_WITHIN
     ticket.resolve_due = end_of_local_day(start, zone)
     ticket.follow_up_due = ticket.resolved_at + FOLLOW_UP_WITHIN if ticket.resolved_at is not None else None
+    status = ticket.status or TicketStatus.REGISTERED  # a new ticket before its column default
     running: tuple[str, datetime | None] | None = None
-    if ticket.status in BEFORE_DISPATCH:
+    if status in BEFORE_DISPATCH:
         running = ("dispatch", ticket.dispatch_due)
-    elif ticket.status in BEFORE_RESOLVED:
+    elif status in BEFORE_RESOLVED:
         running = ("resolve", ticket.resolve_due)
-    elif ticket.status in AWAITING_FOLLOW_UP and ticket.follow_up_due is not None:
+    elif status in AWAITING_FOLLOW_UP and ticket.follow_up_due is not None:
         running = ("follow_up", ticket.follow_up_due)
     if running is None or running[1] is None:
         ticket.sla_due = ticket.sla_warn_at = None
