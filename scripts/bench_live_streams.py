@@ -8,9 +8,11 @@ each streaming a spoken clip repeated for `--seconds`.
 
 * capacity: N streams at once (N = 1, 2, 4, …) with room for all of them: the server's CPU per second of
   audio, and whether every take kept up (none given up for falling behind, none still decoding at `stop`);
-* webhooks: /twilio/voice with a new CallSid each, properly signed, 8 at a time — p50 / p95 with no stream,
-  then while 20 streams run with the default pool (the newest declined), then with a pool of 20 (all decoded
-  as far as the cores allow, at a lower priority than the web threads).
+* webhooks: /twilio/voice with a new CallSid each, properly signed, sent at a steady rate (calls arriving,
+  20 a second by default: far more than twenty calls in progress make) and 8 at a time back to back (a
+  saturating load) — p50 / p95 with no stream, then while 20 streams run with the default pool (the newest
+  declined), then with a pool of 20 (all decoded as far as the cores allow, at a lower priority than the
+  web threads, given up when they fall behind).
 
     .venv/bin/python -m scripts.bench_live_streams [--seconds 30] [--capacity 1,2,4,6,8]
 """
@@ -110,56 +112,98 @@ def capacity(model: str, frames: list[bytes], seconds: float, levels: list[int])
             )
 
 
-def voice_latencies(url: str, requests_count: int, concurrency: int) -> list[float]:
-    """POST /twilio/voice, signed, a new CallSid each, `concurrency` at a time; seconds per request."""
+def signed_voice(url: str, validator: RequestValidator) -> tuple[str, dict[str, str]]:
+    """A /twilio/voice request as Twilio sends it, for a new call: (body, headers)."""
+    form = {
+        "CallSid": "CA" + uuid.uuid4().hex,
+        "AccountSid": ACCOUNT_SID,
+        "From": "+8613912345678",
+        "To": "+861062345678",
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+    headers = {
+        "X-Twilio-Signature": validator.compute_signature(f"{url}/twilio/voice", form),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    return urlencode(form), headers
+
+
+def post_voice(url: str, validator: RequestValidator, connection: http.client.HTTPConnection | None = None) -> float:
+    """One signed /twilio/voice; the seconds it took to answer."""
+    parts = urlsplit(url)
+    own = connection is None
+    connection = connection or http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+    body, headers = signed_voice(url, validator)
+    sent = time.perf_counter()
+    connection.request("POST", "/twilio/voice", body, headers)
+    answer = connection.getresponse()
+    reply = answer.read()
+    took = time.perf_counter() - sent
+    if own:
+        connection.close()
+    if answer.status != 200 or b"<Gather" not in reply:
+        raise SystemExit(f"/twilio/voice answered {answer.status}: {reply[:200]!r}")
+    return took
+
+
+def voice_at_rate(url: str, rate: float, count: int) -> list[float]:
+    """`count` requests at `rate` a second, each sent on time whatever the others do (as calls arrive)."""
+    validator = RequestValidator(AUTH_TOKEN)
+    began = time.monotonic()
+
+    def on_time(index: int) -> float:
+        time.sleep(max(0.0, began + index / rate - time.monotonic()))
+        return post_voice(url, validator)
+
+    with ThreadPoolExecutor(32) as pool:
+        return list(pool.map(on_time, range(count)))
+
+
+def voice_closed_loop(url: str, count: int, concurrency: int) -> list[float]:
+    """`count` requests, `concurrency` at a time back to back (a saturating load)."""
     validator = RequestValidator(AUTH_TOKEN)
     parts = urlsplit(url)
-    latencies: list[float] = []
-    lock = threading.Lock()
 
-    def worker(count: int) -> None:
+    def worker(share: int) -> list[float]:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
-        for _ in range(count):
-            form = {"CallSid": "CA" + uuid.uuid4().hex, "AccountSid": ACCOUNT_SID, "From": "+8613912345678",
-                    "To": "+861062345678", "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}  # fmt: skip
-            headers = {"X-Twilio-Signature": validator.compute_signature(f"{url}/twilio/voice", form),
-                       "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
-            sent = time.perf_counter()
-            connection.request("POST", "/twilio/voice", urlencode(form), headers)
-            answer = connection.getresponse()
-            body = answer.read()
-            if answer.status != 200 or b"<Gather" not in body:
-                raise SystemExit(f"/twilio/voice answered {answer.status}: {body[:200]!r}")
-            with lock:
-                latencies.append(time.perf_counter() - sent)
+        taken = [post_voice(url, validator, connection) for _ in range(share)]
         connection.close()
+        return taken
 
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(worker, [requests_count // concurrency] * concurrency))
-    return latencies
+        return [took for taken in pool.map(worker, [count // concurrency] * concurrency) for took in taken]
 
 
-def webhooks(model: str, frames: list[bytes], streams: int, requests_count: int, default_pool: int) -> None:
-    print(f"webhooks: /twilio/voice 8 at a time, {requests_count} requests, beside {streams} live streams")
-    for label, pool_size, count in (
+def milliseconds(latencies: list[float]) -> str:
+    return f"p50 {statistics.median(latencies) * 1000:5.1f}  p95 {percentile(latencies, 0.95) * 1000:5.1f} ms"
+
+
+def webhooks(model: str, frames: list[bytes], streams: int, count: int, rate: float, default_pool: int) -> None:
+    print(
+        f"webhooks: /twilio/voice, {count} requests at {rate:g}/s (calls arriving) and 8 at a time back to back "
+        f"(saturating), beside {streams} live streams"
+    )
+    for label, pool_size, opened in (
         ("no stream", default_pool, 0),
         (f"{streams} streams, default pool of {default_pool}", default_pool, streams),
         (f"{streams} streams, pool of {streams}", streams, streams),
     ):
         with server(model, pool_size, Path(tempfile.mkdtemp(prefix="ivr-live-"))) as (url, _pid):
-            voice_latencies(url, 40, 8)  # warm-up
+            voice_closed_loop(url, 40, 8)  # warm-up
             runner = None
-            if count:
-                _, runner = run_streams(url, frames, count)
+            if opened:
+                _, runner = run_streams(url, frames, opened)
                 time.sleep(3)  # every stream started (or declined)
-            latencies = voice_latencies(url, requests_count, 8)
+            arriving = voice_at_rate(url, rate, count)
+            saturating = voice_closed_loop(url, count, 8)
             counts = live_counts(url)
             if runner is not None:
                 runner.join()
             print(
-                f"  {label:34}: p50 {statistics.median(latencies) * 1000:5.1f} ms  "
-                f"p95 {percentile(latencies, 0.95) * 1000:5.1f} ms   (live now {counts['active']}, "
-                f"declined {counts['declined']}, given up {counts['given_up']})",
+                f"  {label:32}: at {rate:g}/s {milliseconds(arriving)};  8 at a time {milliseconds(saturating)}   "
+                f"(live {counts['active']}, declined {counts['declined']}, given up {counts['given_up']})",
                 flush=True,
             )
 
@@ -169,7 +213,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30, help="speech per stream")
     parser.add_argument("--capacity", default="1,2,4,6,8", help="stream counts to try for real time")
     parser.add_argument("--streams", type=int, default=20, help="streams beside the webhook load")
-    parser.add_argument("--requests", type=int, default=800, help="webhook requests per measurement")
+    parser.add_argument("--requests", type=int, default=400, help="webhook requests per measurement")
+    parser.add_argument("--rate", type=float, default=20, help="webhooks a second in the arriving-calls load")
     parser.add_argument("--model", help="Vosk model folder (default: the Korean test model)")
     args = parser.parse_args()
     model = args.model or (str(korean_model_dir()) if korean_model_dir() else None)
@@ -182,7 +227,7 @@ def main() -> int:
     if args.capacity:
         capacity(model, frames, args.seconds, [int(n) for n in args.capacity.split(",")])
     if args.streams:
-        webhooks(model, frames, args.streams, args.requests, default_live_streams())
+        webhooks(model, frames, args.streams, args.requests, args.rate, default_live_streams())
     return 0
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import SimpleQueue
@@ -29,7 +30,9 @@ TakeKey = tuple[str, int]  # (CallSid, the take's number on the call)
 
 ULAW_RATE = 8000  # Twilio streams 8 kHz μ-law, one byte a sample
 FEED_SECONDS = 0.16  # handed to a decoder at a time: Vosk's per-call overhead wants 100–200 ms, not 20 ms frames
-MAX_LAG_SECONDS = 3.0  # a take whose audio waits this long for its decoder is given up (download path)
+MAX_LAG_SECONDS = 6.0  # a take whose audio waits this long for a decoder cannot catch up: given up
+SHED_AFTER_SECONDS = 2.0  # audio this late means more takes than the cores carry: the newest gives way,
+SHED_EVERY_SECONDS = 3.0  # at most this often (a take's first second costs Vosk ~0.8 s: starts come in bursts)
 FINISH_WAIT_SECONDS = 1.5  # the Record action waits at most this for the last audio to be decoded
 KEEP_ENDED_SECONDS = 120  # a take whose stream ended before its Record action arrived is kept this long
 DECODER_NICENESS = 10  # decoder threads yield the cores to the web threads
@@ -57,21 +60,22 @@ class LiveCounts:
 
 class LiveTake:
     """One take being recognised while the caller speaks. The web threads call `feed`, `end` and `finish`;
-    the decoder thread does the decoding."""
+    the pool's decoder threads decode its chunks, one at a time and in order."""
 
-    def __init__(self, key: TakeKey, pool: LivePool, decoder: _Decoder) -> None:
+    def __init__(self, key: TakeKey, pool: LivePool) -> None:
         self.key = key
         self.state = "live"  # live → finishing → finished | given up | discarded
         self.reason = ""
         self.result: Recognition | None = None
         self.ended_at: float | None = None
         self._pool = pool
-        self._decoder = decoder
-        self._pending = bytearray()
+        self._pending = bytearray()  # frames not yet a whole chunk
+        self._chunks: deque[tuple[bytes | None, float]] = deque()  # (chunk or None = the end, when queued)
+        self._scheduled = False  # waiting for, or in, a decoder thread
         self._received = 0  # μ-law bytes fed
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._channel: ChannelDecoder | None = None  # made and used on the decoder thread only
+        self._channel: ChannelDecoder | None = None  # used by one decoder thread at a time
         self._resample_state: Any = None
 
     @property
@@ -86,7 +90,8 @@ class LiveTake:
             self._received += len(ulaw)
             self._pending += ulaw
             if len(self._pending) >= FEED_SECONDS * ULAW_RATE:
-                self._hand_over_locked()
+                self._queue_locked(bytes(self._pending))
+                self._pending.clear()
             return True
 
     def end(self) -> None:
@@ -94,19 +99,13 @@ class LiveTake:
         for a Record action still on its way."""
         with self._lock:
             self.ended_at = time.monotonic()
-            if self.state == "live":
-                self._hand_over_locked()
-                self.state = "finishing"
-                self._decoder.put(self, None)
+            self._last_audio_locked()
 
     def finish(self, timeout: float = FINISH_WAIT_SECONDS) -> Recognition | None:
         """The caller pressed # (the Record action): the take's final text, or None if it cannot be had in
         `timeout` (given up, or decoding still behind): then the download path transcribes it."""
         with self._lock:
-            if self.state == "live":
-                self._hand_over_locked()
-                self.state = "finishing"
-                self._decoder.put(self, None)
+            self._last_audio_locked()
         ready = self._done.wait(timeout)
         with self._lock:
             if not ready and self.state == "finishing":
@@ -121,35 +120,73 @@ class LiveTake:
             if self.state in ("live", "finishing"):
                 self.state = "discarded"
                 self._pending.clear()
-                self._decoder.put(self, None)
+                self._chunks.clear()
         self._pool.forget(self)
 
-    def _hand_over_locked(self) -> None:
-        if self._pending:
-            chunk = bytes(self._pending)
-            self._pending.clear()
-            self._decoder.put(self, chunk)
+    def _last_audio_locked(self) -> None:
+        if self.state == "live":
+            if self._pending:
+                self._queue_locked(bytes(self._pending))
+                self._pending.clear()
+            self._queue_locked(None)
+            self.state = "finishing"
+
+    def _queue_locked(self, chunk: bytes | None) -> None:
+        self._chunks.append((chunk, time.monotonic()))
+        if not self._scheduled:
+            self._scheduled = True
+            self._pool.ready(self)
 
     def _give_up_locked(self, reason: str) -> None:
         self.state = "given up"
         self.reason = reason
         self._pending.clear()
+        self._chunks.clear()
         self._done.set()
         self._pool.given_up(self)
         log.warning("live take %s/%s given up: %s", *self.key, reason)
 
-    # On the decoder thread.
+    def give_up(self, reason: str) -> None:
+        with self._lock:
+            if self.state in ("live", "finishing"):
+                self._give_up_locked(reason)
 
-    def decode(self, chunk: bytes | None, engine: SpeechEngine, waited: float) -> None:
-        """Decode a chunk that waited `waited` seconds for the decoder (None: the end of the take)."""
-        if self.state in ("given up", "discarded"):
-            self._channel = None
-            return
+    @property
+    def partial_text(self) -> str:
+        """The running text of the take so far (segments heard and the one being heard)."""
+        channel = self._channel
+        if channel is None:
+            return self.result.raw_text if self.result else ""
+        said = [text for segment in channel.segments if (text := segment.get("text", "").strip())]
+        return " ".join([*said, channel.partial] if channel.partial else said)
+
+    # On a decoder thread.
+
+    def decode_next(self, engine: SpeechEngine) -> float | None:
+        """Decode the take's oldest chunk; how long it waited (None: nothing was left). The take goes back
+        in the ready queue when more is waiting, so every take gets a turn."""
+        with self._lock:
+            if not self._chunks or self.state in ("given up", "discarded"):
+                self._scheduled = False
+                if self.state in ("given up", "discarded"):
+                    self._channel = None
+                return None
+            chunk, queued_at = self._chunks.popleft()
+        waited = time.monotonic() - queued_at
         if waited > MAX_LAG_SECONDS:
-            with self._lock:
-                self._give_up_locked(f"its audio waited {waited:.1f} s for a decoder")
-            self._channel = None
-            return
+            self.give_up(f"its audio waited {waited:.1f} s for a decoder")
+        else:
+            self._decode(chunk, engine)
+        with self._lock:
+            if self._chunks and self.state not in ("given up", "discarded"):
+                self._pool.ready(self)
+            else:
+                self._scheduled = False
+                if self.state in ("given up", "discarded"):
+                    self._channel = None
+        return waited
+
+    def _decode(self, chunk: bytes | None, engine: SpeechEngine) -> None:
         if self._channel is None:
             self._channel = ChannelDecoder(engine, "mono", chunk_seconds=FEED_SECONDS, partials=True)
         if chunk is not None:
@@ -168,48 +205,11 @@ class LiveTake:
                 self.state = "finished"
                 self._done.set()
 
-    @property
-    def partial_text(self) -> str:
-        """The running text of the take so far (segments heard and the one being heard)."""
-        channel = self._channel
-        if channel is None:
-            return self.result.raw_text if self.result else ""
-        said = [text for segment in channel.segments if (text := segment.get("text", "").strip())]
-        return " ".join([*said, channel.partial] if channel.partial else said)
-
-
-class _Decoder:
-    """One decoder thread and the takes it decodes, in arrival order."""
-
-    def __init__(self, number: int, engine: Callable[[], SpeechEngine]) -> None:
-        self.takes = 0
-        self._engine = engine
-        self._queue: SimpleQueue[tuple[LiveTake, bytes | None, float] | None] = SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"live-decoder-{number}", daemon=True)
-        self._thread.start()
-
-    def put(self, take: LiveTake, chunk: bytes | None) -> None:
-        self._queue.put((take, chunk, time.monotonic()))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        lower_thread_priority(DECODER_NICENESS)
-        while (item := self._queue.get()) is not None:
-            take, chunk, queued_at = item
-            try:
-                take.decode(chunk, self._engine(), time.monotonic() - queued_at)
-            except Exception:  # a broken take must not stop the others
-                log.exception("live take %s/%s failed to decode", *take.key)
-                with take._lock:
-                    take._give_up_locked("the decoder failed")
-
 
 class LivePool:
     """The takes being transcribed live, at most `capacity` at once, on `decoders` threads sharing one
-    model (loaded by `engine()`, once)."""
+    model (loaded by `engine()`, once). Any free decoder takes the next take with audio waiting, so one
+    take's slow chunk (Vosk takes up to ~0.7 s on some) holds up only that take."""
 
     def __init__(self, engine: Callable[[], SpeechEngine], *, capacity: int, decoders: int | None = None) -> None:
         self.capacity = capacity
@@ -218,9 +218,11 @@ class LivePool:
         self._engine: SpeechEngine | None = None
         self._engine_lock = threading.Lock()
         self._decoder_count = decoders or os.cpu_count() or 1
-        self._decoders: list[_Decoder] = []
-        self._takes: dict[TakeKey, LiveTake] = {}
+        self._threads: list[threading.Thread] = []
+        self._ready: SimpleQueue[LiveTake | None] = SimpleQueue()
+        self._takes: dict[TakeKey, LiveTake] = {}  # in the order they opened
         self._lock = threading.Lock()
+        self._next_shed = 0.0
 
     def engine(self) -> SpeechEngine:
         """The shared engine (the model is loaded by the first take, or by `warm_up`)."""
@@ -244,11 +246,14 @@ class LivePool:
             if live >= self.capacity or key in self._takes:
                 self.counts.declined += 1
                 return None
-            if not self._decoders:
-                self._decoders = [_Decoder(n, self.engine) for n in range(self._decoder_count)]
-            decoder = min(self._decoders, key=lambda d: d.takes)
-            decoder.takes += 1
-            take = LiveTake(key, self, decoder)
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._decode_forever, name=f"live-decoder-{n}", daemon=True)
+                    for n in range(self._decoder_count)
+                ]
+                for thread in self._threads:
+                    thread.start()
+            take = LiveTake(key, self)
             self._takes[key] = take
             self.counts.opened += 1
             return take
@@ -262,11 +267,14 @@ class LivePool:
         with self._lock:
             return sum(1 for take in self._takes.values() if take.state in ("live", "finishing"))
 
+    def ready(self, take: LiveTake) -> None:
+        """`take` has audio waiting for a decoder."""
+        self._ready.put(take)
+
     def forget(self, take: LiveTake) -> None:
         with self._lock:
             if self._takes.get(take.key) is take:
                 del self._takes[take.key]
-                take._decoder.takes -= 1
                 if take.state == "finished":
                     self.counts.finished += 1
 
@@ -276,13 +284,39 @@ class LivePool:
     def close(self) -> None:
         """Stop the decoder threads (at shutdown)."""
         with self._lock:
-            decoders, self._decoders = self._decoders, []
-        for decoder in decoders:
-            decoder.stop()
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._ready.put(None)
+        for thread in threads:
+            thread.join(timeout=5)
+
+    def _decode_forever(self) -> None:
+        lower_thread_priority(DECODER_NICENESS)
+        while (take := self._ready.get()) is not None:
+            try:
+                waited = take.decode_next(self.engine())
+            except Exception:  # a broken take must not stop the others
+                log.exception("live take %s/%s failed to decode", *take.key)
+                take.give_up("the decoder failed")
+                continue
+            if waited is not None and waited > SHED_AFTER_SECONDS:
+                self._shed_newest_take()
+
+    def _shed_newest_take(self) -> None:
+        """More audio than the decoders keep up with: the newest live take gives way (the download path
+        transcribes it), rather than every take falling behind together. At most every SHED_EVERY_SECONDS:
+        the backlog needs a moment to drain once a take has gone."""
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next_shed:
+                return
+            self._next_shed = now + SHED_EVERY_SECONDS
+            live = [take for take in self._takes.values() if take.state == "live"]
+        if len(live) > 1:
+            live[-1].give_up("the decoders fell behind: the newest take gave way")
 
     def _forget_old_locked(self) -> None:
         now = time.monotonic()
         for key, take in list(self._takes.items()):
             if take.ended_at is not None and now - take.ended_at > KEEP_ENDED_SECONDS:
                 del self._takes[key]
-                take._decoder.takes -= 1

@@ -29,7 +29,7 @@ def frames(audio_dir) -> list[bytes]:
     return mulaw_frames((audio_dir / "ko_8k.wav").read_bytes())
 
 
-def feed_paced(take, frames, speed: float = 2.0) -> None:
+def feed_paced(take, frames, speed: float = 1.0) -> None:
     """Frames as a caller sends them: 20 ms of audio each 20 ms / speed."""
     began = time.monotonic()
     for index, frame in enumerate(frames):
@@ -135,3 +135,24 @@ def test_an_empty_take_is_discarded_without_counting_as_given_up(pool, frames):
     take.discard()
     assert pool.find(("CA1", 1)) is None and pool.counts.given_up == 0
     assert not take.feed(frames[1])
+
+
+def test_when_the_decoders_fall_behind_the_newest_take_gives_way(engine, frames, monkeypatch):
+    monkeypatch.setattr(live, "SHED_AFTER_SECONDS", 0.2)
+    original = ChannelDecoder.feed
+
+    def slow_feed(self, pcm):
+        time.sleep(0.1)  # three takes on one decoder at 0.1 s a 0.16 s chunk: more than it keeps up with
+        original(self, pcm)
+
+    monkeypatch.setattr(ChannelDecoder, "feed", slow_feed)
+    pool = LivePool(lambda: engine, capacity=3, decoders=1)
+    takes = [pool.open((f"CA{n}", 1)) for n in range(3)]
+    began = time.monotonic()
+    for index, frame in enumerate(frames[:100]):
+        time.sleep(max(0.0, began + index * 0.02 - time.monotonic()))
+        for take in takes:
+            take.feed(frame)
+    assert takes[2].state == "given up" and "gave way" in takes[2].reason
+    assert [take.state for take in takes[:2]] == ["live", "live"]
+    pool.close()

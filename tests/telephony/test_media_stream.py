@@ -95,7 +95,7 @@ def start(ws, settings, *, call_sid: str = CALL_SID, take: str = "1", account: s
     )
 
 
-def stream_audio(ws, frames: list[bytes], speed: float = 2.0) -> None:
+def stream_audio(ws, frames: list[bytes], speed: float = 1.0) -> None:
     began = time.monotonic()
     for index, frame in enumerate(frames):
         time.sleep(max(0.0, began + index * 0.02 / speed - time.monotonic()))
