@@ -46,7 +46,13 @@ def init_db(state: CliState) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Web server threads.")
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Web threads for webhooks and pages (live streams get their own).",
+)
 @click.option(
     "--workers",
     default=2,
@@ -56,7 +62,8 @@ def init_db(state: CliState) -> None:
 )
 @click.pass_obj
 def serve(state: CliState, host: str, port: int, threads: int, workers: int) -> None:
-    """Serve the webhooks, the API and /healthz, with the embedded job worker."""
+    """Serve the webhooks, the media WebSocket, the console, the API and /healthz on one port (gunicorn's
+    threaded worker), with the embedded job worker."""
     import logging
     import threading
 
