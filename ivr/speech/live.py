@@ -262,6 +262,12 @@ class LivePool:
         with self._lock:
             return self._takes.get(key)
 
+    def latest(self, call_sid: str) -> LiveTake | None:
+        """The call's most recently opened take still held here."""
+        with self._lock:
+            takes = [take for (sid, _), take in self._takes.items() if sid == call_sid]
+            return takes[-1] if takes else None
+
     @property
     def active(self) -> int:
         with self._lock:

@@ -12,6 +12,7 @@ from ivr.telephony.webhook import twilio_webhook
 URL_PREFIX = "/twilio"
 blueprint = Blueprint("telephony", __name__, url_prefix=URL_PREFIX)
 blueprint.before_request(require_twilio_signature)
+blueprint.before_request(message.finish_live_take)  # outside the webhook's transaction
 
 # path → (step, which parameter names the call); the one list of the line's webhook paths
 STEPS = {

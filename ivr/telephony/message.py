@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import g, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.models import LiveTranscript, Recording, RecordingState
@@ -78,13 +79,21 @@ def message_recorded(turn: Turn) -> VoiceResponse:
     return response
 
 
+def finish_live_take() -> None:
+    """before_request of the Record action (signature already checked): the caller pressed #, so their
+    live take is finished now — before the webhook's transaction, so that waiting for its last chunk never
+    holds the database — and what it heard waits in `g` for the step."""
+    if request.endpoint == "telephony.recorded":
+        live = live_pool().latest(request.form.get("CallSid", ""))
+        if live is not None:
+            g.live_take = (live.key[1], live.finish())
+
+
 def keep_live_text(turn: Turn, take: Recording) -> bool:
-    """Finish the take's live transcription (if its stream ran in this process) and keep its text on the
-    take; True when it covers the whole take, so the read-back needs no wait."""
-    number = current_take_number(turn)
-    live = live_pool().find((turn.call.call_sid, number)) if number is not None else None
-    heard = live.finish() if live is not None else None
-    if heard is None:
+    """Keep the text the take's live transcription heard (if its stream ran in this process) on the take;
+    True when it covers the whole take, so the read-back needs no wait."""
+    number, heard = g.pop("live_take", (None, None))
+    if heard is None or number != current_take_number(turn):
         return False
     if take.live_transcript is None:
         take.live_transcript = LiveTranscript(
