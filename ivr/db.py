@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -73,7 +74,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
-# A safety net for every PostgreSQL statement; webhooks set a tighter one per transaction.
+# A safety net for every PostgreSQL statement; a webhook's are bounded by its timeout (Database.webhook_session).
 STATEMENT_TIMEOUT_SECONDS = 30
 WRITE_INTENT = "ivr_write_intent"
 _WRITE_STATEMENT = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
@@ -106,18 +107,25 @@ class WriteGate:
         self._lock.release()
 
 
-def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
-    """An engine whose every wait is bounded by `timeout` seconds (connect, locks, pool)."""
+def make_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, webhooks: bool = False) -> Engine:
+    """An engine whose every wait is bounded by `timeout` seconds (connect, locks, pool). `webhooks`: the
+    PostgreSQL pool of the webhook frame (see Database.webhook_session)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, timeout)
     connect_args: dict[str, object] = {}
     if make_url(url).get_backend_name() == "postgresql":
+        statement_ms = int(timeout * 1000) if webhooks else STATEMENT_TIMEOUT_SECONDS * 1000
         connect_args = {
             "connect_timeout": max(1, round(timeout)),
-            "options": f"-c lock_timeout={int(timeout * 1000)} -c statement_timeout={STATEMENT_TIMEOUT_SECONDS}s",
+            "options": f"-c lock_timeout={int(timeout * 1000)} -c statement_timeout={statement_ms}",
         }
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout, connect_args=connect_args
+        url,
+        pool_pre_ping=not webhooks,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=timeout,
+        connect_args=connect_args,
     )
 
 
@@ -223,6 +231,14 @@ def declare_write_intent(session: Session) -> None:
         session.connection(execution_options={WRITE_INTENT: True})
 
 
+def lost_connection(exc: BaseException) -> bool:
+    """Whether `exc` is a statement that failed because the connection to the database was gone (a server
+    restarted since the connection was made): the server has rolled the transaction back, and SQLAlchemy has
+    discarded the pool's connections, so running the transaction again is safe. A lost COMMIT is not: it may
+    have been applied."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated and exc.statement not in (None, "COMMIT")
+
+
 class Database:
     """One engine and session factory per app / worker process."""
 
@@ -236,7 +252,31 @@ class Database:
     def session(self, *, read_only: bool = False) -> Iterator[Session]:
         """A unit of work on a new session: commits on success, rolls back on error. A writer unless
         `read_only` (which never waits for SQLite's write lock)."""
-        session = self.sessionmaker()
+        with self._session(self.engine, read_only=read_only) as session:
+            yield session
+
+    @contextmanager
+    def webhook_session(self) -> Iterator[Session]:
+        """A writer's unit of work for one webhook. On PostgreSQL it comes from a pool of its own whose
+        connections open with the webhook's statement timeout (`timeout`, where everything else has
+        STATEMENT_TIMEOUT_SECONDS) and are not pinged on checkout: a webhook costs no round trip to set its
+        timeout nor one to test the connection. Its caller runs the transaction again when the first use of
+        a connection finds it gone (`lost_connection`), which pool_pre_ping did before. On SQLite, `session()`."""
+        with self._session(self.webhook_engine, read_only=False) as session:
+            yield session
+
+    @cached_property
+    def webhook_engine(self) -> Engine:
+        """The engine of webhook_session: its own on PostgreSQL (made on first use), else `engine` (SQLite's
+        write gate belongs to one engine)."""
+        if self.engine.dialect.name != "postgresql":
+            return self.engine
+        return make_engine(self.url, timeout=self.timeout, webhooks=True)
+
+    @contextmanager
+    def _session(self, bind: Engine, *, read_only: bool) -> Iterator[Session]:
+        # One session factory whatever the engine: what listens to it (the job queue's after_commit) hears both.
+        session = self.sessionmaker(bind=bind)
         try:
             if not read_only:
                 declare_write_intent(session)
@@ -245,11 +285,8 @@ class Database:
         finally:
             session.close()
 
-    def limit_statement_time(self, session: Session) -> None:
-        """Bound this transaction's statements by the timeout too (PostgreSQL; SQLite's waits are its lock)."""
-        if self.engine.dialect.name == "postgresql":
-            # Straight to the driver: this runs on every webhook, and needs nothing of the ORM's execution.
-            session.connection().exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
-
     def dispose(self) -> None:
         self.engine.dispose()
+        webhook_engine = self.__dict__.get("webhook_engine")
+        if webhook_engine is not None and webhook_engine is not self.engine:
+            webhook_engine.dispose()

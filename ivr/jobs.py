@@ -27,12 +27,13 @@ from typing import cast
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
-from sqlalchemy import Table, and_, event, or_, select, update
+from sqlalchemy import Table, and_, bindparam, event, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ivr.config import Settings
-from ivr.db import Database, dialect_insert, utcnow
+from ivr.db import Database, utcnow
 from ivr.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,15 @@ RetryHook = Callable[[Session, int], None]
 PeriodicHandler = Callable[[JobContext], None]
 
 
-JOBS = cast(Table, Job.__table__)  # for JobKind.schedule's Core insert
+JOBS = cast(Table, Job.__table__)
+# JobKind.schedule's statement (SQLite's and PostgreSQL's ON CONFLICT), built once.
+_JOB_INSERT = {
+    on_postgresql: (postgresql.insert if on_postgresql else sqlite.insert)(JOBS)
+    .values(kind=bindparam("kind"), subject_id=bindparam("subject_id"), state=JobState.QUEUED)
+    .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
+    .returning(JOBS.c.id)
+    for on_postgresql in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -88,11 +97,9 @@ class JobKind:
         to find), so a second callback for the same recording costs no second write to the queue: None."""
         # One Core statement, no savepoint, no ORM object: a row that exists (or that a concurrent transaction
         # is inserting: the database waits for it) leaves the insert a no-op instead of an IntegrityError.
+        on_postgresql = session.get_bind().dialect.name == "postgresql"
         created: int | None = session.execute(
-            dialect_insert(session)(JOBS)
-            .values(kind=self.name, subject_id=subject_id, state=JobState.QUEUED)
-            .on_conflict_do_nothing(index_elements=["kind", "subject_id"])
-            .returning(JOBS.c.id)
+            _JOB_INSERT[on_postgresql], {"kind": self.name, "subject_id": subject_id}
         ).scalar_one_or_none()
         if created is not None:
             session.info.setdefault("jobs_to_enqueue", []).append(created)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, joinedload
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.config import Settings
-from ivr.db import utcnow
+from ivr.db import lost_connection, utcnow
 from ivr.models import Call, CallEvent
 from ivr.runtime import current_database, current_settings
 from ivr.telephony.spool import Spool, new_entry
@@ -85,6 +85,7 @@ def twilio_webhook(
                 return Response("malformed RecordingSid\n", status=400, mimetype="text/plain")
             token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
             deadline = time.monotonic() + current_settings().db_timeout_seconds
+            reconnected = False
             for attempt in range(3):
                 try:
                     return twiml_response(run_step(step, endpoint, call_sid, form, token))
@@ -96,6 +97,12 @@ def twilio_webhook(
                     if time.monotonic() > deadline:
                         break
                 except Exception as exc:
+                    if lost_connection(exc) and not reconnected:
+                        # The pool's connections predate a database restart (they are not pinged, see
+                        # Database.webhook_session); nothing of this transaction was kept: once more.
+                        log.info("database connection lost on %s for %s; running it again", endpoint, call_sid)
+                        reconnected, failure = True, exc
+                        continue
                     log.exception("webhook %s failed for %s; spooling it", endpoint, call_sid)
                     failure = exc
                     break
@@ -152,9 +159,7 @@ def run_step(
     step: Callable[[Turn], VoiceResponse], endpoint: str, call_sid: str, form: dict[str, str], token: str | None
 ) -> str:
     """Run one step in one transaction: replay the stored answer for a known token, else run and store."""
-    database = current_database()
-    with database.session() as session:
-        database.limit_statement_time(session)
+    with current_database().webhook_session() as session:
         found = session.execute(CALL_WITH_REPLAY, {"call_sid": call_sid, "endpoint": endpoint, "token": token}).first()
         replay: str | None = found.response if found is not None else None
         if replay is not None:

@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import inspect, or_, select
+from sqlalchemy import bindparam, inspect, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ivr.db import dialect_insert, utcnow
+from ivr.db import utcnow
 from ivr.models import (
     Call,
     Category,
@@ -76,26 +77,31 @@ def reset_counter(call: Call, name: str) -> None:
         call.counters = {k: v for k, v in call.counters.items() if k != name}
 
 
+# The day's counter advanced (created at 1), SQLite's and PostgreSQL's ON CONFLICT, built once.
+_COUNTER_UPSERT = {
+    on_postgresql: (postgresql.insert if on_postgresql else sqlite.insert)(TicketCounter)
+    .values(day=bindparam("day"), last=1)
+    .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
+    .returning(TicketCounter.last)
+    for on_postgresql in (False, True)
+}
+
+
 def next_ticket_number(session: Session, timezone: str, now: datetime | None = None) -> str:
     """A number to read to the caller: local date `yymmdd` plus that day's sequence, e.g. 261127003."""
     day = (now or utcnow()).astimezone(ZoneInfo(timezone)).strftime("%y%m%d")
-    statement = (
-        dialect_insert(session)(TicketCounter)
-        .values(day=day, last=1)
-        .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
-        .returning(TicketCounter.last)
-    )
     bind = session.get_bind()
+    statement, parameters = _COUNTER_UPSERT[bind.dialect.name == "postgresql"], {"day": day}
     if bind.dialect.name == "postgresql" and isinstance(bind, Engine):
         # The day's counter row is the one thing every new ticket writes: advance it in its own short
         # transaction, so its lock is not held through the rest of the webhook (concurrent calls would
         # queue behind it). A webhook that fails afterwards leaves a gap in the day's numbers, never a
         # duplicate. (SQLite has one writer at a time anyway, and a second connection would wait for it.)
         with bind.connect() as connection:
-            sequence = connection.execute(statement).scalar_one()
+            sequence = connection.execute(statement, parameters).scalar_one()
             connection.commit()
     else:
-        sequence = session.execute(statement).scalar_one()
+        sequence = session.execute(statement, parameters).scalar_one()
     return f"{day}{sequence:03d}"
 
 
@@ -202,6 +208,14 @@ def register_recording(
     return recording
 
 
+_RECORDING_BY_SID = select(Recording).where(Recording.recording_sid == bindparam("sid"))
+_CALL_RECORDINGS_OR_BY_SID = (
+    select(Recording)
+    .where(or_(Recording.call_id == bindparam("call_id"), Recording.recording_sid == bindparam("sid")))
+    .order_by(Recording.id)  # the relationship's order
+)
+
+
 def _find_recording(session: Session, call: Call, recording_sid: str) -> Recording | None:
     """The recording with this RecordingSid. When the call's recordings are not loaded yet they come in the
     same query (the read-back after a take looks at them), so a take costs one query, not two."""
@@ -209,12 +223,8 @@ def _find_recording(session: Session, call: Call, recording_sid: str) -> Recordi
     # flush. A recording is only ever created below and flushed at once, so none is pending unseen.
     with session.no_autoflush:
         if call.id is None or "recordings" not in inspect(call).unloaded:
-            return session.scalars(select(Recording).where(Recording.recording_sid == recording_sid)).one_or_none()
-        found = session.scalars(
-            select(Recording)
-            .where(or_(Recording.call_id == call.id, Recording.recording_sid == recording_sid))
-            .order_by(Recording.id)  # the relationship's order
-        ).all()
+            return session.scalars(_RECORDING_BY_SID, {"sid": recording_sid}).one_or_none()
+        found = session.scalars(_CALL_RECORDINGS_OR_BY_SID, {"call_id": call.id, "sid": recording_sid}).all()
     set_committed_value(call, "recordings", [recording for recording in found if recording.call_id == call.id])
     return next((recording for recording in found if recording.recording_sid == recording_sid), None)
 
