@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from ivr.devphone.callers import Message
 from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import HttpTransport
-from ivr.models import Job, JobState, RecordingState
+from ivr.models import Call, Job, JobState, RecordingState
 from ivr.telephony.prompts import prompt
 from tests.conftest import PG_URL
 from tests.factories import HELLO_WAV, call_params, recordings_of, sha256_of, signed_post, ticket_for
@@ -165,6 +165,45 @@ def test_a_recording_host_down_for_ten_minutes_then_back(client, settings, datab
     assert recording_server.fetch_count(recording_sid) == attempts_in_outage + 1
     [recording] = recordings_of(database, call_sid)
     assert recording.sha256 == sha256_of(HELLO_WAV)
+
+
+@pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL server binaries are not installed")
+@pytest.mark.skipif(bool(PG_URL), reason="runs once, in the SQLite pass: the server is the test's own")
+def test_a_webhook_after_a_postgresql_restart_gets_its_answer_on_a_fresh_connection(settings_environ, tmp_path):
+    """The webhook pool's connections are not pinged: the first webhook after a restart finds its pooled
+    connection gone and runs again on a new one, so the caller hears the next step, nothing is spooled."""
+    from ivr import create_app
+    from ivr.config import load_settings
+    from ivr.db import Database
+    from ivr.migrate import upgrade_database
+    from ivr.telephony.spool import Spool
+
+    postgres = ThrowawayPostgres()
+    try:
+        postgres.start()
+        upgrade_database(postgres.url)
+        settings = load_settings({**settings_environ, "IVR_DATABASE_URL": postgres.url})
+        app = create_app(settings)
+        client = app.test_client()
+        call_sid = "CA" + "7" * 32
+        try:
+            assert prompt("main_menu") in signed_post(client, settings, "/twilio/voice", call_params(call_sid)).text
+            postgres.stop("fast")  # every pooled connection is now dead
+            postgres.start()
+            reply = signed_post(client, settings, "/twilio/menu", call_params(call_sid, Digits="1"))
+            assert reply.status_code == 200 and prompt("ask_room") in reply.text
+            assert Spool(settings.spool_dir).status().pending == 0
+        finally:
+            app.extensions["ivr.database"].dispose()
+        database = Database(postgres.url)
+        try:
+            with database.session(read_only=True) as session:
+                call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one()
+                assert call.category is not None and call.category.value == "repair"
+        finally:
+            database.dispose()
+    finally:
+        postgres.remove()
 
 
 @pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL server binaries are not installed")
