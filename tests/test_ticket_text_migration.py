@@ -5,14 +5,16 @@ was no take), so every ticket reads the same before and after; the downgrade bri
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
+from ivr.db import utcnow
 from ivr.migrate import alembic_config, upgrade_database
 from ivr.models import Call, Recording, Ticket, TicketEvent, TicketNote, Transcript
 
 
-def machine_take(session, ticket: Ticket, sid: str, said: str | None, **fields) -> Recording:
-    take = Recording(recording_sid=sid, call=ticket.call, ticket=ticket, **fields)
+def machine_take(session, ticket: tuple[Call, int], sid: str, said: str | None, **fields) -> Recording:
+    call, ticket_id = ticket
+    take = Recording(recording_sid=sid, call=call, ticket_id=ticket_id, **fields)
     session.add(take)
     if said is not None:
         session.add(Transcript(recording=take, channel=0, text=said, raw_text=said, words=[]))
@@ -26,16 +28,24 @@ def test_corrections_made_on_tickets_move_to_their_takes(settings, database):
         tickets = {}
         for name in ("corrected", "manual", "no_take", "machine_only"):
             call = Call(call_sid=f"CA{name:0>32}"[:34], counters={})
-            tickets[name] = Ticket(number=name[:20], category="repair", call=call)
-            session.add(tickets[name])
-        session.flush()
+            session.add(call)
+            session.flush()
+            # Core, with 0003's columns only: today's model also writes the clocks of migration 0006.
+            values = {"number": name[:20], "category": "repair", "status": "registered", "call_id": call.id}
+            values |= {"urgent": False, "confirmed": False, "major": False, "recovered": False}
+            ticket_id = session.execute(
+                insert(Ticket.__table__).values({**values, "created_at": utcnow()})
+            ).inserted_primary_key[0]
+            tickets[name] = (call, ticket_id)
         machine_take(session, tickets["corrected"], "RE" + "1" * 32, "楼上漏税")
         machine_take(session, tickets["corrected"], "RE" + "2" * 32, "")  # a later, silent take
-        session.add(TicketEvent(ticket=tickets["corrected"], kind="transcript_corrected", actor="wang", detail={}))
+        session.add(
+            TicketEvent(ticket_id=tickets["corrected"][1], kind="transcript_corrected", actor="wang", detail={})
+        )
         machine_take(session, tickets["manual"], "RE" + "3" * 32, None, needs_manual_transcription=True)
         machine_take(session, tickets["machine_only"], "RE" + "4" * 32, "路灯不亮")
         session.flush()
-        ids = {name: ticket.id for name, ticket in tickets.items()}
+        ids = {name: ticket_id for name, (_call, ticket_id) in tickets.items()}
         for name, machine, corrected in (
             ("corrected", "楼上漏税", "楼上漏水"),
             ("manual", None, "三楼电梯坏了"),

@@ -184,6 +184,7 @@ def downgrade() -> None:
         op.execute('DROP FUNCTION IF EXISTS ivr_search_grams(text)')
     op.drop_index('ix_tickets_status_created_at', table_name='tickets')
     op.drop_index('ix_tickets_open_queue', table_name='tickets')
-    with op.batch_alter_table('tickets', schema=None) as batch_op:
-        for name in reversed(CLOCK_COLUMNS):
-            batch_op.drop_column(name)
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+), not batch mode: recreating tickets would drop a table
+    # that recordings, notes and events refer to.
+    for name in reversed(CLOCK_COLUMNS):
+        op.execute(f'ALTER TABLE tickets DROP COLUMN {name}')
