@@ -318,6 +318,8 @@ class JobQueue:
         self.lease_seconds = lease_seconds
         self.lease_renew_seconds = lease_renew_seconds
         self.created_at = utcnow()
+        self._in_hand = 0  # jobs this process is handling, give-up hooks included
+        self._in_hand_lock = threading.Lock()
         self.huey = make_huey(settings)
         self._run_task = self.huey.task(name="run_job")(self.run_job)
         self.huey.periodic_task(crontab(minute="*"), name="sweep_jobs")(self.sweep)
@@ -361,6 +363,15 @@ class JobQueue:
     def run_job(self, job_id: int) -> None:
         """Claim the job row under a lease, run its handler while renewing the lease, record the outcome
         (retry with backoff or give up). A job that already used all its attempts is given up instead."""
+        with self._in_hand_lock:
+            self._in_hand += 1
+        try:
+            self._run_job(job_id)
+        finally:
+            with self._in_hand_lock:
+                self._in_hand -= 1
+
+    def _run_job(self, job_id: int) -> None:
         database = self.context.database
         owner = worker_identity()
         now = utcnow()
@@ -562,7 +573,8 @@ class JobQueue:
         ).run()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until no job is queued or running (used by tests, the load script and shutdown)."""
+        """Block until no job is queued or running, and none is still being handled here (a failed job's
+        give-up hook runs after its row says failed). Used by tests, the load script and shutdown."""
         deadline = threading.Event()
         waited = 0.0
         while waited < timeout:
@@ -570,7 +582,9 @@ class JobQueue:
                 busy = session.scalars(
                     select(Job.id).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING])).limit(1)
                 ).first()
-            if busy is None:
+            with self._in_hand_lock:
+                in_hand = self._in_hand
+            if busy is None and not in_hand:
                 return True
             deadline.wait(0.05)
             waited += 0.05
