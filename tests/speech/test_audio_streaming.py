@@ -182,13 +182,18 @@ class RecordingRecogniser:
     fed: ClassVar[list[list[bytes]]] = []
 
     def __init__(self, model: object, rate: float) -> None:
-        self.chunks: list[bytes] = []
-        RecordingRecogniser.fed.append(self.chunks)
+        self.chunks: list[bytes] | None = None  # one list per recording it transcribes
 
     def SetWords(self, on: bool) -> None:  # Vosk's names
         pass
 
+    def Reset(self) -> None:
+        self.chunks = None
+
     def AcceptWaveform(self, chunk: bytes) -> bool:
+        if self.chunks is None:
+            self.chunks = []
+            RecordingRecogniser.fed.append(self.chunks)
         self.chunks.append(chunk)
         return len(self.chunks) % 3 == 0  # an end of segment now and then
 
