@@ -167,9 +167,7 @@ class LiveTake:
         in the ready queue when more is waiting, so every take gets a turn."""
         with self._lock:
             if not self._chunks or self.state in ("given up", "discarded"):
-                self._scheduled = False
-                if self.state in ("given up", "discarded"):
-                    self._channel = None
+                self._rest_locked()
                 return None
             chunk, queued_at = self._chunks.popleft()
         waited = time.monotonic() - queued_at
@@ -181,10 +179,14 @@ class LiveTake:
             if self._chunks and self.state not in ("given up", "discarded"):
                 self._pool.ready(self)
             else:
-                self._scheduled = False
-                if self.state in ("given up", "discarded"):
-                    self._channel = None
+                self._rest_locked()
         return waited
+
+    def _rest_locked(self) -> None:
+        """Out of the ready queue until more audio comes; a take that is over lets its recogniser go."""
+        self._scheduled = False
+        if self.state in ("given up", "discarded"):
+            self._channel = None
 
     def _decode(self, chunk: bytes | None, engine: SpeechEngine) -> None:
         if self._channel is None:
