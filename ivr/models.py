@@ -1,4 +1,5 @@
-"""Typed SQLAlchemy models: calls and their events, tickets, recordings, jobs, staff, fees."""
+"""Typed SQLAlchemy models: properties and their residents, calls and their events, tickets, recordings, jobs,
+staff, fees."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Column, Enum, ForeignKey, Index, Numeric, String, Table, Text, UniqueConstraint, false
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -72,6 +73,67 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
+# The property every row belongs to when nothing says otherwise: made by migration 0007 with this id, its name,
+# duty numbers and time zone taken from the settings (IVR_PROPERTY_NAME …) unless stored (ivr.properties).
+DEFAULT_PROPERTY_ID = 1
+DEFAULT_PROPERTY_CODE = "default"
+
+
+def _property_column() -> Mapped[int]:
+    return mapped_column(
+        ForeignKey("properties.id"), default=DEFAULT_PROPERTY_ID, server_default=str(DEFAULT_PROPERTY_ID), index=True
+    )
+
+
+class Property(Base):
+    """A 小区 the call centre serves: its own numbers, name in the greeting (E2), duty phones and time zone.
+    Empty name, duty numbers or time zone: the settings' (how the default property carries today's install)."""
+
+    __tablename__ = "properties"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    duty_numbers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    numbers: Mapped[list[PropertyNumber]] = relationship(
+        back_populates="property", order_by="PropertyNumber.number", cascade="all, delete-orphan"
+    )
+
+
+class PropertyNumber(Base):
+    """A Twilio number residents dial for this property: a call belongs to the property of its `To`."""
+
+    __tablename__ = "property_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # E.164, as Twilio sends To
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+
+    property: Mapped[Property] = relationship(back_populates="numbers")
+
+
+class Resident(Base):
+    """A resident the line knows: one row per (room, phone) of a property, from the registry import."""
+
+    __tablename__ = "residents"
+    __table_args__ = (
+        UniqueConstraint("property_id", "room", "phone", name="uq_residents_property_room_phone"),
+        Index("ix_residents_property_phone", "property_id", "phone"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"))
+    room: Mapped[str] = mapped_column(String(32))  # 楼栋-单元-房号, as tickets and the fee ledger keep it
+    name: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))  # E.164, as Twilio sends From
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64))  # the import (None) or the admin who edited it
+
+
 class Call(Base):
     """One phone call, keyed by Twilio's CallSid; holds where the caller is in the menus."""
 
@@ -79,6 +141,7 @@ class Call(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    property_id: Mapped[int] = _property_column()  # the property of the number dialled (To)
     account_sid: Mapped[str | None] = mapped_column(String(64))
     from_number: Mapped[str | None] = mapped_column(String(64))
     to_number: Mapped[str | None] = mapped_column(String(64))
@@ -140,12 +203,15 @@ class Ticket(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    number: Mapped[str] = mapped_column(String(20), unique=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)  # unique across the company
+    property_id: Mapped[int] = _property_column()
     category: Mapped[Category] = mapped_column(_enum(Category))
     status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus), default=TicketStatus.REGISTERED)
     urgent: Mapped[bool] = mapped_column(default=False)
     urgent_reason: Mapped[str | None] = mapped_column(Text)
     room: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The room came from the resident registry (the caller's number, confirmed by them), not the keypad.
+    room_from_registry: Mapped[bool] = mapped_column(default=False, server_default=false())
     caller_number: Mapped[str | None] = mapped_column(String(64))
     caller_name: Mapped[str | None] = mapped_column(String(64))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), unique=True)
@@ -381,8 +447,17 @@ class Checkpoint(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# Which properties a staff account works for; an account with none works for the whole company.
+user_properties = Table(
+    "user_properties",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("property_id", ForeignKey("properties.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
 class User(Base):
-    """A staff account; the role decides what it may see and do."""
+    """A staff account; the role decides what it may see and do, its properties where (none: all of them)."""
 
     __tablename__ = "users"
 
@@ -399,6 +474,7 @@ class User(Base):
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+    properties: Mapped[list[Property]] = relationship(secondary=user_properties, order_by="Property.code")
 
 
 class ApiToken(Base):
@@ -446,9 +522,12 @@ class FeeItem(Base):
     """One line of the fee ledger: what a room owes for one fee type and period."""
 
     __tablename__ = "fee_items"
-    __table_args__ = (UniqueConstraint("room", "fee_type", "period", name="uq_fee_items_room_type_period"),)
+    __table_args__ = (
+        UniqueConstraint("property_id", "room", "fee_type", "period", name="uq_fee_items_property_room_type_period"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    property_id: Mapped[int] = _property_column()
     room: Mapped[str] = mapped_column(String(32), index=True)
     fee_type: Mapped[str] = mapped_column(String(32))
     period: Mapped[str] = mapped_column(String(32))
@@ -481,6 +560,7 @@ class Evaluation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    property_id: Mapped[int] = _property_column()  # the call's
     form_name: Mapped[str] = mapped_column(String(64))
     form_version: Mapped[int]
     agent_number: Mapped[str | None] = mapped_column(String(64))  # the on-duty number that answered

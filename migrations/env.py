@@ -28,6 +28,11 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # As Alembic advises for SQLite: foreign keys unenforced while tables are rebuilt (batch mode) or
+            # columns with REFERENCES are added; PRAGMA changes nothing inside a transaction, so before one.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -36,6 +41,11 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.rollback()
+            if broken:
+                raise RuntimeError(f"the migration left rows that refer to nothing: {broken[:5]}")
     engine.dispose()
 
 

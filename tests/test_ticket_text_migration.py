@@ -5,16 +5,16 @@ was no take), so every ticket reads the same before and after; the downgrade bri
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
 from ivr.db import utcnow
 from ivr.migrate import alembic_config, upgrade_database
 from ivr.models import Call, Recording, Ticket, TicketEvent, TicketNote, Transcript
 
 
-def machine_take(session, ticket: tuple[Call, int], sid: str, said: str | None, **fields) -> Recording:
-    call, ticket_id = ticket
-    take = Recording(recording_sid=sid, call=call, ticket_id=ticket_id, **fields)
+def machine_take(session, ticket: tuple[int, int], sid: str, said: str | None, **fields) -> Recording:
+    call_id, ticket_id = ticket
+    take = Recording(recording_sid=sid, call_id=call_id, ticket_id=ticket_id, **fields)
     session.add(take)
     if said is not None:
         session.add(Transcript(recording=take, channel=0, text=said, raw_text=said, words=[]))
@@ -27,16 +27,23 @@ def test_corrections_made_on_tickets_move_to_their_takes(settings, database):
     with database.session() as session:
         tickets = {}
         for name in ("corrected", "manual", "no_take", "machine_only"):
-            call = Call(call_sid=f"CA{name:0>32}"[:34], counters={})
-            session.add(call)
-            session.flush()
-            # Core, with 0003's columns only: today's model also writes the clocks of migration 0006.
-            values = {"number": name[:20], "category": "repair", "status": "registered", "call_id": call.id}
-            values |= {"urgent": False, "confirmed": False, "major": False, "recovered": False}
+            # SQL with 0003's columns only: today's models also write the columns of later migrations.
+            call_id = session.execute(
+                text(
+                    "INSERT INTO calls (call_sid, counters, status, started_at, room_confirmed) "
+                    "VALUES (:sid, '{}', 'in-progress', :now, false) RETURNING id"
+                ),
+                {"sid": f"CA{name:0>32}"[:34], "now": utcnow()},
+            ).scalar_one()
             ticket_id = session.execute(
-                insert(Ticket.__table__).values({**values, "created_at": utcnow()})
-            ).inserted_primary_key[0]
-            tickets[name] = (call, ticket_id)
+                text(
+                    "INSERT INTO tickets (number, category, status, call_id, urgent, confirmed, major, recovered, "
+                    "created_at) VALUES (:number, 'repair', 'registered', :call_id, false, false, false, false, :now) "
+                    "RETURNING id"
+                ),
+                {"number": name[:20], "call_id": call_id, "now": utcnow()},
+            ).scalar_one()
+            tickets[name] = (call_id, ticket_id)
         machine_take(session, tickets["corrected"], "RE" + "1" * 32, "楼上漏税")
         machine_take(session, tickets["corrected"], "RE" + "2" * 32, "")  # a later, silent take
         session.add(
