@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from ivr.jobs import JobContext, PermanentJobError, job
 from ivr.models import Notice, Ticket, User
+from ivr.properties import property_directory
 from ivr.tickets.events import record_event
 
 MANAGER_ROLE = "manager"
@@ -91,7 +92,10 @@ def send_notice_sms(context: JobContext, notice_id: int) -> None:
             return
         phones = _phones_left(session, notice)
         anyone_texted = bool(notice.sms_sids)
-        body = f"【{settings.property_name}物业】{notice.message}"[:SMS_MAX_CHARS]
+        name = settings.property_name
+        if notice.ticket is not None:
+            name = property_directory(session).stored(notice.ticket.property_id).name or name
+        body = f"【{name}物业】{notice.message}"[:SMS_MAX_CHARS]
     if not phones:
         return
     client = twilio_client(settings)

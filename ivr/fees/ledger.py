@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
-from ivr.models import FeeItem
+from ivr.models import DEFAULT_PROPERTY_ID, FeeItem
 
 CSV_COLUMNS = ("room", "fee_type", "period", "amount_due", "due_date")
 MAX_TEXT_LENGTH = 32  # fee_type and period columns are String(32)
@@ -273,13 +273,15 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
-def import_fee_rows(session: Session, rows: Iterable[FeeRow]) -> ImportSummary:
-    """Upsert rows on (room, fee_type, period); flushes, the caller commits (only if parsing was clean)."""
+def import_fee_rows(session: Session, rows: Iterable[FeeRow], property_id: int = DEFAULT_PROPERTY_ID) -> ImportSummary:
+    """Upsert rows into the property's ledger on (room, fee_type, period); flushes, the caller commits (only if
+    parsing was clean)."""
     rows = list(rows)
     existing: dict[tuple[str, str, str], FeeItem] = {}
     # Select-then-write rather than INSERT ... ON CONFLICT: the same code on SQLite and PostgreSQL.
     for rooms in _chunks(sorted({row.room for row in rows}), _CHUNK):
-        for item in session.scalars(select(FeeItem).where(FeeItem.room.in_(rooms))):
+        in_ledger = select(FeeItem).where(FeeItem.property_id == property_id, FeeItem.room.in_(rooms))
+        for item in session.scalars(in_ledger):
             existing[(item.room, item.fee_type, item.period)] = item
 
     inserted = updated = 0
@@ -287,7 +289,7 @@ def import_fee_rows(session: Session, rows: Iterable[FeeRow]) -> ImportSummary:
     for row in rows:
         found = existing.get(row.key)
         if found is None:
-            item = FeeItem(room=row.room, fee_type=row.fee_type, period=row.period)
+            item = FeeItem(property_id=property_id, room=row.room, fee_type=row.fee_type, period=row.period)
             session.add(item)
             existing[row.key] = item
             inserted += 1
@@ -301,13 +303,14 @@ def import_fee_rows(session: Session, rows: Iterable[FeeRow]) -> ImportSummary:
     return ImportSummary(inserted=inserted, updated=updated)
 
 
-def room_balance(session: Session, room: str) -> RoomBalance | None:
-    """What `room` owes (lines with amount_due > 0, earliest due first), or None if it has no lines."""
+def room_balance(session: Session, room: str, property_id: int = DEFAULT_PROPERTY_ID) -> RoomBalance | None:
+    """What `room` of the property owes (lines with amount_due > 0, earliest due first), or None if it has no
+    lines."""
     try:
         room = normalise_room(room)
     except ValueError:
         return None  # the import only stores well-formed rooms, so this one cannot be in the ledger
-    items = session.scalars(select(FeeItem).where(FeeItem.room == room)).all()
+    items = session.scalars(select(FeeItem).where(FeeItem.property_id == property_id, FeeItem.room == room)).all()
     if not items:
         return None
     # Sorted here, not in SQL: PostgreSQL collations order Chinese fee types differently from SQLite.

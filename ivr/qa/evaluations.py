@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ivr.db import utcnow
 from ivr.jobs import JobContext, job
 from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, User
+from ivr.properties import property_directory
 from ivr.qa.rules import RULES, CallFacts, EventFact
 from ivr.qa.scorecard import ANSWERS, Form, effective_answers, load_form, score
 from ivr.qa.speech import ChannelSpeech
@@ -45,7 +46,9 @@ def evaluation_of_call(session: Session, call_id: int) -> Evaluation | None:
 
 
 def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFacts, str | None, User | None]:
-    """What the rules need, plus the number that answered and its staff account."""
+    """What the rules need, plus the number that answered and its staff account. The centre's name is the
+    call's property's (`property_name` when the property leaves it to the settings)."""
+    property_name = property_directory(session).stored(call.property_id).name or property_name
     started = call.started_at
     dial_events = [e for e in call.events if e.endpoint == "dial-status"]
     legs: dict[str, dict[str, CallEvent]] = {}
@@ -115,7 +118,9 @@ def evaluate_call(session: Session, call: Call, property_name: str, form: Form |
         return None
     evaluation = session.scalars(select(Evaluation).where(Evaluation.call_id == call.id)).first()
     if evaluation is None:
-        evaluation = Evaluation(call=call, form_name=form.name, form_version=form.version, final={})
+        evaluation = Evaluation(
+            call=call, property_id=call.property_id, form_name=form.name, form_version=form.version, final={}
+        )
         session.add(evaluation)
     evaluation.agent_number = agent_number
     evaluation.agent = agent

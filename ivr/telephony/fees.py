@@ -21,7 +21,7 @@ from ivr.telephony.webhook import Turn
 def balance_sentence(turn: Turn) -> str:
     """What the ledger says about the caller's room, as one spoken paragraph."""
     spoken = room_spoken(turn) or ""
-    balance = room_balance(turn.session, turn.call.room or "")
+    balance = room_balance(turn.session, turn.call.room or "", turn.call.property_id)
     if balance is None:
         return prompt("fee_unknown_room", room_spoken=spoken)
     if not balance.lines:

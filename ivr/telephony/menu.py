@@ -6,9 +6,9 @@ from functools import lru_cache
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.config import Settings
 from ivr.models import Category
-from ivr.telephony.steps import ask_menu, ask_room, connect_person, retry_or_give_up
+from ivr.properties import LineProperty
+from ivr.telephony.steps import ask_menu, ask_room, connect_person, line_of, retry_or_give_up
 from ivr.telephony.twiml import RenderedResponse, say_prompt
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import ensure_ticket
@@ -20,16 +20,16 @@ EMERGENCY_REASON = "来电选择了紧急情况(按9)"
 
 
 def answer_call(turn: Turn) -> VoiceResponse:
-    """The number's Voice URL: greet at once (E1, E2) and offer the menu."""
-    return greeting(turn.settings)
+    """The number's Voice URL: greet at once (E1, E2) with the dialled property's name, and offer the menu."""
+    return greeting(line_of(turn))
 
 
-@lru_cache(maxsize=8)
-def greeting(settings: Settings) -> RenderedResponse:
-    """The greeting and menu, the same for every call to these settings: built and rendered once (every
+@lru_cache(maxsize=256)
+def greeting(line: LineProperty) -> RenderedResponse:
+    """The greeting and menu, the same for every call to this property: built and rendered once (every
     call starts here; building and rendering it was about 6 % of /twilio/voice's CPU)."""
     response = VoiceResponse()
-    say_prompt(response, "greeting", property_name=settings.property_name)
+    say_prompt(response, "greeting", property_name=line.name)
     ask_menu(response)
     return RenderedResponse.of(response)
 

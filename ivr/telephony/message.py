@@ -17,6 +17,7 @@ from ivr.telephony.steps import (
     current_take_number,
     goodbye,
     latest_take,
+    line_of,
     live_text_covers,
     read_back,
     retry_or_give_up,
@@ -142,7 +143,7 @@ def message_empty(turn: Turn) -> VoiceResponse:
     if bump_counter(turn.call, "message_empty") < MAX_RETRIES:
         say_prompt(response, "message_empty")
         ask_message(turn, response)
-    elif turn.settings.duty_numbers:
+    elif line_of(turn).duty_numbers:
         connect_person(turn, response)
     else:
         ensure_ticket(turn.session, turn.call, turn.settings.timezone, note="来电未留言,请回电联系")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from ivr.models import Category, Recording, RecordingSource
+from ivr.properties import LineProperty, line_property
 from ivr.speech.read_back import read_back_text
 from ivr.spoken import digits_spoken
 from ivr.standard import THREE_RINGS_SECONDS
@@ -24,6 +25,11 @@ HANG_UP_GRACE_SECONDS = 10  # let the caller hang up first (E6)
 MAX_RETRIES = 3
 LIVE_COVER_SLACK_SECONDS = 1.0  # RecordingDuration is whole seconds; the stream starts with the beep
 TAKE_COUNTER = "message_take"  # the call's takes so far: names the take's live stream
+
+
+def line_of(turn: Turn) -> LineProperty:
+    """The property of the number the caller dialled: its name, duty phones and time zone."""
+    return line_property(turn.session, turn.call.property_id, turn.settings)
 
 
 def gather(response: VoiceResponse, action: str, *, num_digits: int | None = 1, timeout: int = MENU_TIMEOUT) -> Gather:
@@ -198,7 +204,7 @@ def goodbye(response: VoiceResponse, lead: str | None = None) -> None:
 def connect_person(turn: Turn, response: VoiceResponse, *, emergency: bool = False) -> None:
     """Ring the on-duty numbers for about three rings; the dial action takes a message if nobody answers."""
     say_prompt(response, "emergency_numbers" if emergency else "connecting_person")
-    numbers = turn.settings.duty_numbers
+    numbers = line_of(turn).duty_numbers
     if not numbers:
         say_prompt(response, "nobody_available")
         ask_message(turn, response)

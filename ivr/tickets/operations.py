@@ -26,6 +26,8 @@ from ivr.models import (
     TicketStatus,
 )
 from ivr.notifications import notify_managers
+from ivr.properties import property_id_for_number
+from ivr.tickets.sla import property_timezone
 
 
 class _Lookup(enum.Enum):
@@ -41,7 +43,8 @@ def get_or_create_call(
 ) -> Call:
     """The call with this CallSid, created on first sight (any webhook may be the first). `found` is what
     the caller's own query for this CallSid returned (the webhook frame fetches the call with its replay),
-    so it is not looked up twice; the details in `fields` fill what the call lacks."""
+    so it is not looked up twice; the details in `fields` fill what the call lacks. A new call belongs to the
+    property whose number it dialled (`to_number`)."""
     call = (
         session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
         if found is _Lookup.NOT_DONE
@@ -49,7 +52,13 @@ def get_or_create_call(
     )
     if call is None:
         # Nothing to lazy-load for a call seen for the first time: it has no ticket and no recordings yet.
-        call = Call(call_sid=call_sid, counters={}, ticket=None, recordings=[])
+        call = Call(
+            call_sid=call_sid,
+            property_id=property_id_for_number(session, fields.get("to_number")),
+            counters={},
+            ticket=None,
+            recordings=[],
+        )
         session.add(call)
         _fill(call, fields)
         session.flush()  # its id, and a concurrent request's insert of the same CallSid fails here
@@ -114,11 +123,13 @@ def ensure_ticket(
     reason: str | None = None,
     note: str | None = None,
 ) -> Ticket:
-    """The call's ticket, opened (unconfirmed) the first time anything of the caller's is kept."""
+    """The call's ticket, opened (unconfirmed) the first time anything of the caller's is kept, numbered by
+    the local day of the call's property (`timezone` when it has no zone of its own)."""
     ticket = call.ticket
     if ticket is None:
         ticket = Ticket(
-            number=next_ticket_number(session, timezone),
+            number=next_ticket_number(session, property_timezone(call.property_id, timezone)),
+            property_id=call.property_id,
             # Stated, not left to the column default: the ticket's clocks are stamped from it on insert.
             status=TicketStatus.REGISTERED,
             category=call.category or Category.OTHER,

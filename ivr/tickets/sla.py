@@ -126,11 +126,13 @@ def queue_order(ticket: Ticket, now: datetime, timezone: str) -> tuple[int, int,
 # deadlines (`dispatch_due`, `resolve_due`, `follow_up_due`) and the clock running now (`sla_due`, `sla_warn_at`:
 # when it falls due and when it starts to be "due soon"). They are stamped before every flush that writes a
 # ticket (or moves its call's start), whoever writes it (the line, the procedure, the API, test factories), so no writer
-# has to remember. "Not overnight" is a local-time idea: the time zone is the app's (`use_timezone`, set by
-# create_app; one per process until properties carry their own).
+# has to remember. "Not overnight" is a local-time idea: the time zone is the ticket's property's when it has one
+# (`use_property_timezones`, kept by ivr.properties whenever it reads the properties), else the app's
+# (`use_timezone`, set by create_app).
 
 _WARNINGS = {"dispatch": DISPATCH_WARNING, "resolve": RESOLVE_WARNING, "follow_up": timedelta(days=1)}
 _clock_zone = {"name": "Asia/Shanghai"}
+_property_zones: dict[int, str] = {}
 
 
 def use_timezone(timezone: str) -> None:
@@ -138,9 +140,20 @@ def use_timezone(timezone: str) -> None:
     _clock_zone["name"] = timezone
 
 
+def use_property_timezones(zones: dict[int, str]) -> None:
+    """The properties that have a time zone of their own (property id → zone)."""
+    _property_zones.clear()
+    _property_zones.update(zones)
+
+
+def property_timezone(property_id: int | None, default: str) -> str:
+    """The property's own time zone, else `default` (the app's)."""
+    return _property_zones.get(property_id, default) if property_id is not None else default
+
+
 def stamp_clocks(ticket: Ticket, timezone: str | None = None) -> None:
     """Store the ticket's deadlines and its running clock (see above)."""
-    zone = timezone or _clock_zone["name"]
+    zone = timezone or property_timezone(ticket.property_id, _clock_zone["name"])
     call = ticket.call
     start = call.started_at if call is not None and call.started_at is not None else ticket.created_at
     if start is None:  # a new ticket before its column default: it is being created now
