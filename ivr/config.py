@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from ivr.followup.windows import DEFAULT_CALL_WINDOWS, CallWindowError, call_calendar
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"  # where models live when IVR_MODELS_DIR is unset (contents git-ignored)
 
@@ -51,6 +53,8 @@ class Settings:
     trusted_proxies: int = 0  # IVR_TRUSTED_PROXIES: reverse proxies in front whose X-Forwarded-* are believed
     live_streams: int = 0  # IVR_LIVE_STREAMS: takes transcribed live at once (0: only after the download)
     read_back_min_confidence: float = 0.0  # IVR_READ_BACK_MIN_CONFIDENCE: below it, a summary is read back
+    call_windows: str = "09:00-11:30,13:30-17:30,19:30-20:30"  # IVR_CALL_WINDOWS: when residents may be called
+    call_days_off: str = ""  # IVR_CALL_DAYS_OFF: weekdays and dates no resident is called
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -265,6 +269,12 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
     db_timeout = _positive_number(environ, "IVR_DB_TIMEOUT", 2.0, float)
     if db_timeout > 10:
         raise ConfigError("IVR_DB_TIMEOUT must be at most 10 seconds (Twilio waits 15 s for a webhook)")
+    call_windows = environ.get("IVR_CALL_WINDOWS", "").strip() or DEFAULT_CALL_WINDOWS
+    call_days_off = environ.get("IVR_CALL_DAYS_OFF", "").strip()
+    try:
+        call_calendar(call_windows, call_days_off, timezone)
+    except CallWindowError as exc:
+        raise ConfigError(f"IVR_CALL_WINDOWS / IVR_CALL_DAYS_OFF: {exc}") from None
     redis_url = environ.get("IVR_REDIS_URL") or None
     if redis_url and (problem := _redis_problem(redis_url)):
         if env == "production":
@@ -294,6 +304,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         trusted_proxies=_trusted_proxies(environ),
         live_streams=_live_streams(environ),
         read_back_min_confidence=_read_back_min_confidence(environ),
+        call_windows=call_windows,
+        call_days_off=call_days_off,
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings
