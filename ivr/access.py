@@ -4,15 +4,20 @@ No Flask here. The console (`ivr.web`) and the API (`ivr.api`) ask these functio
 a page or a status (`ivr.web.access.enforce`); the route × role table in tests/test_access_policy.py holds
 both surfaces to it. Decisions about one thing are an `Access`: allowed, forbidden (403: the person may know
 the thing exists) or hidden (404: they may not even learn that).
+
+Staff work for some properties (小区) or, with none, for the whole company; everything that belongs to a place
+carries its property, and nothing outside someone's properties is shown to them: it is answered as if it did
+not exist (`TicketScope`, `EvaluationScope`). Service tokens see every property.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeAlias
 
-from sqlalchemy import Select, false
+from sqlalchemy import ColumnElement, Select, false
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ivr.models import Evaluation, Notice, Recording, RecordingSource, Ticket
 from ivr.models import Role as Role  # a staff account's role: defined with the other stored enums, asked about here
@@ -57,6 +62,12 @@ class Staff(Protocol):
     @property
     def department(self) -> str | None: ...
 
+    @property
+    def property_ids(self) -> frozenset[int] | None:
+        """The properties the account works for; None: the whole company. Loaded with the account (at log-in,
+        per request, per token look-up), so asking it about a ticket costs no query."""
+        ...
+
 
 @dataclass(frozen=True)
 class ServiceToken:
@@ -84,42 +95,76 @@ def has_role(who: Principal, roles: frozenset[Role]) -> bool:
     return role_of(who) in roles
 
 
+# Properties ------------------------------------------------------------------------------------------------
+
+
+def property_scope(who: Principal) -> frozenset[int] | None:
+    """The properties whose calls, tickets and evaluations someone may see: None for all of them (an account
+    with no property works for the whole company; service tokens), none for a role this policy does not know."""
+    if isinstance(who, ServiceToken):
+        return None
+    if role_of(who) is None:
+        return frozenset()
+    return who.property_ids
+
+
+def _among(properties: frozenset[int] | None, wanted: frozenset[int]) -> frozenset[int]:
+    """`wanted` narrowed to `properties` (None: every property)."""
+    return wanted if properties is None else properties & wanted
+
+
+def _in_properties(column: InstrumentedAttribute[int], properties: frozenset[int] | None) -> ColumnElement[bool] | None:
+    """The condition for rows of these properties; None when every property is in."""
+    if properties is None:
+        return None
+    if not properties:
+        return false()
+    return column.in_(sorted(properties))
+
+
 # Tickets ---------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TicketScope:
-    """The tickets someone may see: every one, or those of some departments.
-
-    The seam for properties: when the company runs more than one, add `properties` here the same way and
-    narrow both `where` and `contains`; every ticket list and lookup in the console and the API goes
-    through this class.
-    """
+    """The tickets someone may see: of every department or some, of every property or some. Every ticket list
+    and lookup in the console and the API goes through this class."""
 
     departments: frozenset[str] | None = None  # None: every department (and undispatched tickets)
+    properties: frozenset[int] | None = None  # None: every property
 
     def where(self, query: Select[Any]) -> Select[Any]:
         """Narrow a ticket query to the scope."""
-        if self.departments is None:
-            return query
-        if not self.departments:
-            return query.where(false())
-        return query.where(Ticket.department.in_(sorted(self.departments)))
+        if self.departments is not None:
+            if not self.departments:
+                return query.where(false())
+            query = query.where(Ticket.department.in_(sorted(self.departments)))
+        if (condition := _in_properties(Ticket.property_id, self.properties)) is not None:
+            query = query.where(condition)
+        return query
 
     def contains(self, ticket: Ticket) -> bool:
-        return self.departments is None or ticket.department in self.departments
+        return (self.departments is None or ticket.department in self.departments) and (
+            self.properties is None or ticket.property_id in self.properties
+        )
+
+    def within(self, property_ids: frozenset[int]) -> TicketScope:
+        """The scope narrowed to these properties (a property filter): one outside the scope adds nothing."""
+        return replace(self, properties=_among(self.properties, property_ids))
 
 
 def ticket_scope(who: Principal) -> TicketScope:
-    """A department account sees only its department's tickets; other staff and service tokens see all."""
+    """A department account sees only its department's tickets, and every account only its properties'; other
+    staff see every department's, company-wide accounts and service tokens every property's."""
     if isinstance(who, ServiceToken):
         return TicketScope()
     role = role_of(who)
     if role is None:
-        return TicketScope(frozenset())
+        return TicketScope(frozenset(), frozenset())
+    properties = property_scope(who)
     if role == Role.DEPARTMENT:
-        return TicketScope(frozenset({who.department}) if who.department else frozenset())
-    return TicketScope()
+        return TicketScope(frozenset({who.department}) if who.department else frozenset(), properties)
+    return TicketScope(properties=properties)
 
 
 def ticket_access(who: Principal, ticket: Ticket) -> Access:
@@ -147,11 +192,41 @@ def edit_access(who: Principal, ticket: Ticket) -> Access:
 
 
 def notice_access(who: Principal, notice: Notice) -> Access:
-    """Mark a notice read: notices are addressed to a role."""
-    return Access.ALLOWED if role_of(who) is not None and notice.role == role_of(who) else Access.HIDDEN
+    """Mark a notice read: notices are addressed to a role, and one about a ticket to those who may read it."""
+    if role_of(who) is None or notice.role != role_of(who):
+        return Access.HIDDEN
+    if notice.ticket is not None and not ticket_access(who, notice.ticket).allowed:
+        return Access.HIDDEN
+    return Access.ALLOWED
 
 
 # QA -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationScope:
+    """The evaluations someone may find at all: those of calls to their properties (the QA list, "my
+    evaluations", the weekly reports, and each evaluation's page)."""
+
+    properties: frozenset[int] | None = None  # None: every property
+
+    def where(self, query: Select[Any]) -> Select[Any]:
+        """Narrow an evaluation query to the scope."""
+        if (condition := _in_properties(Evaluation.property_id, self.properties)) is not None:
+            query = query.where(condition)
+        return query
+
+    def contains(self, evaluation: Evaluation) -> bool:
+        return self.properties is None or evaluation.property_id in self.properties
+
+    def within(self, property_ids: frozenset[int]) -> EvaluationScope:
+        """The scope narrowed to these properties (a property filter): one outside the scope adds nothing."""
+        return replace(self, properties=_among(self.properties, property_ids))
+
+
+def evaluation_scope(who: Principal) -> EvaluationScope:
+    """Evaluations of the account's properties (every one for company-wide accounts and service tokens)."""
+    return EvaluationScope(property_scope(who))
 
 
 def _is_subject(who: Principal, evaluation: Evaluation | None) -> bool:
@@ -166,21 +241,29 @@ def _is_subject(who: Principal, evaluation: Evaluation | None) -> bool:
 
 def evaluation_access(who: Principal, evaluation: Evaluation | None) -> Access:
     """Read a call's evaluation (None: the call has none). Its subject and the reviewers may. Anyone else
-    is refused whether or not the call exists, so call ids cannot be probed; reviewers get a 404."""
+    is refused whether or not the call exists, so call ids cannot be probed; reviewers get a 404. An
+    evaluation outside the account's properties is answered as if the call had none: 404 for reviewers, 403
+    for others (as for every call not theirs, so it cannot be told from one that does not exist)."""
+    if evaluation is not None and not evaluation_scope(who).contains(evaluation):
+        evaluation = None
     if role_of(who) in REVIEWERS:
         return Access.ALLOWED if evaluation is not None else Access.HIDDEN
     return Access.ALLOWED if _is_subject(who, evaluation) else Access.FORBIDDEN
 
 
 def review_access(who: Principal, evaluation: Evaluation) -> Access:
-    """Confirm or override the system's answers: reviewers, never on their own call."""
+    """Confirm or override the system's answers: reviewers of its property, never on their own call."""
+    if not (read := evaluation_access(who, evaluation)).allowed:
+        return read
     if role_of(who) in REVIEWERS and not _is_subject(who, evaluation):
         return Access.ALLOWED
     return Access.FORBIDDEN
 
 
 def respond_access(who: Principal, evaluation: Evaluation) -> Access:
-    """Acknowledge or dispute an evaluation: only its subject."""
+    """Acknowledge or dispute an evaluation: only its subject, on an evaluation they may read."""
+    if not (read := evaluation_access(who, evaluation)).allowed:
+        return read
     return Access.ALLOWED if _is_subject(who, evaluation) else Access.FORBIDDEN
 
 
@@ -193,7 +276,8 @@ def _is_ticket_message(recording: Recording) -> bool:
 
 def recording_access(who: Principal, recording: Recording, evaluation: Evaluation | None) -> Access:
     """Hear a recording. A message on a ticket: whoever may read the ticket. A transfer (and a take on no
-    ticket): whoever may read the call's evaluation — its subject and the reviewers — and service tokens."""
+    ticket): whoever may read the call's evaluation — its subject and the reviewers of its property — and
+    service tokens."""
     if _is_ticket_message(recording):
         assert recording.ticket is not None
         return ticket_access(who, recording.ticket)

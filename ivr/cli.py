@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from ivr.jobs import JobQueue
+    from ivr.models import User
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -267,6 +268,13 @@ def user() -> None:
 @click.option("--department", help="For department accounts, e.g. 工程部.")
 @click.option("--name", "display_name", help="Name shown in the console and used in QA.")
 @click.option("--phone", help="Phone number (E.164), e.g. for on-duty transfers.")
+@click.option(
+    "--property",
+    "property_codes",
+    multiple=True,
+    metavar="CODE",
+    help="A property (小区) the account works for (repeatable; none: the whole company). See `ivr property list`.",
+)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted for when not given.")
 @click.pass_obj
 def user_create(
@@ -276,19 +284,64 @@ def user_create(
     department: str | None,
     display_name: str | None,
     phone: str | None,
+    property_codes: tuple[str, ...],
     password: str,
 ) -> None:
-    """Create the staff account USERNAME with a role."""
+    """Create the staff account USERNAME with a role. With --property it sees only those properties' calls,
+    tickets and evaluations (in the console, and through tokens made for it); without, the whole company's."""
     from ivr.staff import StaffError, create_user
 
     try:
         with state.database.session() as session:
-            create_user(
-                session, username, password, role, department=department, display_name=display_name, phone=phone
+            user = create_user(
+                session,
+                username,
+                password,
+                role,
+                department=department,
+                display_name=display_name,
+                phone=phone,
+                property_codes=property_codes,
             )
+            where = _properties_label(user)
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"user {username!r} created with role {role}")
+    click.echo(f"user {username!r} created with role {role}, for {where}")
+
+
+def _properties_label(user: User) -> str:
+    """The account's properties by code, or the whole company."""
+    return ", ".join(p.code for p in user.properties) or "the whole company"
+
+
+@user.command("properties")
+@click.argument("username")
+@click.argument("property_codes", metavar="[CODE]...", nargs=-1)
+@click.option("--company-wide", is_flag=True, help="Take every property away: the account works for the whole company.")
+@click.pass_obj
+def user_properties(state: CliState, username: str, property_codes: tuple[str, ...], company_wide: bool) -> None:
+    """Show the properties (小区) USERNAME works for; with CODEs, make those its properties (replacing what it
+    had); with --company-wide, none: the whole company. Its console sessions and tokens follow at their next
+    request."""
+    from sqlalchemy import select
+
+    from ivr.models import User
+    from ivr.staff import StaffError, set_properties
+
+    if property_codes and company_wide:
+        raise click.UsageError("give property CODEs or --company-wide, not both")
+    try:
+        with state.database.session() as session:
+            account = session.scalars(select(User).where(User.username == username)).first()
+            if account is None:
+                raise click.ClickException(f"no user {username!r} (create it with `ivr user create`)")
+            changed = bool(property_codes) or company_wide
+            if changed:
+                set_properties(session, account, property_codes)
+            where = _properties_label(account)
+    except StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{username!r} {'now works' if changed else 'works'} for {where}")
 
 
 @user.command("set-password")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from werkzeug.security import generate_password_hash
 
 from ivr.db import utcnow
-from ivr.models import ApiToken, User
+from ivr.models import ApiToken, Property, User
 
 ROLES = {
     "night_shift": "值班",
@@ -38,8 +39,10 @@ def create_user(
     department: str | None = None,
     display_name: str | None = None,
     phone: str | None = None,
+    property_codes: Iterable[str] = (),
 ) -> User:
-    """A new staff account with a hashed password."""
+    """A new staff account with a hashed password, working for the properties with these codes (none: the
+    whole company)."""
     if role not in ROLES:
         raise StaffError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if role == "department" and not department:
@@ -47,6 +50,7 @@ def create_user(
     check_password_rules(password)
     if session.scalars(select(User).where(User.username == username)).first():
         raise StaffError(f"user {username!r} already exists")
+    properties = properties_of_codes(session, property_codes)
     user = User(
         username=username,
         password_hash=generate_password_hash(password),
@@ -54,10 +58,35 @@ def create_user(
         department=department,
         display_name=display_name,
         phone=phone,
+        properties=properties,
     )
     session.add(user)
     session.flush()
     return user
+
+
+def properties_of_codes(session: Session, codes: Iterable[str]) -> list[Property]:
+    """The properties with these codes (in code order); StaffError naming every unknown code and the codes
+    there are."""
+    wanted = sorted({code.strip().lower() for code in codes if code.strip()})
+    if not wanted:
+        return []
+    found = list(session.scalars(select(Property).where(Property.code.in_(wanted)).order_by(Property.code)))
+    unknown = [code for code in wanted if code not in {p.code for p in found}]
+    if unknown:
+        there = ", ".join(session.scalars(select(Property.code).order_by(Property.code)))
+        raise StaffError(
+            f"no property {', '.join(map(repr, unknown))} (there are: {there}); create it with `ivr property create`"
+        )
+    return found
+
+
+def set_properties(session: Session, user: User, codes: Iterable[str]) -> list[Property]:
+    """The properties the account works for from now on, replacing what it had; no codes: the whole company.
+    Its sessions and tokens follow at their next request (the account is read again for each)."""
+    user.properties = properties_of_codes(session, codes)
+    session.flush()
+    return user.properties
 
 
 def check_password_rules(password: str) -> None:
@@ -208,7 +237,16 @@ def revoke_token(session: Session, id_or_name: str) -> ApiToken:
 
 def token_owner(session: Session, token: str) -> ApiToken:
     """The live token record for a presented bearer token, its last use recorded; TokenRefused otherwise."""
-    record = session.scalars(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).first()
+    # The account and its properties in the same query: the access policy asks them of every ticket.
+    record = (
+        session.scalars(
+            select(ApiToken)
+            .where(ApiToken.token_sha256 == token_digest(token))
+            .options(joinedload(ApiToken.user).joinedload(User.properties))
+        )
+        .unique()
+        .first()
+    )
     if record is None:
         raise TokenRefused("invalid token")
     now = utcnow()

@@ -11,6 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import joinedload
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -31,7 +32,7 @@ login_manager.session_protection = "strong"
 
 
 class StaffUser:
-    """The logged-in account as Flask-Login sees it (a detached copy of the row)."""
+    """The logged-in account as Flask-Login sees it (a detached copy of the row, with its properties)."""
 
     def __init__(self, user: User) -> None:
         self.id = user.id
@@ -39,6 +40,8 @@ class StaffUser:
         self.display_name = user.display_name or user.username
         self.role = user.role
         self.department = user.department
+        # None: the whole company (an account with no property), as ivr.access.Staff.property_ids says.
+        self.property_ids: frozenset[int] | None = frozenset(p.id for p in user.properties) or None
         self.session_version = user.session_version or 0
         self.is_active = user.active
         self.is_authenticated = True
@@ -55,7 +58,7 @@ def load_user(session_id: str) -> StaffUser | None:
     user_id, _, version = session_id.partition(":")
     if not (user_id.isdigit() and version.isdigit()):
         return None  # includes sessions from before versions existed
-    user = request_session().get(User, int(user_id))
+    user = request_session().get(User, int(user_id), options=[joinedload(User.properties)])
     if user is None or not user.active or (user.session_version or 0) != int(version):
         return None
     return StaffUser(user)
