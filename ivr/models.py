@@ -582,6 +582,58 @@ class Evaluation(Base):
     agent: Mapped[User | None] = relationship()
 
 
+class FollowUpState(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its due time (always inside a call window when it is placed)
+    CALLING = "calling"  # an attempt is ringing or under way
+    DONE = "done"  # the resident answered the questions
+    UNREACHABLE = "unreachable"  # attempts used up (or no way to call): on the call-back-by-hand list
+    OPTED_OUT = "opted_out"  # the resident asked for no more follow-up calls (按9)
+    CANCELLED = "cancelled"  # the ticket moved on without it (followed up by hand, reopened, closed)
+
+
+class FollowUp(Base):
+    """A follow-up call (回访) of a resolved ticket: when it is due, its attempts, what the resident answered."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (Index("ix_follow_ups_state_due_at", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    property_id: Mapped[int] = _property_column()  # the ticket's: its calendar and its caller ID
+    phone: Mapped[str | None] = mapped_column(String(32))  # whom to call (E.164), the ticket's caller
+    state: Mapped[FollowUpState] = mapped_column(_enum(FollowUpState), default=FollowUpState.SCHEDULED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_outcome: Mapped[str | None] = mapped_column(String(32))  # answered, no-answer, busy, failed, machine…
+    call_sid: Mapped[str | None] = mapped_column(String(64), index=True)  # the latest attempt's call
+    resolved: Mapped[bool | None]  # 1 = yes, 2 = no
+    satisfaction: Mapped[int | None]  # 1–5 by keypad
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    comment_recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)  # why it is where it is (shown to staff)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    ticket: Mapped[Ticket] = relationship()
+    comment_recording: Mapped[Recording | None] = relationship()
+
+
+class FollowUpOptOut(Base):
+    """A phone that asked for no more follow-up calls from a property (「不再接收回访请按9」). Kept by property
+    and phone rather than on a registry row: most callers are not in the registry, and an import may replace it."""
+
+    __tablename__ = "follow_up_opt_outs"
+    __table_args__ = (UniqueConstraint("property_id", "phone", name="uq_follow_up_opt_outs_property_phone"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(32))
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))  # asked on its call
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+
+
 # Every ticket written stamps its clocks (a mapper event in ivr.tickets.sla): import it with the models, so that
 # no program that writes tickets (the server, the worker, the CLI, a migration's script) can do so without it.
 import ivr.tickets.sla  # noqa: E402, F401
