@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask_sock import Sock
 
-from ivr.telephony import callbacks, fees, media, menu, message, person, room
+from ivr.telephony import callbacks, fees, media, menu, message, person, resident, room
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import twilio_webhook
 
@@ -18,6 +18,7 @@ blueprint.before_request(message.finish_live_take)  # outside the webhook's tran
 STEPS = {
     "voice": (menu.answer_call, "CallSid"),
     "menu": (menu.choose_from_menu, "CallSid"),
+    "room/registered": (resident.choose_registered_room, "CallSid"),
     "room": (room.enter_room, "CallSid"),
     "room/confirm": (room.confirm_room, "CallSid"),
     "fees/next": (fees.after_balance, "CallSid"),

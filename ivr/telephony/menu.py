@@ -8,6 +8,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.models import Category
 from ivr.properties import LineProperty
+from ivr.telephony.resident import offer_registered_room
 from ivr.telephony.steps import ask_menu, ask_room, connect_person, line_of, retry_or_give_up
 from ivr.telephony.twiml import RenderedResponse, say_prompt
 from ivr.telephony.webhook import Turn
@@ -40,7 +41,8 @@ def choose_from_menu(turn: Turn) -> VoiceResponse:
     key = turn.digits
     if key in MENU_CATEGORIES:
         turn.call.category = MENU_CATEGORIES[key]
-        ask_room(response)
+        if not offer_registered_room(turn, response):  # a registered caller's rooms first
+            ask_room(response)
     elif key == PERSON_KEY:
         connect_person(turn, response)
     elif key == EMERGENCY_KEY:

@@ -27,6 +27,7 @@ from ivr.models import (
 )
 from ivr.notifications import notify_managers
 from ivr.properties import property_id_for_number
+from ivr.residents.registry import room_from_registry
 from ivr.tickets.sla import property_timezone
 
 
@@ -134,6 +135,7 @@ def ensure_ticket(
             status=TicketStatus.REGISTERED,
             category=call.category or Category.OTHER,
             room=call.room,
+            room_from_registry=room_from_registry(call),
             caller_number=call.from_number,
             call=call,
             note=note,
@@ -142,6 +144,7 @@ def ensure_ticket(
     else:
         if call.room and not ticket.room:
             ticket.room = call.room
+            ticket.room_from_registry = room_from_registry(call)
         if call.category and ticket.category == Category.OTHER:
             ticket.category = call.category
     # No flush of its own: the ticket is written with whatever the caller writes next (it goes out first,
