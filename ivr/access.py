@@ -191,6 +191,14 @@ def edit_access(who: Principal, ticket: Ticket) -> Access:
     return Access.ALLOWED if role in TICKET_WORKERS or role == Role.DEPARTMENT else Access.FORBIDDEN
 
 
+def accounts_access(who: Principal) -> Access:
+    """Manage staff accounts (the 账号 page): admins of the whole company only, since an admin of some
+    properties could otherwise give themselves the others."""
+    if role_of(who) not in MANAGE_USERS:
+        return Access.FORBIDDEN
+    return Access.ALLOWED if property_scope(who) is None else Access.FORBIDDEN
+
+
 def notice_access(who: Principal, notice: Notice) -> Access:
     """Mark a notice read: notices are addressed to a role, and one about a ticket to those who may read it."""
     if role_of(who) is None or notice.role != role_of(who):

@@ -292,3 +292,252 @@ def test_a_reviewer_never_reviews_or_corrects_their_own_scored_call(app, databas
     headers = {"Authorization": f"Bearer {token}"}
     assert api_client.put(f"/api/recordings/{sid}/transcripts/1", json=TEXT, headers=headers).status_code == 403
     assert api_client.get(f"/api/calls/{call_sid}/evaluation", headers=headers).status_code == 200
+
+
+# Properties ------------------------------------------------------------------------------------------------
+#
+# Two properties, east (东方花园) and west (西城花园). Staff of east only, one per role (the night-shift
+# member answered a transfer in each: east's and, before moving to east, west's), a company-wide admin, and
+# a service token. Each has a ticket of 工程部 with a message, a scored transfer and a notice for managers.
+# Nothing of west is shown to east's staff: 404 where a reviewer or a ticket's reader would get a 404 for
+# something that does not exist, 403 where everyone not entitled gets a 403 (an evaluation that is not theirs).
+
+PROPERTY_WHO = ("night_east", "qa_east", "department_east", "manager_east", "admin_east", "company", "service")
+PROPERTY_USERNAMES = {
+    "night_east": "e-wang",
+    "qa_east": "e-zhang",
+    "department_east": "e-gong",
+    "manager_east": "e-boss",
+    "admin_east": "e-root",
+    "company": "hq",
+}
+
+
+def property_console(method: str, path: str, *expected: int, **form: str) -> Route:
+    assert len(expected) == 6, path
+    return Route(method, "/console" + path, (*expected, NA), form or None)
+
+
+def property_api(method: str, path: str, *expected: int, **body: str) -> Route:
+    assert len(expected) == 7, path
+    return Route(method, "/api" + path, expected, body or None)
+
+
+PROPERTY_ROUTES = [
+    #                                                               night   qa  dept   mgr admin company
+    property_console("GET", "/tickets/{east_ticket}", 200, 200, 200, 200, 200, 200),
+    property_console("GET", "/tickets/{west_ticket}", 404, 404, 404, 404, 404, 200),
+    property_console("POST", "/tickets/{west_ticket}/steps/start", 404, 404, 404, 404, 404, 302),
+    property_console("POST", "/tickets/{west_ticket}/transcript", 404, 404, 404, 404, 404, 302, **TEXT),
+    property_console("POST", "/tickets/{west_ticket}/notes", 404, 404, 404, 404, 404, 302, text="已联系业主"),
+    property_console("GET", "/recordings/{east_message}/audio", 200, 200, 200, 200, 200, 200),
+    property_console("GET", "/recordings/{west_message}/audio", 404, 404, 404, 404, 404, 200),
+    property_console("GET", "/recordings/{east_transfer}/audio", 200, 200, 404, 200, 200, 200),
+    property_console("GET", "/recordings/{west_transfer}/audio", 404, 404, 404, 404, 404, 200),
+    property_console("GET", "/qa/calls/{east_call}", 200, 200, 403, 200, 200, 200),
+    property_console("GET", "/qa/calls/{west_call}", 403, 404, 403, 404, 404, 200),
+    property_console("POST", "/qa/calls/{west_call}/review", 403, 404, 403, 404, 404, 302),
+    property_console("POST", "/qa/calls/{west_call}/transcripts/1", 403, 404, 403, 404, 404, 302, **TEXT),
+    property_console("POST", "/qa/calls/{west_call}/respond", 403, 404, 403, 404, 404, 403, action="accept"),
+    property_console("POST", "/qa/calls/{east_call}/respond", 302, 403, 403, 403, 403, 403, action="accept"),
+    property_console("POST", "/notices/{east_notice}/read", 404, 404, 404, 302, 404, 404),
+    property_console("POST", "/notices/{west_notice}/read", 404, 404, 404, 404, 404, 404),
+    # Accounts are managed company-wide: an admin of some properties could give themselves the others.
+    property_console("GET", "/users", 403, 403, 403, 403, 403, 200),
+    property_console("POST", "/users/{east_admin}", 403, 403, 403, 403, 403, 302, action="properties", property="east"),
+    #                                                               night   qa  dept   mgr admin company service
+    property_api("GET", "/tickets/{east_ticket}", 200, 200, 200, 200, 200, 200, 200),
+    property_api("GET", "/tickets/{west_ticket}", 404, 404, 404, 404, 404, 200, 200),
+    property_api("GET", "/recordings/{east_message}/audio", 200, 200, 200, 200, 200, 200, 200),
+    property_api("GET", "/recordings/{west_message}/audio", 404, 404, 404, 404, 404, 200, 200),
+    property_api("GET", "/recordings/{east_transfer}/audio", 200, 200, 404, 200, 200, 200, 200),
+    property_api("GET", "/recordings/{west_transfer}/audio", 404, 404, 404, 404, 404, 200, 200),
+    property_api("GET", "/calls/{east_call}/evaluation", 200, 200, 403, 200, 200, 200, 403),
+    property_api("GET", "/calls/{west_call}/evaluation", 403, 404, 403, 404, 404, 200, 403),
+    property_api("PUT", "/recordings/{west_message}/transcripts/0", 404, 404, 404, 404, 404, 200, 403, **TEXT),
+    property_api("PUT", "/recordings/{west_transfer}/transcripts/1", 404, 404, 404, 404, 404, 200, 403, **TEXT),
+]
+
+EAST_NIGHT_NUMBER = WANG_NUMBER
+
+
+def add_properties(app, database) -> dict[str, int]:
+    """east (东方花园) and west (西城花园), with the app's property directory told at once."""
+    from ivr.properties import property_directory, save_property
+
+    with database.session() as session:
+        ids = {
+            code: save_property(session, code, name=name, numbers=(number,)).id
+            for code, name, number in (("east", "东方花园", "+862160000001"), ("west", "西城花园", "+862160000002"))
+        }
+    with app.extensions["ivr.database"].session() as session:
+        property_directory(session).reload()
+    return ids
+
+
+def move_call(database, call_sid: str, property_id: int) -> None:
+    """The call, and its ticket and evaluation if any, in that property (as if its number had been dialled)."""
+    from sqlalchemy import select
+
+    from ivr.models import Call, Evaluation
+
+    with database.session() as session:
+        call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one()
+        call.property_id = property_id
+        if call.ticket is not None:
+            call.ticket.property_id = property_id
+        for evaluation in session.scalars(select(Evaluation).where(Evaluation.call_id == call.id)):
+            evaluation.property_id = property_id
+
+
+def property_ticket(database, settings, property_id: int, sid: str) -> int:
+    """A dispatched 工程部 ticket of the property, with a stored message take."""
+    from ivr.models import Ticket as TicketRow
+
+    ticket = create_ticket(
+        database, department="工程部", handler="李工", status=TicketStatus.DISPATCHED, property_id=property_id
+    )
+    with database.session() as session:
+        row = session.get(TicketRow, ticket)
+        row.call.property_id = property_id
+    message_on(database, settings, ticket, sid)
+    return ticket
+
+
+@pytest.fixture
+def property_world(app, database, settings) -> dict[str, object]:
+    return build_property_world(app, database, settings)
+
+
+def build_property_world(app, database, settings) -> dict[str, object]:
+    """The accounts of PROPERTY_WHO with a token each (and a service token); per property a ticket with a
+    message, a transfer east's night-shift member answered (scored) and a notice for managers."""
+    ids = add_properties(app, database)
+    east = ("east",)
+    with database.session() as session:
+        users = {
+            "night_east": create_user(
+                session, "e-wang", PASSWORD, "night_shift", phone=EAST_NIGHT_NUMBER, property_codes=east
+            ),
+            "qa_east": create_user(session, "e-zhang", PASSWORD, "qa", property_codes=east),
+            "department_east": create_user(
+                session, "e-gong", PASSWORD, "department", department="工程部", property_codes=east
+            ),
+            "manager_east": create_user(session, "e-boss", PASSWORD, "manager", property_codes=east),
+            "admin_east": create_user(session, "e-root", PASSWORD, "admin", property_codes=east),
+            "company": create_user(session, "hq", PASSWORD, "admin"),
+        }
+        tokens: dict[str, str] = {
+            who: create_token(session, f"{user.username}-token", user) for who, user in users.items()
+        }
+        tokens["service"] = create_token(session, "archive", service=True)
+        east_admin = users["admin_east"].id
+    values: dict[str, object] = {"tokens": tokens, "east_admin": east_admin, "property_ids": ids}
+    for code, letter in (("east", "e"), ("west", "f")):
+        sid = "RE" + letter * 32
+        values[f"{code}_ticket"] = ticket = property_ticket(database, settings, ids[code], sid)
+        values[f"{code}_message"] = sid
+        call_sid = create_evaluated_call(database, agent_number=EAST_NIGHT_NUMBER)
+        move_call(database, call_sid, ids[code])
+        values[f"{code}_call"] = call_sid
+        values[f"{code}_transfer"] = transfer_recording_sid(database, settings, call_sid)
+        with database.session() as session:
+            notice = Notice(role="manager", message="重大投诉", ticket_id=ticket)
+            session.add(notice)
+            session.flush()
+            values[f"{code}_notice"] = notice.id
+    return values
+
+
+@pytest.mark.parametrize("who", PROPERTY_WHO)
+def test_every_route_keeps_each_property_to_its_staff_as_the_table_says(app, property_world, who):
+    console_client, api_client = app.test_client(), app.test_client()
+    if who in PROPERTY_USERNAMES:
+        assert login(console_client, PROPERTY_USERNAMES[who]).status_code == 302
+    csrf = csrf_token(console_client)
+    tokens = property_world["tokens"]
+    assert isinstance(tokens, dict)
+    column = PROPERTY_WHO.index(who)
+    expected, got = {}, {}
+    for route in PROPERTY_ROUTES:
+        if route.expected[column] is NA:
+            continue
+        name = f"{route.method} {route.path}"
+        expected[name] = route.expected[column]
+        got[name] = status_of(api_client if route.api else console_client, route, property_world, tokens[who], csrf)
+    assert got == expected
+
+
+def test_the_property_table_lets_the_same_staff_through_on_both_surfaces():
+    """Where the console and the API offer the same thing of a property, the same accounts get it."""
+    by_path = {route.path: route for route in PROPERTY_ROUTES}
+    staff = range(len(PROPERTY_USERNAMES))
+    pairs = [
+        ("/console/tickets/{west_ticket}", "/api/tickets/{west_ticket}"),
+        ("/console/recordings/{west_message}/audio", "/api/recordings/{west_message}/audio"),
+        ("/console/recordings/{east_transfer}/audio", "/api/recordings/{east_transfer}/audio"),
+        ("/console/recordings/{west_transfer}/audio", "/api/recordings/{west_transfer}/audio"),
+        ("/console/qa/calls/{east_call}", "/api/calls/{east_call}/evaluation"),
+        ("/console/qa/calls/{west_call}", "/api/calls/{west_call}/evaluation"),
+        ("/console/tickets/{west_ticket}/transcript", "/api/recordings/{west_message}/transcripts/0"),
+        ("/console/qa/calls/{west_call}/transcripts/1", "/api/recordings/{west_transfer}/transcripts/1"),
+    ]
+    for console_path, api_path in pairs:
+        console_route, api_route = by_path[console_path], by_path[api_path]
+        assert [console_route.expected[i] in (200, 302) for i in staff] == [
+            api_route.expected[i] in (200, 302) for i in staff
+        ], (console_path, api_path)
+
+
+def ticket_numbers(database, *ticket_ids: object) -> dict[str, object]:
+    with database.session() as session:
+        return {session.get(Ticket, ticket_id).number: ticket_id for ticket_id in ticket_ids}
+
+
+@pytest.mark.parametrize("who", ["night_east", "qa_east", "department_east", "manager_east"])
+def test_property_staff_list_only_their_property_on_both_surfaces(app, database, property_world, who):
+    """The queue, the overview and the API's list show east's ticket to east's staff, never west's."""
+    numbers = ticket_numbers(database, property_world["east_ticket"], property_world["west_ticket"])
+    east_number, west_number = list(numbers)
+    console_client = app.test_client()
+    login(console_client, PROPERTY_USERNAMES[who])
+    queue = console_client.get("/console/").get_data(as_text=True)
+    assert east_number in queue and west_number not in queue
+    tokens = property_world["tokens"]
+    assert isinstance(tokens, dict)
+    headers = {"Authorization": f"Bearer {tokens[who]}"}
+    listed = app.test_client().get("/api/tickets", headers=headers).json["tickets"]
+    assert [(t["number"], t["property"]) for t in listed] == [(east_number, "east")]
+    asked_for_west = app.test_client().get("/api/tickets?property=west", headers=headers)
+    assert asked_for_west.status_code == 200 and asked_for_west.json["tickets"] == []
+
+
+def test_the_qa_list_and_reports_show_a_reviewer_only_their_property(app, property_world):
+    console_client = app.test_client()
+    login(console_client, "e-zhang")
+    listed = console_client.get("/console/qa").get_data(as_text=True)
+    assert property_world["east_call"] in listed and property_world["west_call"] not in listed
+    asked_for_west = console_client.get("/console/qa?property=west").get_data(as_text=True)
+    assert property_world["east_call"] not in asked_for_west and property_world["west_call"] not in asked_for_west
+    report = console_client.get("/console/qa/reports.csv").get_data(as_text=True)
+    assert "e-wang" in report and ",1," in report  # one evaluation: east's, not west's as well
+    assert "e-wang" not in console_client.get("/console/qa/reports.csv?property=west").get_data(as_text=True)
+
+
+def test_a_company_account_narrows_to_one_property_with_the_filter(app, property_world):
+    console_client = app.test_client()
+    login(console_client, "hq")
+    both = console_client.get("/console/qa").get_data(as_text=True)
+    assert property_world["east_call"] in both and property_world["west_call"] in both
+    west = console_client.get("/console/qa?property=west").get_data(as_text=True)
+    assert property_world["west_call"] in west and property_world["east_call"] not in west
+    assert ",2," in console_client.get("/console/qa/reports.csv").get_data(as_text=True)
+    assert ",1," in console_client.get("/console/qa/reports.csv?property=west").get_data(as_text=True)
+    tokens = property_world["tokens"]
+    assert isinstance(tokens, dict)
+    for who in ("company", "service"):
+        headers = {"Authorization": f"Bearer {tokens[who]}"}
+        everything = app.test_client().get("/api/tickets", headers=headers).json["tickets"]
+        assert sorted(t["property"] for t in everything) == ["east", "west"]
+        [west_ticket] = app.test_client().get("/api/tickets?property=west", headers=headers).json["tickets"]
+        assert west_ticket["id"] == property_world["west_ticket"] and west_ticket["property"] == "west"

@@ -25,11 +25,12 @@ from ivr.models import (
     TicketStatus,
     Transcript,
 )
+from ivr.properties import property_directory
 from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.runtime import current_database, current_settings
 from ivr.staff import TokenRefused, token_owner
-from ivr.web.access import enforce
+from ivr.web.access import enforce, property_id_of_code
 from ivr.web.auth import StaffUser
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -124,13 +125,14 @@ def live_transcript_json(live: LiveTranscript) -> dict[str, Any]:
     }
 
 
-def ticket_json(ticket: Ticket) -> dict[str, Any]:
-    """The ticket as staff tools see it (E3: time, room, caller, the matter)."""
+def ticket_json(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """The ticket as staff tools see it (E3: time, room, caller, the matter), with its property's code."""
     zone = ZoneInfo(current_settings().timezone)
     call = ticket.call
     return {
         "id": ticket.id,
         "number": ticket.number,
+        "property": property_directory(session).stored(ticket.property_id).code,
         "category": ticket.category.value,
         "status": ticket.status.value,
         "urgent": ticket.urgent,
@@ -169,7 +171,8 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
 
 @blueprint.get("/tickets")
 def list_tickets() -> ResponseReturnValue:
-    """Tickets, newest first; filters: call_sid, status, category, room, urgent; limit, offset."""
+    """Tickets, newest first; filters: property (a code), call_sid, status, category, room, urgent; limit,
+    offset. A property outside the token's lists nothing; a code no property has is a 400."""
     query = (
         select(Ticket)
         .options(
@@ -189,10 +192,15 @@ def list_tickets() -> ResponseReturnValue:
         query = query.where(Ticket.room == room)
     if (urgent := request.args.get("urgent")) is not None:
         query = query.where(Ticket.urgent.is_(urgent.lower() in ("1", "true", "yes")))
-    query = ticket_scope(api_principal()).where(query)
     limit, offset = _int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0, 10**9)
     with current_database().session() as session:
-        tickets = session.scalars(query.limit(limit).offset(offset)).all()
+        scope = ticket_scope(api_principal())
+        if code := request.args.get("property", "").strip():
+            property_id = property_id_of_code(session, code)
+            if property_id is None:
+                abort(400, f"property must be a property's code (`ivr property list`); there is no {code[:32]!r}")
+            scope = scope.within(frozenset({property_id}))
+        tickets = session.scalars(scope.where(query).limit(limit).offset(offset)).all()
         record_read(
             session,
             api_reader(session),
@@ -200,7 +208,7 @@ def list_tickets() -> ResponseReturnValue:
             ids=[t.id for t in tickets],
             query={key: value[:100] for key, value in list(request.args.items())[:20]},
         )
-        return jsonify(tickets=[ticket_json(t) for t in tickets], limit=limit, offset=offset)
+        return jsonify(tickets=[ticket_json(session, t) for t in tickets], limit=limit, offset=offset)
 
 
 @blueprint.get("/tickets/<int:ticket_id>")
@@ -211,7 +219,7 @@ def show_ticket(ticket_id: int) -> ResponseReturnValue:
             abort(404, f"no ticket {ticket_id}")
         enforce(ticket_access(api_principal(), ticket), hidden=f"no ticket {ticket_id}")
         record_read(session, api_reader(session), READ_TICKET, ticket_id=ticket.id)
-        return jsonify(ticket_json(ticket))
+        return jsonify(ticket_json(session, ticket))
 
 
 @blueprint.get("/recordings/<sid>/audio")

@@ -1,5 +1,6 @@
 """QA reports: per staff member and ISO week (in the property's time zone) — evaluations, average final
-score, critical failures and the questions most often missed — and each member's weekly trend."""
+score, critical failures and the questions most often missed — and each member's weekly trend, over the
+evaluations of the reader's properties."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
+from ivr.access import EvaluationScope
 from ivr.models import Call, Evaluation
 from ivr.qa.scorecard import effective_answers
 
@@ -144,8 +146,9 @@ def weekly_report(evaluations: Iterable[Evaluation], timezone: str) -> QaReport:
     return QaReport(sorted({row.week for row in rows}), rows, summaries, Tally.of(evaluations))
 
 
-def evaluations_between(session: Session, start: datetime, end: datetime) -> list[Evaluation]:
-    """Evaluations of calls that started in [start, end), with their calls and staff accounts loaded."""
+def evaluations_between(session: Session, start: datetime, end: datetime, scope: EvaluationScope) -> list[Evaluation]:
+    """Evaluations in `scope` (the reader's properties) of calls that started in [start, end), with their calls
+    and staff accounts loaded."""
     query = (
         select(Evaluation)
         .join(Evaluation.call)
@@ -153,4 +156,4 @@ def evaluations_between(session: Session, start: datetime, end: datetime) -> lis
         .options(contains_eager(Evaluation.call), selectinload(Evaluation.agent))
         .order_by(Call.started_at)
     )
-    return list(session.scalars(query))
+    return list(session.scalars(scope.where(query)))

@@ -1,18 +1,40 @@
-"""The access policy (ivr.access) in Flask terms: the roles_required decorator and `enforce`, which turns a
-decision into the status both the console and the API answer with."""
+"""The access policy (ivr.access) in Flask terms: the roles_required decorator, `enforce`, which turns a
+decision into the status both the console and the API answer with, and the console's property filter
+(`?property=CODE`) narrowing the policy's scopes for one request."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from flask import abort
+from flask import abort, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.orm import Session
 
-from ivr.access import MANAGE_USERS, Access, Role, role_of
+from ivr.access import (
+    MANAGE_USERS,
+    Access,
+    EvaluationScope,
+    Role,
+    TicketScope,
+    evaluation_scope,
+    property_scope,
+    role_of,
+    ticket_scope,
+)
+from ivr.properties import all_properties, property_directory
+from ivr.runtime import current_settings, request_session
 
-__all__ = ["MANAGE_USERS", "enforce", "roles_required"]
+__all__ = [
+    "MANAGE_USERS",
+    "console_evaluation_scope",
+    "console_ticket_scope",
+    "enforce",
+    "property_filter",
+    "roles_required",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,3 +64,79 @@ def roles_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapped
 
     return decorate
+
+
+# The property filter -----------------------------------------------------------------------------------------
+
+# The pages that narrow what they show to ?property=CODE; the header's selector goes to the queue from others.
+PROPERTY_FILTERED_PAGES = frozenset(
+    {"console.queue", "console.dashboard", "console.qa_list", "console.qa_mine", "console.qa_reports"}
+)
+
+
+def property_id_of_code(session: Session, code: str) -> int | None:
+    """The id of the property with this code (as the directory has it, read at most every 30 s), or None."""
+    code = code.strip().lower()
+    return next((row.id for row in property_directory(session).all_stored() if row.code == code), None)
+
+
+def requested_properties() -> frozenset[int] | None:
+    """The request's ?property=CODE: None when not asked; no property for a code no property has."""
+    code = request.args.get("property", "").strip()
+    if not code:
+        return None
+    found = property_id_of_code(request_session(), code)
+    return frozenset() if found is None else frozenset({found})
+
+
+def console_ticket_scope() -> TicketScope:
+    """The tickets the logged-in account may see (ivr.access.ticket_scope), narrowed to the request's
+    ?property=CODE: a property outside the account's, or a code no property has, shows nothing."""
+    scope = ticket_scope(current_user)
+    wanted = requested_properties()
+    return scope if wanted is None else scope.within(wanted)
+
+
+def console_evaluation_scope() -> EvaluationScope:
+    """The evaluations the logged-in account may find, narrowed to the request's ?property=CODE likewise."""
+    scope = evaluation_scope(current_user)
+    wanted = requested_properties()
+    return scope if wanted is None else scope.within(wanted)
+
+
+@dataclass(frozen=True)
+class PropertyFilter:
+    """The header's property selector: the properties the account sees (shown when more than one), the one
+    asked for, and where choosing one goes (this page with its other filters, or the queue)."""
+
+    choices: list[tuple[str, str]]  # code, name
+    selected: str
+    selected_unknown: bool  # asked for a property that is not among the choices (it shows nothing)
+    action: str
+    keep: list[tuple[str, str]]  # the page's other query arguments
+
+
+def property_filter() -> dict[str, Any]:
+    """Template context (every page): `property_filter`, or None for visitors and single-property accounts."""
+    if not current_user.is_authenticated:
+        return {"property_filter": None}
+    session = request_session()
+    allowed = property_scope(current_user)
+    choices = [
+        (line.code, line.name)
+        for line in all_properties(session, current_settings())
+        if allowed is None or line.id in allowed
+    ]
+    if len(choices) < 2:
+        return {"property_filter": None}
+    selected = request.args.get("property", "").strip().lower()
+    here = request.endpoint in PROPERTY_FILTERED_PAGES
+    return {
+        "property_filter": PropertyFilter(
+            choices=choices,
+            selected=selected,
+            selected_unknown=bool(selected) and selected not in {code for code, _ in choices},
+            action=request.path if here else url_for("console.queue"),
+            keep=[(k, v) for k, v in request.args.items(multi=True) if k not in ("property", "page")] if here else [],
+        )
+    }

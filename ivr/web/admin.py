@@ -1,4 +1,5 @@
-"""Staff accounts, for admins: create, deactivate / reactivate, reset a password; recent log-in trouble."""
+"""Staff accounts, for company-wide admins: create, deactivate / reactivate, reset a password, the properties
+each works for; recent log-in trouble."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
+from ivr.access import accounts_access
 from ivr.models import User
-from ivr.runtime import request_transaction
+from ivr.properties import all_properties
+from ivr.runtime import current_settings, request_transaction
 from ivr.signin import recent_login_trouble
-from ivr.staff import ROLES, StaffError, create_user, set_password, toggle_active
+from ivr.staff import ROLES, StaffError, create_user, set_password, set_properties, toggle_active
 from ivr.tickets.procedure import DEPARTMENTS
-from ivr.web.access import MANAGE_USERS, roles_required
+from ivr.web.access import MANAGE_USERS, enforce, roles_required
 from ivr.web.auth import StaffUser
 from ivr.web.blueprint import blueprint
 
@@ -20,13 +24,18 @@ from ivr.web.blueprint import blueprint
 @blueprint.get("/users")
 @roles_required(*MANAGE_USERS)
 def users() -> ResponseReturnValue:
+    """Every account with its role, department and properties; the form for a new one; log-in trouble."""
+    enforce(accounts_access(current_user))
     with request_transaction() as session:
-        accounts = list(session.scalars(select(User).order_by(User.username)))
+        accounts = list(session.scalars(select(User).options(selectinload(User.properties)).order_by(User.username)))
+        properties = all_properties(session, current_settings())
         return render_template(
             "users.html",
             users=accounts,
             roles=ROLES,
             departments=DEPARTMENTS,
+            properties=properties,
+            property_names={line.id: line.name for line in properties},
             login_trouble=recent_login_trouble(session),
         )
 
@@ -34,6 +43,8 @@ def users() -> ResponseReturnValue:
 @blueprint.post("/users")
 @roles_required(*MANAGE_USERS)
 def create_account() -> ResponseReturnValue:
+    """A new account; the properties ticked are the ones it works for (none: the whole company)."""
+    enforce(accounts_access(current_user))
     form = request.form
     try:
         with request_transaction() as session:
@@ -45,6 +56,7 @@ def create_account() -> ResponseReturnValue:
                 department=form.get("department") or None,
                 display_name=form.get("display_name") or None,
                 phone=form.get("phone") or None,
+                property_codes=form.getlist("property"),
             )
     except StaffError as exc:
         flash(str(exc), "error")
@@ -56,12 +68,23 @@ def create_account() -> ResponseReturnValue:
 @blueprint.post("/users/<int:user_id>")
 @roles_required(*MANAGE_USERS)
 def update_account(user_id: int) -> ResponseReturnValue:
-    """Deactivate / reactivate, or set a new password; either ends the account's sessions."""
+    """Deactivate / reactivate, or set a new password (either ends the account's sessions), or set the
+    properties it works for (its sessions and tokens follow at their next request)."""
+    enforce(accounts_access(current_user))
     with request_transaction() as session:
         user = session.get(User, user_id)
         if user is None:
             abort(404)
-        if request.form.get("action") == "toggle":
+        if request.form.get("action") == "properties":
+            try:
+                chosen = set_properties(session, user, request.form.getlist("property"))
+            except StaffError as exc:
+                flash(str(exc), "error")
+            else:
+                names = {line.id: line.name for line in all_properties(session, current_settings())}
+                where = "、".join(names.get(p.id, p.code) for p in chosen) or "全公司"
+                flash(f"{user.username} 的所属小区已改为:{where}", "ok")
+        elif request.form.get("action") == "toggle":
             try:
                 active = toggle_active(user, current_user.id)
             except StaffError as exc:

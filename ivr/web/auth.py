@@ -20,11 +20,13 @@ from ivr.models import User
 from ivr.runtime import request_session, request_transaction
 from ivr.signin import authenticate, record_attempt, retry_after
 from ivr.staff import end_sessions
+from ivr.web.access import property_filter
 from ivr.web.headers import security_headers
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("auth", __name__, url_prefix="/console", template_folder="templates")
 blueprint.after_request(security_headers)
+blueprint.app_context_processor(property_filter)  # the header's property selector, on every console page
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "请先登录"

@@ -25,14 +25,15 @@ from ivr.qa.reports import (
 )
 from ivr.qa.scorecard import load_form
 from ivr.runtime import current_settings, request_transaction
-from ivr.web.access import roles_required
+from ivr.web.access import console_evaluation_scope, roles_required
 from ivr.web.blueprint import blueprint
 
 REPORT_WEEKS = 12  # the report's default span, ending with this week
 
 
 def _report() -> tuple[QaReport, str, str]:
-    """The report for ?start=…&end=… (ISO weeks), by default the last REPORT_WEEKS weeks."""
+    """The report for ?start=…&end=… (ISO weeks), by default the last REPORT_WEEKS weeks, over the evaluations
+    of the reviewer's properties (narrowed to ?property=CODE when asked)."""
     timezone = current_settings().timezone
     default_start, default_end = recent_weeks(utcnow().astimezone(ZoneInfo(timezone)).date(), REPORT_WEEKS)
     start, end = request.args.get("start", "") or default_start, request.args.get("end", "") or default_end
@@ -43,7 +44,8 @@ def _report() -> tuple[QaReport, str, str]:
         abort(400, str(exc))
     start, end = week_of(begin, timezone), week_of(finish - timedelta(seconds=1), timezone)  # canonical form
     with request_transaction() as session:
-        return weekly_report(evaluations_between(session, begin, finish), timezone), start, end
+        evaluations = evaluations_between(session, begin, finish, console_evaluation_scope())
+        return weekly_report(evaluations, timezone), start, end
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def qa_reports() -> ResponseReturnValue:
         end=end,
         questions=questions,
         chart=line_chart(report.weeks, report.staff),
+        property=request.args.get("property", "").strip(),
     )
 
 

@@ -32,7 +32,7 @@ from ivr.qa.scorecard import ANSWER_LABELS, ANSWERS, effective_answers, load_for
 from ivr.qa.selection import EVALUATION_STATUS_LABELS, daily_sample, evaluations_query
 from ivr.qa.speech import CHANNEL_NAMES
 from ivr.runtime import current_settings, request_transaction
-from ivr.web.access import enforce, roles_required
+from ivr.web.access import console_evaluation_scope, enforce, roles_required
 from ivr.web.audit import console_reader
 from ivr.web.blueprint import blueprint
 
@@ -55,23 +55,31 @@ def _week_range(week: str) -> tuple[datetime, datetime] | None:
 @blueprint.get("/qa")
 @roles_required(*REVIEWERS)
 def qa_list() -> ResponseReturnValue:
-    """Evaluated calls, newest first, filtered by agent, status and week, or a daily random sample."""
+    """Evaluated calls of the reviewer's properties (or ?property=CODE), newest first, filtered by agent, status
+    and week, or a daily random sample."""
     agent, status, week = (request.args.get(k, "").strip() for k in ("agent", "status", "week"))
     sample = request.args.get("sample", type=int)
+    scope = console_evaluation_scope()
     with request_transaction() as session:
-        evaluations = list(session.scalars(evaluations_query(agent, status, _week_range(week))))
+        evaluations = list(session.scalars(scope.where(evaluations_query(agent, status, _week_range(week)))))
         if sample:
             today = utcnow().astimezone(ZoneInfo(current_settings().timezone)).date()
             evaluations = daily_sample(evaluations, min(max(sample, 1), MAX_SAMPLE), today.isoformat())
         agents = session.scalars(
-            select(User).where(User.id.in_(select(Evaluation.agent_user_id))).order_by(User.username)
+            select(User).where(User.id.in_(scope.where(select(Evaluation.agent_user_id)))).order_by(User.username)
         ).all()
         return render_template(
             "qa_list.html",
             evaluations=evaluations[:MAX_LIST_ROWS],
             truncated=len(evaluations) > MAX_LIST_ROWS,
             agents=agents,
-            filters={"agent": agent, "status": status, "week": week, "sample": sample or ""},
+            filters={
+                "agent": agent,
+                "status": status,
+                "week": week,
+                "sample": sample or "",
+                "property": request.args.get("property", ""),
+            },
             status_labels=EVALUATION_STATUS_LABELS,
             mine=False,
         )
@@ -80,9 +88,9 @@ def qa_list() -> ResponseReturnValue:
 @blueprint.get("/qa/mine")
 @roles_required(*SCORED)
 def qa_mine() -> ResponseReturnValue:
-    """The logged-in staff member's own evaluations."""
+    """The logged-in staff member's own evaluations (of their properties, or ?property=CODE)."""
     with request_transaction() as session:
-        query = evaluations_query().where(Evaluation.agent_user_id == current_user.id)
+        query = console_evaluation_scope().where(evaluations_query().where(Evaluation.agent_user_id == current_user.id))
         evaluations = list(session.scalars(query.limit(MAX_LIST_ROWS)))
         return render_template(
             "qa_list.html",
@@ -96,8 +104,9 @@ def qa_mine() -> ResponseReturnValue:
 
 
 def _evaluation_or_abort(session: Session, call_sid: str) -> Evaluation:
-    """The call's evaluation, if the user may read it (ivr.access.evaluation_access): reviewers see all,
-    staff only their own; others get 403 whether or not the call exists, so they cannot probe for call ids."""
+    """The call's evaluation, if the user may read it (ivr.access.evaluation_access): reviewers see their
+    properties', staff only their own; others get 403 whether or not the call exists, so they cannot probe for
+    call ids."""
     evaluation = session.scalars(select(Evaluation).join(Evaluation.call).where(Call.call_sid == call_sid)).first()
     enforce(evaluation_access(current_user, evaluation))
     assert evaluation is not None
