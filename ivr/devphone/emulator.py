@@ -63,7 +63,7 @@ from ivr.devphone.callers import (
     Step,
 )
 from ivr.devphone.media_stream import TRACKS, CallStreams, StatusNotice, mulaw_frames, silence_frames
-from ivr.devphone.recording_server import RecordingServer
+from ivr.devphone.recording_server import PlacedCall, RecordingServer
 from ivr.devphone.results import CallResult, Exchange, StreamRecord
 from ivr.devphone.transport import Reply, Transport, TransportError
 
@@ -82,6 +82,7 @@ class SharedKey:
 
 
 RecordingCallbackTiming = Literal["after-action", "before-action", "end-of-call"]
+OutboundOutcome = Literal["completed", "no-answer", "busy", "failed"]
 
 
 class TwilioEmulator:
@@ -144,6 +145,37 @@ class TwilioEmulator:
         run = _CallRun(self, caller, from_, to, call_sid or new_sid("CA"))
         return run.run()
 
+    def answer_outbound(
+        self,
+        placed: PlacedCall,
+        caller: Caller | Sequence[Step] = (),
+        *,
+        answered_by: str = "human",
+        outcome: OutboundOutcome = "completed",
+        ring_seconds: int = 5,
+    ) -> CallResult:
+        """Play Twilio for a call the line placed (`POST Calls.json`, kept by the recording server): the
+        callee answers (`outcome="completed"`: its Url is requested with `Direction=outbound-api` and, with
+        machine detection, `AnsweredBy` — `human`, `machine_start`, `fax`…) and `caller` acts as on an inbound
+        call; or it does not (`no-answer`, `busy`, `failed`) and only the status callback says so."""
+        if not isinstance(caller, Caller):
+            caller = CallerScript(caller)
+        detected = answered_by if placed.machine_detection else None
+        run = _CallRun(
+            self,
+            caller,
+            placed.from_,
+            placed.to,
+            placed.sid,
+            direction="outbound-api",
+            first=_Fetch("answer", placed.url, placed.method, {"AnsweredBy": detected} if detected else {}),
+            status_callback=(placed.status_callback, placed.status_callback_method, placed.status_callback_events)
+            if placed.status_callback
+            else None,
+            answered_by=detected,
+        )
+        return run.run_outbound(outcome, ring_seconds)
+
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """X-Twilio-Signature for a request to `url` with form `params`."""
         if self.shared_key is not None:
@@ -187,8 +219,26 @@ class _Fetch:
 class _CallRun:
     """The state of one call while it runs."""
 
-    def __init__(self, emulator: TwilioEmulator, caller: Caller, from_: str, to: str, call_sid: str) -> None:
+    def __init__(
+        self,
+        emulator: TwilioEmulator,
+        caller: Caller,
+        from_: str,
+        to: str,
+        call_sid: str,
+        *,
+        direction: str = "inbound",
+        first: _Fetch | None = None,
+        status_callback: tuple[str, str, tuple[str, ...]] | None = None,
+        answered_by: str | None = None,
+    ) -> None:
         self.emulator = emulator
+        self.direction = direction
+        # An inbound call starts at the number's voice URL and reports to its status URL; an outbound call at
+        # its Url, reporting to its StatusCallback (the events asked for).
+        self.first = first or _Fetch("voice", emulator.public_url + emulator.voice_path, "POST", {})
+        self.status_callback = status_callback
+        self.answered_by = answered_by
         self.caller = caller
         self.from_ = from_
         self.to = to
@@ -196,7 +246,7 @@ class _CallRun:
         self.started = datetime.now(UTC)
         self.clock = 0.0
         self.status = "ringing"
-        self.document_url = emulator.public_url + emulator.voice_path
+        self.document_url = self.first.url
         self.twiml_requests = 0
         self.deferred: list[Callable[[], None]] = []
         self.result = CallResult(call_sid=call_sid, from_=from_, to=to)
@@ -212,9 +262,27 @@ class _CallRun:
 
     # -- running ------------------------------------------------------------------------------
 
+    def run_outbound(self, outcome: OutboundOutcome, ring_seconds: int) -> CallResult:
+        """An outbound call: it rings; answered, it runs as an inbound call does; otherwise it ends there."""
+        self.status = "queued"
+        self.post_progress("initiated", "initiated")
+        self.status = "ringing"
+        self.post_progress("ringing", "ringing")
+        if outcome != "completed":
+            self.clock += ring_seconds if outcome == "no-answer" else 0
+            self.status = outcome
+            self.result.ended_by = "twilio"
+            self.post_call_status()
+            self.result.unused_steps = self.caller.unused_steps()
+            return self.result
+        self.clock += ring_seconds
+        self.status = "in-progress"
+        self.post_progress("answered", "in-progress")
+        self.clock = 0.0  # CallDuration counts from the answer
+        return self.run()
+
     def run(self) -> CallResult:
-        url = self.emulator.public_url + self.emulator.voice_path
-        next_fetch: _Fetch | None = _Fetch("voice", url, "POST", {})
+        next_fetch: _Fetch | None = self.first
         try:
             while next_fetch is not None:
                 document_url, root = self.fetch(next_fetch)
@@ -251,7 +319,7 @@ class _CallRun:
             "ApiVersion": API_VERSION,
             "CallSid": self.call_sid,
             "CallStatus": self.status,
-            "Direction": "inbound",
+            "Direction": self.direction,
             "From": self.from_,
             "To": self.to,
             "Caller": self.from_,
@@ -649,7 +717,7 @@ class _CallRun:
             raise _CallEnded("twilio")
         duration = max(round(audio.duration), 1)
         # The Calls resource lets reconciliation learn who called, as from Twilio's REST API.
-        server.add_call(self.call_sid, from_=self.from_, to=self.to, start_time=self.started)
+        server.add_call(self.call_sid, from_=self.from_, to=self.to, start_time=self.started, direction=self.direction)
         url = server.add(
             sid, audio.data, call_sid=self.call_sid, source=source, channels=audio.channels, duration=duration
         )
@@ -763,9 +831,34 @@ class _CallRun:
                 params["Duration"] = str(math.ceil(talk / 60))
             self._callback("dial-status", method, url, params)
 
+    def post_progress(self, event: str, call_status: str) -> None:
+        """An outbound call's StatusCallback for a progress event it asked for (initiated, ringing, answered)."""
+        if self.status_callback is None:
+            return
+        url, method, events = self.status_callback
+        if event not in events:
+            return
+        params = {
+            **self.call_params(),
+            "CallStatus": call_status,
+            "Timestamp": self.timestamp(),
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": str(len(self.result.requests_of("call-status"))),
+        }
+        if self.answered_by and event == "answered":
+            params["AnsweredBy"] = self.answered_by
+        self._callback("call-status", method, url, params)
+
     def post_call_status(self) -> None:
-        """The phone number's status callback at the end of the call."""
-        if not self.emulator.status_path:
+        """The status callback at the end of the call: the number's (inbound), or the StatusCallback of an
+        outbound call when it asked for `completed`."""
+        if self.status_callback is not None:
+            url, method, events = self.status_callback
+            if "completed" not in events:
+                return
+        elif self.emulator.status_path:
+            url, method = self.emulator.public_url + self.emulator.status_path, "POST"
+        else:
             return
         params = {
             **self.call_params(),
@@ -773,9 +866,11 @@ class _CallRun:
             "Duration": str(math.ceil(self.result.duration / 60)),
             "Timestamp": self.timestamp(),
             "CallbackSource": "call-progress-events",
-            "SequenceNumber": "0",
+            "SequenceNumber": str(len(self.result.requests_of("call-status"))),
         }
-        self._callback("call-status", "POST", self.emulator.public_url + self.emulator.status_path, params)
+        if self.answered_by:
+            params["AnsweredBy"] = self.answered_by
+        self._callback("call-status", method, url, params)
 
     def _callback(self, kind: str, method: str, url: str, params: dict[str, str]) -> None:
         reply = self.send(kind, method, url, params)

@@ -8,7 +8,9 @@ Under `/2010-04-01/Accounts/{AccountSid}/`:
   `PageToken`, `next_page_uri`) and its date filters (`DateCreated>=YYYY-MM-DD`, `DateCreated<=…`,
   `DateCreated=…`, day granularity in GMT) and `CallSid`;
 - `Calls/{CallSid}.json` is the Call resource (from, to, start time…) of a call the server knows (the
-  emulator registers each call that makes a recording), and `Calls.json` lists them.
+  emulator registers each call that makes a recording), and `Calls.json` lists them;
+- `POST Calls.json` places an outbound call: the request is kept (`placed_calls`, a `PlacedCall` each) and
+  answered 201 with the new Call resource (status `queued`); the emulator's `answer_outbound` then plays it.
 
 Requests need HTTP basic auth with the account SID and auth token (401 otherwise); an unknown SID is a 404.
 Tests can make the next requests of a recording, a call or a list fail, and count fetches per SID.
@@ -21,6 +23,7 @@ import hmac
 import json
 import operator
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -75,6 +78,22 @@ class StoredCall:
     duration: int | None = None
 
 
+@dataclass(frozen=True)
+class PlacedCall:
+    """An outbound call the line asked for (`POST Calls.json`), with the parameters as sent."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str
+    method: str
+    status_callback: str
+    status_callback_method: str
+    status_callback_events: tuple[str, ...]
+    machine_detection: str
+    params: dict[str, list[str]]
+
+
 @dataclass
 class _Failure:
     status: int
@@ -113,6 +132,7 @@ class RecordingServer:
         self._failures: dict[str, _Failure] = {}
         self._fetches: Counter[str] = Counter()
         self.log: list[FetchLog] = []
+        self.placed_calls: list[PlacedCall] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -283,6 +303,49 @@ class RecordingServer:
             if match is not None and match["account"] == self.account_sid:
                 return answer(match, target.query)
         return _error(404, 20404, f"The requested resource {path} was not found")
+
+    def _place_call(self, path: str, auth_header: str | None, body: str) -> Answer:
+        """(status, content type, body, extra headers) for a POST of `path`: only `Calls.json` places a call."""
+        if self.outage:
+            return _error(503, 20503, "Service Unavailable (outage injected)")
+        if not self._authorized(auth_header):
+            return _error(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        match = _LIST.match(urlsplit(path).path)
+        if match is None or match["account"] != self.account_sid or match["resource"] != "Calls":
+            return _error(405, 20004, f"Method not allowed: POST {path}")
+        params: dict[str, list[str]] = {}
+        for name, value in parse_qsl(body, keep_blank_values=True):
+            params.setdefault(name, []).append(value)
+
+        def one(name: str, default: str = "") -> str:
+            return params.get(name, [default])[0]
+
+        for required, code in (("To", 21201), ("From", 21213), ("Url", 21205)):
+            if not one(required):
+                return _error(400, code, f"No '{required}' number is specified")
+        with self._lock:
+            failure = self._injected_failure("Calls")
+            if failure is not None:
+                return failure
+        sid = "CA" + secrets.token_hex(16)
+        events = tuple(event for value in params.get("StatusCallbackEvent", []) for event in value.split())
+        placed = PlacedCall(
+            sid,
+            one("To"),
+            one("From"),
+            one("Url"),
+            one("Method", "POST").upper(),
+            one("StatusCallback"),
+            one("StatusCallbackMethod", "POST").upper(),
+            events or ("completed",),
+            one("MachineDetection"),
+            params,
+        )
+        self.add_call(sid, from_=placed.from_, to=placed.to, direction="outbound-api", status="queued")
+        with self._lock:
+            self.placed_calls.append(placed)
+            call = self._calls[sid]
+        return 201, "application/json", json.dumps(self._call_resource(call)).encode(), {}
 
     def _recording_answer(self, match: re.Match[str], query: str) -> Answer:
         sid, ext = match["sid"], (match["ext"] or "").lower()
@@ -527,6 +590,20 @@ def _make_handler(owner: RecordingServer) -> type[BaseHTTPRequestHandler]:
 
         def do_HEAD(self) -> None:
             self._respond(with_body=False)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+            status, content_type, answer, extra = owner._place_call(self.path, self.headers.get("Authorization"), body)
+            with owner._lock:
+                owner.log.append(FetchLog(self.path, status, status != 401, {"method": "POST"}))
+            self.send_response(status, HTTPStatus(status).phrase)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(answer)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: object) -> None:
             # Fetches are kept in owner.log; stderr noise would garble the dev phone's terminal.

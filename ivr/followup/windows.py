@@ -56,6 +56,16 @@ class CallCalendar:
         now = local.time().replace(tzinfo=None)
         return any(window.start <= now < window.end for window in self.windows)
 
+    def window_end(self, moment: datetime) -> datetime | None:
+        """The end (UTC) of the window `moment` falls in, or None when it falls in none."""
+        if not self.within_window(moment):
+            return None
+        zone = ZoneInfo(self.timezone)
+        local = moment.astimezone(zone)
+        now = local.time().replace(tzinfo=None)
+        window = next(window for window in self.windows if window.start <= now < window.end)
+        return datetime.combine(local.date(), window.end, tzinfo=zone).astimezone(UTC)
+
     def next_allowed(self, moment: datetime) -> datetime:
         """`moment` if a call may be placed then, else the start of the next window (UTC)."""
         if self.within_window(moment):

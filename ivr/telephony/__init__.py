@@ -6,6 +6,7 @@ from flask import Blueprint, Flask
 from flask_sock import Sock
 
 from ivr.telephony import callbacks, fees, media, menu, message, person, resident, room
+from ivr.telephony import outbound
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import twilio_webhook
 
@@ -31,6 +32,13 @@ STEPS = {
     "status": (callbacks.call_status_changed, "CallSid"),
     "recording-status": (callbacks.recording_status_changed, "CallSid"),
     "fallback": (callbacks.fallback, "CallSid"),
+    # The follow-up call (回访) the line places itself (ivr.followup.calls)
+    "outbound/answer": (outbound.answer_follow_up, "CallSid"),
+    "outbound/resolved": (outbound.choose_resolved, "CallSid"),
+    "outbound/satisfaction": (outbound.choose_satisfaction, "CallSid"),
+    "outbound/comment": (outbound.comment_recorded, "CallSid"),
+    "outbound/recording-status": (outbound.comment_recording_status, "CallSid"),
+    "outbound/status": (outbound.follow_up_call_status, "CallSid"),
 }
 
 for path, (step, sid_param) in STEPS.items():

@@ -8,12 +8,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
+from ivr.followup.schedule import schedule_follow_up
 from ivr.models import Category, Notice, Ticket, TicketNote, TicketStatus
 from ivr.notifications import notify_managers
 from ivr.tickets.events import record_event
 
 DEPARTMENTS = ("工程部", "秩序维护部", "环境部", "绿化", "客服部", "财务")
 SATISFACTION = ("满意", "基本满意", "不满意")
+AWAITING_FOLLOW_UP = {TicketStatus.RESOLVED, TicketStatus.REPLIED}
 
 STATUS_LABELS = {
     TicketStatus.REGISTERED: "已登记",
@@ -98,6 +100,8 @@ def resolve(session: Session, ticket: Ticket, actor: str) -> None:
         raise ProcedureError("投诉工单须先填写原因分析与纠正措施")
     ticket.resolved_at = utcnow()
     _move(session, ticket, {TicketStatus.IN_PROGRESS, TicketStatus.ANALYSED}, TicketStatus.RESOLVED, actor)
+    if ticket.category != Category.COMPLAINT:  # a complaint is followed up once the reply is recorded
+        schedule_follow_up(session, ticket)
 
 
 def reply_to_caller(session: Session, ticket: Ticket, actor: str, told: str) -> None:
@@ -106,6 +110,8 @@ def reply_to_caller(session: Session, ticket: Ticket, actor: str, told: str) -> 
     ticket.replied_at = utcnow()
     session.add(TicketNote(ticket=ticket, author=actor, told_caller=True, text=ticket.reply_to_caller))
     _move(session, ticket, {TicketStatus.RESOLVED}, TicketStatus.REPLIED, actor)
+    if ticket.category == Category.COMPLAINT:
+        schedule_follow_up(session, ticket)
 
 
 def follow_up(session: Session, ticket: Ticket, actor: str, result: str, satisfaction: str) -> None:
@@ -115,7 +121,9 @@ def follow_up(session: Session, ticket: Ticket, actor: str, result: str, satisfa
     ticket.follow_up_result = _require(result, "回访结果")
     ticket.satisfaction = satisfaction
     ticket.followed_up_at = utcnow()
-    _move(session, ticket, {TicketStatus.REPLIED}, TicketStatus.FOLLOWED_UP, actor, satisfaction=satisfaction)
+    # The follow-up call of a repair (or any ticket but a complaint) may come before anyone replied.
+    allowed = {TicketStatus.REPLIED} if ticket.category == Category.COMPLAINT else AWAITING_FOLLOW_UP
+    _move(session, ticket, allowed, TicketStatus.FOLLOWED_UP, actor, satisfaction=satisfaction)
 
 
 def close(session: Session, ticket: Ticket, actor: str) -> None:

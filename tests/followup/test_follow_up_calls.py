@@ -1,0 +1,297 @@
+"""Follow-up calls (回访) from the resolved ticket to its result, through the dev phone: never outside a call
+window, the resident's answers on the ticket (closed, reopened), the opt-out kept, retries, machines."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from ivr.db import frozen_clock
+from ivr.devphone.callers import SILENCE, Message
+from ivr.followup.calls import (
+    FollowUpCallRefused,
+    call_back_by_hand,
+    place_follow_up_call,
+    queue_due_follow_ups,
+)
+from ivr.jobs import JobContext
+from ivr.models import (
+    Category,
+    FollowUp,
+    FollowUpOptOut,
+    FollowUpState,
+    Job,
+    JobState,
+    Notice,
+    Recording,
+    Role,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+)
+from ivr.properties import save_property
+from ivr.telephony.prompts import prompt
+from ivr.tickets import procedure
+from tests.factories import HELLO_WAV, create_ticket
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+RESIDENT = "+8613900001111"
+LINE_NUMBER = "+861062345678"
+DAY = "2026-12-01"  # a Tuesday
+
+
+def at(clock: str, day: str = DAY) -> datetime:
+    """A local (Shanghai) time of the test day, as UTC."""
+    return datetime.fromisoformat(f"{day} {clock}").replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+@pytest.fixture
+def context(settings, database, recording_server) -> JobContext:
+    """What the placement job gets: Twilio's REST API is the dev phone's server; the default property has no
+    number of its own, so it calls from IVR_SMS_FROM."""
+    return JobContext(replace(settings, twilio_api_url=recording_server.base_url, sms_from=LINE_NUMBER), database)
+
+
+def resolved_ticket(database, when: str, *, category: Category = Category.REPAIR, caller: str = RESIDENT, **fields):
+    """A ticket taken through the procedure until it is ready for its follow-up (complaints: replied)."""
+    ticket_id = create_ticket(database, category=category, caller=caller, **fields)
+    with frozen_clock(at(when)), database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        procedure.dispatch(session, ticket, "wang", "工程部", "李工")
+        procedure.start_work(session, ticket, "gong")
+        if category == Category.COMPLAINT:
+            procedure.write_analysis(session, ticket, "gong", "保洁未按时清运", "张经理")
+        procedure.resolve(session, ticket, "gong")
+        if category == Category.COMPLAINT:
+            procedure.reply_to_caller(session, ticket, "wang", "已安排每日清运")
+    return ticket_id
+
+
+def work(context: JobContext, when: str, day: str = DAY) -> None:
+    """What the worker does at that moment: the sweep, then every queued placement job (with a fixed clock)."""
+    with frozen_clock(at(when, day)):
+        queue_due_follow_ups(context)
+        with context.database.session() as session:
+            queued = session.execute(
+                select(Job.id, Job.subject_id).where(
+                    Job.kind == place_follow_up_call.name, Job.state == JobState.QUEUED
+                )
+            ).all()
+        for job_id, follow_up_id in queued:
+            place_follow_up_call.run(context, follow_up_id)
+            with context.database.session() as session:
+                session.get(Job, job_id).state = JobState.DONE
+
+
+def follow_up_of(database, ticket_id: int) -> FollowUp:
+    with database.session(read_only=True) as session:
+        found = session.scalars(select(FollowUp).where(FollowUp.ticket_id == ticket_id).order_by(FollowUp.id)).all()
+        assert found, "no follow-up was scheduled"
+        return found[-1]
+
+
+def ticket_of(database, ticket_id: int) -> Ticket:
+    with database.session(read_only=True) as session:
+        ticket = session.get(Ticket, ticket_id)
+        _ = ticket.events, ticket.call
+        return ticket
+
+
+def test_a_call_due_at_noon_goes_out_at_half_past_one(context, database, recording_server, settings):
+    ticket_id = resolved_ticket(database, "12:00")
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.due_at, follow_up.phone) == (FollowUpState.SCHEDULED, at("12:00"), RESIDENT)
+
+    work(context, "12:00")  # the job queued by the resolve step: lunch time, nobody is called
+    assert recording_server.placed_calls == []
+    assert follow_up_of(database, ticket_id).due_at == at("13:30")
+    work(context, "13:29")
+    assert recording_server.placed_calls == []
+
+    work(context, "13:30")
+    [placed] = recording_server.placed_calls
+    follow_up = follow_up_of(database, ticket_id)
+    assert (placed.to, placed.from_, placed.method) == (RESIDENT, LINE_NUMBER, "POST")
+    assert placed.url == f"{settings.public_url}/twilio/outbound/answer?follow_up={follow_up.id}"
+    assert placed.status_callback == f"{settings.public_url}/twilio/outbound/status?follow_up={follow_up.id}"
+    assert placed.status_callback_events == ("initiated", "ringing", "answered", "completed")
+    assert placed.machine_detection == "Enable"
+    assert (follow_up.state, follow_up.attempts, follow_up.call_sid) == (FollowUpState.CALLING, 1, placed.sid)
+    assert follow_up.last_attempt_at == at("13:30")
+
+
+@pytest.mark.parametrize(
+    ("now", "moved_to"),
+    [
+        ("12:15", at("13:30")),  # lunch
+        ("18:00", at("19:30")),  # dinner
+        ("21:00", at("09:00", "2026-12-02")),  # night
+    ],
+)
+def test_the_placement_job_calls_nobody_outside_a_window_even_when_due(
+    context, database, recording_server, now, moved_to
+):
+    ticket_id = resolved_ticket(database, "10:00")
+    follow_up = follow_up_of(database, ticket_id)
+    with database.session() as session:
+        session.get(FollowUp, follow_up.id).due_at = at("10:00")  # long due
+    with frozen_clock(at(now)):
+        place_follow_up_call.run(context, follow_up.id)
+    assert recording_server.placed_calls == []
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts, follow_up.due_at) == (FollowUpState.SCHEDULED, 0, moved_to)
+
+
+def test_a_satisfied_resident_closes_the_ticket_with_their_satisfaction(context, database, recording_server, phone):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, ["1", "4", Message(HELLO_WAV)]).raise_for_errors()
+
+    ticket = ticket_of(database, ticket_id)
+    day = ticket.call.started_at.astimezone(SHANGHAI)
+    assert result.said[0] == f"您好,这里是幸福家园物业服务中心,我们回访您{day.month}月{day.day}日反映的报修问题。"
+    assert result.said[1] == prompt("follow_up_ask_resolved")
+    assert "不再接收回访请按9" in result.said[1]
+    assert result.said[-1] == prompt("follow_up_goodbye")
+    assert result.heard[-1].kind == "pause" and result.heard[-1].seconds >= 10  # the resident hangs up first (E6)
+    assert (ticket.status, ticket.satisfaction) == (TicketStatus.CLOSED, "满意")
+    assert ticket.follow_up_result == "回访电话:住户表示问题已解决,满意度4分(满意)。"
+    assert ticket.followed_up_at == at("10:01") and ticket.closed_at == at("10:01")
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.resolved, follow_up.satisfaction) == (FollowUpState.DONE, True, 4)
+    [comment_sid] = result.recordings
+    with database.session(read_only=True) as session:
+        comment = session.get(Recording, follow_up.comment_recording_id)
+        assert comment.recording_sid == comment_sid and comment.ticket_id is None  # not the ticket's own text
+        download = session.scalars(select(Job).where(Job.kind == "download_recording", Job.subject_id == comment.id))
+        assert download.one_or_none() is not None  # fetched and transcribed like a message
+    kinds = [event.kind for event in ticket.events]
+    assert {"follow_up_scheduled", "follow_up_call", "follow_up_answered", "follow_up_comment"} <= set(kinds)
+
+
+def test_a_complaint_is_followed_up_once_the_reply_is_recorded(context, database):
+    ticket_id = create_ticket(database, category=Category.COMPLAINT, caller=RESIDENT)
+    with frozen_clock(at("10:00")), database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        procedure.dispatch(session, ticket, "wang", "环境部", "赵")
+        procedure.start_work(session, ticket, "zhao")
+        procedure.write_analysis(session, ticket, "zhao", "清运不及时", "张经理")
+        procedure.resolve(session, ticket, "zhao")
+        assert session.scalars(select(FollowUp)).all() == []  # not yet: the caller has not been replied to
+        procedure.reply_to_caller(session, ticket, "wang", "已安排每日清运")
+        [follow_up] = session.scalars(select(FollowUp)).all()
+        assert follow_up.state == FollowUpState.SCHEDULED
+
+
+def test_not_resolved_reopens_the_ticket_and_tells_its_department_and_the_manager(
+    context, database, recording_server, phone
+):
+    ticket_id = resolved_ticket(database, "10:00", category=Category.COMPLAINT)
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, ["2", "2", SILENCE]).raise_for_errors()
+
+    assert prompt("follow_up_reopened") in result.said
+    ticket = ticket_of(database, ticket_id)
+    assert ticket.status == TicketStatus.IN_PROGRESS and ticket.resolved_at is None
+    assert ticket.follow_up_result == "回访电话:住户表示问题没有解决,满意度2分(不满意)。"
+    with database.session(read_only=True) as session:
+        notices = session.scalars(select(Notice).where(Notice.ticket_id == ticket_id)).all()
+    assert sorted(notice.role for notice in notices) == [Role.DEPARTMENT, Role.MANAGER]
+    assert all("没有解决" in notice.message for notice in notices)
+    assert follow_up_of(database, ticket_id).state == FollowUpState.DONE
+
+
+def test_an_opt_out_is_kept_and_honoured(context, database, recording_server, phone):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, ["9"]).raise_for_errors()
+    assert result.said[-2:] == [prompt("follow_up_opted_out"), prompt("follow_up_goodbye")]
+    assert follow_up_of(database, ticket_id).state == FollowUpState.OPTED_OUT
+    with database.session(read_only=True) as session:
+        [kept] = session.scalars(select(FollowUpOptOut)).all()
+        assert (kept.property_id, kept.phone, kept.ticket_id) == (1, RESIDENT, ticket_id)
+
+    later = resolved_ticket(database, "14:00")
+    assert follow_up_of(database, later).state == FollowUpState.OPTED_OUT
+    work(context, "14:00")
+    work(context, "09:30", "2026-12-02")
+    assert len(recording_server.placed_calls) == 1  # nobody called that phone again
+    assert ticket_of(database, ticket_id).status == TicketStatus.RESOLVED  # staff may still follow it up
+
+
+def test_no_answer_three_times_puts_the_ticket_on_the_call_back_by_hand_list(
+    context, database, recording_server, phone
+):
+    ticket_id = resolved_ticket(database, "09:00")
+    outcomes = {"09:00": "no-answer", "13:30": "busy", "19:30": "no-answer"}
+    for clock in ("09:00", "11:00", "13:30", "15:30", "19:30", "20:00"):
+        work(context, clock)
+        if clock in outcomes:
+            placed = recording_server.placed_calls[-1]
+            with frozen_clock(at(clock) + timedelta(seconds=30)):
+                phone.answer_outbound(placed, outcome=outcomes[clock]).raise_for_errors()
+    work(context, "09:00", "2026-12-02")
+
+    assert len(recording_server.placed_calls) == 3
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts, follow_up.last_outcome) == (FollowUpState.UNREACHABLE, 3, "no-answer")
+    assert "3次" in follow_up.reason and "人工回访" in follow_up.reason
+    with database.session(read_only=True) as session:
+        placed_at = session.scalars(
+            select(TicketEvent.at).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "follow_up_call")
+        ).all()
+        assert placed_at == [at("09:00"), at("13:30"), at("19:30")]  # later windows, each at least 2 h apart
+        assert all(later - earlier >= timedelta(hours=2) for earlier, later in pairwise(placed_at))
+        assert [each.ticket_id for each in call_back_by_hand(session)] == [ticket_id]
+
+
+def test_a_machine_is_counted_as_an_attempt_and_asked_nothing(context, database, recording_server, phone):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, ["1", "5"], answered_by="machine_start").raise_for_errors()
+    assert result.said == [prompt("follow_up_machine", property_name="幸福家园")]
+    assert result.keys == [] and result.unused_steps == ["1", "5"]
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts, follow_up.last_outcome) == (FollowUpState.SCHEDULED, 1, "machine")
+    assert follow_up.due_at == at("13:30")
+    assert ticket_of(database, ticket_id).status == TicketStatus.RESOLVED
+
+
+def test_silence_and_wrong_keys_are_apologised_for_and_asked_again(context, database, recording_server, phone):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, [SILENCE, "7", "1", "6", "3", SILENCE]).raise_for_errors()
+    assert result.said.count(prompt("follow_up_ask_resolved")) == 3
+    assert prompt("no_input") in result.said and prompt("invalid_key") in result.said
+    assert result.said.count(prompt("follow_up_ask_satisfaction")) == 2
+    assert follow_up_of(database, ticket_id).satisfaction == 3
+    assert ticket_of(database, ticket_id).status == TicketStatus.CLOSED  # 3 (基本满意) is satisfied
+
+
+def test_a_property_without_a_number_of_its_own_is_not_called_from_another(context, database, recording_server):
+    with database.session() as session:
+        east = save_property(session, "east", name="东区花园").id
+    ticket_id = resolved_ticket(database, "10:00", property_id=east)
+    follow_up = follow_up_of(database, ticket_id)
+    with frozen_clock(at("10:00")), pytest.raises(FollowUpCallRefused, match="east"):
+        place_follow_up_call.run(context, follow_up.id)
+    assert recording_server.placed_calls == []
+    follow_up = follow_up_of(database, ticket_id)
+    assert follow_up.state == FollowUpState.UNREACHABLE and "东区花园" in follow_up.reason
+    with database.session(read_only=True) as session:
+        assert [each.id for each in call_back_by_hand(session)] == [follow_up.id]
