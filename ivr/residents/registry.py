@@ -88,9 +88,7 @@ def normalise_phone(text: str) -> str:
     if not raw:
         raise ValueError("phone is empty")
     if "e+" in raw.lower():
-        raise ValueError(
-            f"phone {raw!r} was shortened by the spreadsheet (1.39E+10): format the column as text and export again"
-        )
+        raise ValueError(f"phone {raw!r} was shortened by the spreadsheet: format the column as text, export again")
     compact = _PHONE_SEPARATORS.sub("", raw)
     if compact.startswith(("+", "00")):
         international = compact.removeprefix("+") if compact.startswith("+") else compact[2:]
@@ -293,10 +291,12 @@ def replace_registry(session: Session, property_id: int, rows: Iterable[Resident
 def registered_rooms(session: Session, property_id: int, phone: str) -> list[str]:
     """The rooms of the property this phone is registered for, in counting order (one query on the
     (property_id, phone) index)."""
-    rooms = session.scalars(
-        select(Resident.room).where(Resident.property_id == property_id, Resident.phone == phone)
+    # The name comes too, unused: asked for the room alone, SQLite takes the unique (property_id, room, phone)
+    # index as covering the query and reads every row of the property in it, not the phone's.
+    found = session.execute(
+        select(Resident.room, Resident.name).where(Resident.property_id == property_id, Resident.phone == phone)
     ).all()
-    return sorted(set(rooms), key=room_order)
+    return sorted({room for room, _ in found}, key=room_order)
 
 
 def residents_of_phone(session: Session, property_id: int, phone: str | None) -> list[Resident]:

@@ -35,6 +35,7 @@ def unread_notices() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
+    import ivr.web.residents  # noqa: F401 (routes)
     from ivr.api.views import blueprint as api_blueprint
     from ivr.telephony import blueprint as telephony_blueprint
     from ivr.web import admin, audit, dashboard, formatting, qa_reports, qa_review, queue, ticket  # noqa: F401 (routes)

@@ -8,13 +8,22 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.access import correction_access, edit_access, notice_access, recording_access, step_access, ticket_access
+from ivr.access import (
+    correction_access,
+    edit_access,
+    notice_access,
+    recording_access,
+    step_access,
+    ticket_access,
+    ticket_scope,
+)
 from ivr.audit import READ_TICKET, record_listen, record_read
 from ivr.corrections import correct_transcript, correction_target
 from ivr.db import utcnow
 from ivr.models import Notice, Recording, Ticket
 from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
+from ivr.residents.caller_card import caller_card
 from ivr.runtime import current_settings, request_transaction
 from ivr.tickets import procedure
 from ivr.tickets.operations import mark_notice_read
@@ -50,6 +59,7 @@ def show_ticket(ticket_id: int) -> ResponseReturnValue:
             steps=allowed,
             clocks=clocks(ticket, utcnow(), current_settings().timezone),
             timeline=timeline(session, ticket),
+            caller=caller_card(session, ticket, ticket_scope(current_user)),
             departments=DEPARTMENTS,
             satisfaction=SATISFACTION,
             can_edit=edit_access(current_user, ticket).allowed,
