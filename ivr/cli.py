@@ -15,6 +15,7 @@ from ivr.devphone.cli import call
 from ivr.fees.cli import fees
 from ivr.jobs_cli import jobs
 from ivr.property_cli import property_group
+from ivr.residents.cli import residents
 from ivr.speech.cli import models, transcribe
 from ivr.telephony.spool_cli import spool
 from ivr.twilio_number import twilio
@@ -367,5 +368,5 @@ def user_set_password(state: CliState, username: str, password: str) -> None:
 
 
 # Subcommands that live beside their feature.
-for _command in (audit, call, fees, jobs, models, property_group, spool, transcribe, twilio):
+for _command in (audit, call, fees, jobs, models, property_group, residents, spool, transcribe, twilio):
     main.add_command(_command)
