@@ -1,20 +1,31 @@
 """Search over what was said (message takes: machine and corrected text), notes, and the ticket's number, room,
-caller and note, through the indexes of migration 0006 — fast on a year of tickets, and right for Chinese.
+caller and note, through the search documents of migration 0008: one per ticket, keyed by the ticket's id, so
+the found tickets come straight from the index, newest first, and a page stops reading when it is full.
 
 SQLite: FTS5 with the trigram tokenizer for 3+ characters; trigram cannot match one or two, so those go to a
-second FTS5 table whose tokens are single characters (a phrase of adjacent characters). PostgreSQL: a GIN index
-over each text's characters and character pairs (`ivr_search_grams`), then LIKE on the rows it finds. Both are
-kept current by the database itself (triggers on SQLite), whoever writes.
+second FTS5 table whose tokens are single characters (a phrase of adjacent characters); FTS5 hands its rowids
+(the ticket ids) out in order. PostgreSQL: a GIN index over the document's characters and character pairs
+(`ivr_search_grams`), then LIKE for 3+ characters (the pairs alone are exact for one or two); the found ids are
+sorted before the join, so that a page joins only the tickets it shows. Both are kept current by triggers,
+whoever writes.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Integer, TextualSelect, column, text
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, Select, Text, column, false, func, table
 from sqlalchemy.engine import Dialect
 
 from ivr.models import Ticket
 
 TRIGRAM = 3  # the shortest query the trigram tokenizer matches
+PAIRS_ARE_EXACT = 2  # PostgreSQL: a query this short is matched exactly by the document's characters and pairs
+
+_SQLITE_TRI = table("search_docs_tri", column("rowid", Integer), column("body", Text))
+_SQLITE_CHARS = table("search_docs_chars", column("rowid", Integer), column("body", Text))
+_POSTGRES_DOCS = table("search_docs", column("ticket_id", Integer), column("body", Text))
+_TICKET_ID: ColumnElement[int] = Ticket.__table__.c.id  # what a search that can find nothing orders by
 
 
 def _fts_phrase(words: str) -> str:
@@ -26,51 +37,48 @@ def _like_pattern(words: str) -> str:
     return f"%{escaped}%"
 
 
-def _sqlite_matching_ids(words: str) -> TextualSelect | None:
+def _sqlite_search(query: Select[Any], words: str) -> tuple[Select[Any], ColumnElement[int]]:
     if len(words) >= TRIGRAM:
-        kind, phrase = "tri", _fts_phrase(words)
+        documents, phrase = _SQLITE_TRI, _fts_phrase(words)
     else:
         # unicode61 drops punctuation and spaces: what is left are the characters the table holds as tokens.
         characters = [character for character in words if character.isalnum()]
         if not characters:
-            return None
-        kind, phrase = "chars", _fts_phrase(" ".join(characters))
-    return (
-        text(
-            f"SELECT recordings.ticket_id FROM recordings JOIN transcripts ON transcripts.recording_id = recordings.id "
-            f"WHERE recordings.source = 'message' AND transcripts.id IN "
-            f"(SELECT rowid FROM search_transcripts_{kind} WHERE search_transcripts_{kind} MATCH :phrase) "
-            f"UNION SELECT ticket_notes.ticket_id FROM ticket_notes WHERE ticket_notes.id IN "
-            f"(SELECT rowid FROM search_notes_{kind} WHERE search_notes_{kind} MATCH :phrase) "
-            f"UNION SELECT rowid FROM search_tickets_{kind} WHERE search_tickets_{kind} MATCH :phrase"
-        )
-        .bindparams(phrase=phrase)
-        .columns(column("ticket_id", Integer))
+            return query.where(false()), _TICKET_ID
+        documents, phrase = _SQLITE_CHARS, _fts_phrase(" ".join(characters))
+    # Joined, not `IN (...)`: SQLite reads the FTS table first, in rowid order, and looks each ticket up.
+    found = query.join(documents, documents.c.rowid == Ticket.id).where(documents.c.body.match(phrase))
+    return found, documents.c.rowid
+
+
+def _postgres_search(query: Select[Any], words: str) -> tuple[Select[Any], ColumnElement[int]]:
+    documents = _POSTGRES_DOCS
+    # Written exactly as the index of migration 0008 is; the documents are lower-cased already.
+    condition: ColumnElement[bool] = func.ivr_search_grams(documents.c.body).op("@>")(
+        func.ivr_search_query_grams(words)
     )
+    if len(words) > PAIRS_ARE_EXACT:
+        condition = condition & documents.c.body.like(func.lower(_like_pattern(words)), escape="\\")
+    # Sorted, and fenced by OFFSET 0 so that the planner keeps it apart: the join then takes the found ids in
+    # order and stops at the page's LIMIT instead of joining every match and sorting afterwards.
+    found = (
+        documents.select()
+        .with_only_columns(documents.c.ticket_id)
+        .where(condition)
+        .order_by(documents.c.ticket_id.desc())
+        .offset(0)
+        .subquery("found")
+    )
+    return query.join(found, found.c.ticket_id == Ticket.id), found.c.ticket_id
 
 
-# The expressions must be written exactly as the indexes of migration 0006 are.
-_POSTGRES_MATCHING_IDS = text(
-    "SELECT recordings.ticket_id FROM recordings JOIN transcripts ON transcripts.recording_id = recordings.id "
-    "WHERE recordings.source = 'message' "
-    "AND ivr_search_grams(coalesce(text, '') || ' ' || coalesce(corrected_text, '')) @> ivr_search_query_grams(:words) "
-    "AND (transcripts.text LIKE :pattern ESCAPE '\\' OR transcripts.corrected_text LIKE :pattern ESCAPE '\\') "
-    "UNION SELECT ticket_notes.ticket_id FROM ticket_notes "
-    "WHERE ivr_search_grams(text) @> ivr_search_query_grams(:words) AND ticket_notes.text LIKE :pattern ESCAPE '\\' "
-    "UNION SELECT tickets.id FROM tickets "
-    "WHERE ivr_search_grams(number || ' ' || coalesce(room, '') || ' ' || coalesce(caller_number, '') || ' ' || "
-    "coalesce(note, '')) @> ivr_search_query_grams(:words) "
-    "AND (tickets.number LIKE :pattern ESCAPE '\\' OR tickets.room LIKE :pattern ESCAPE '\\' "
-    "OR tickets.caller_number LIKE :pattern ESCAPE '\\' OR tickets.note LIKE :pattern ESCAPE '\\')"
-)
-
-
-def search_condition(words: str, dialect: Dialect) -> ColumnElement[bool]:
-    """Tickets where the words occur in what was said in a message take (machine or corrected text), a note,
-    the ticket's note, number, room or caller's number."""
+def search_tickets(query: Select[Any], words: str, dialect: Dialect) -> tuple[Select[Any], ColumnElement[int]]:
+    """`query` (of tickets) narrowed to those whose words occur in what was said in a message take (machine or
+    corrected text), a note, or the ticket's number, room, caller's number or note; and the found ticket's id
+    as the index holds it: ordered by that, descending, the newest come first straight from the index."""
     words = words.strip()
+    if not words:
+        return query.where(false()), _TICKET_ID
     if dialect.name == "postgresql":
-        matching = _POSTGRES_MATCHING_IDS.bindparams(words=words, pattern=_like_pattern(words))
-        return Ticket.id.in_(matching.columns(column("ticket_id", Integer)))
-    found = _sqlite_matching_ids(words)
-    return Ticket.id.in_(found) if found is not None else Ticket.id.is_(None)
+        return _postgres_search(query, words)
+    return _sqlite_search(query, words)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,25 +11,20 @@ from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from ivr.access import ticket_scope
 from ivr.db import utcnow
 from ivr.models import Category, Recording, Ticket, TicketStatus
 from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, DEPARTMENTS, STATUS_LABELS
-from ivr.tickets.search import search_condition as ticket_search
+from ivr.tickets.search import search_tickets
 from ivr.tickets.sla import current_clock, open_tickets, queue_order_by
 from ivr.web.blueprint import blueprint
+from ivr.web.paging import PAGE_SIZE, Page, count_cap, last_page, offset, page, page_of_found, requested_page
 
-PAGE_SIZE = 50
 OPEN = "open"
-
-
-def search_condition(text: str) -> ColumnElement[bool]:
-    """Words staff type match what was said in a message take (the machine's text or a person's correction),
-    notes, number, room or caller (through the search indexes, ivr.tickets.search)."""
-    return ticket_search(text, request_session().get_bind().dialect)
 
 
 def _local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
@@ -39,7 +34,7 @@ def _local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
 
 
 def filtered_query(args: dict[str, str]) -> Select[Any]:
-    """The tickets matching the queue's filters (status defaults to everything not closed)."""
+    """The tickets matching the queue's filters but the search words (status defaults to everything not closed)."""
     query = select(Ticket)
     status = args.get("status", OPEN)
     if status == OPEN:
@@ -63,32 +58,51 @@ def filtered_query(args: dict[str, str]) -> Select[Any]:
             pass
         else:
             query = query.where(Ticket.created_at >= start, Ticket.created_at < end)
-    if text := args.get("q", "").strip():
-        query = query.where(search_condition(text))
     return query
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of the queue: which rows of how many, and where the neighbouring pages are."""
-
-    number: int
-    first: int  # 1-based position of the first row shown (0 when nothing matches)
-    last: int
-    total: int
-    previous_url: str | None
-    next_url: str | None
-
-
-def _page_number(raw: str | None) -> int:
-    try:
-        return max(1, int(raw or "1"))
-    except ValueError:
-        return 1
 
 
 def _page_url(args: dict[str, Any], number: int) -> str:
     return url_for("console.queue", **args, page=number)
+
+
+def _with_first_words() -> Sequence[LoaderOption]:
+    """The first words come from the takes (Ticket.text): loaded with the page, not row by row."""
+    return (selectinload(Ticket.call), selectinload(Ticket.recordings).selectinload(Recording.transcripts))
+
+
+def _search_page(
+    session: Session, matching: Select[Any], args: dict[str, Any], now: datetime
+) -> tuple[Page, list[Ticket]]:
+    """A page of search results, from the first matching ids in the page's order (closed tickets newest first,
+    straight from the search index; others in the queue's order), counted up to a cap."""
+    found, ticket_id = search_tickets(matching, args["q"], session.get_bind().dialect)
+    closed = args.get("status") == TicketStatus.CLOSED.value
+    order = [ticket_id.desc()] if closed else queue_order_by(now)
+    requested = requested_page(request.args.get("page"))
+    cap = count_cap(requested)
+    ids = list(session.scalars(found.with_only_columns(Ticket.id).order_by(*order).limit(cap + 1)))
+    result, shown = page_of_found(ids, requested, cap, lambda number: _page_url(args, number))
+    loaded = {
+        ticket.id: ticket
+        for ticket in session.scalars(select(Ticket).where(Ticket.id.in_(shown)).options(*_with_first_words()))
+    }
+    return result, [loaded[ticket_id] for ticket_id in shown]
+
+
+def _queue_page(
+    session: Session, matching: Select[Any], args: dict[str, Any], now: datetime
+) -> tuple[Page, list[Ticket]]:
+    """A page of the queue, counted exactly: open tickets by the queue's order, closed ones newest first."""
+    total = session.scalar(select(func.count()).select_from(matching.with_only_columns(Ticket.id).subquery())) or 0
+    number = min(requested_page(request.args.get("page")), last_page(total))
+    order: list[ColumnElement[Any]]
+    if args.get("status") == TicketStatus.CLOSED.value:
+        order = [Ticket.created_at.desc(), Ticket.id.desc()]  # no clock runs on a closed ticket: newest first
+    else:
+        order = queue_order_by(now)
+    query = matching.options(*_with_first_words()).order_by(*order).limit(PAGE_SIZE).offset(offset(number))
+    tickets = list(session.scalars(query))
+    return page(number, len(tickets), total, lambda number: _page_url(args, number)), tickets
 
 
 @blueprint.get("/")
@@ -100,41 +114,17 @@ def queue() -> ResponseReturnValue:
     now = utcnow()
     session = request_session()  # reads only: never waits for the write lock
     matching = ticket_scope(current_user).where(filtered_query(args))
-    total = session.scalar(select(func.count()).select_from(matching.with_only_columns(Ticket.id).subquery())) or 0
-    number = min(_page_number(request.args.get("page")), max(1, -(-total // PAGE_SIZE)))
-    order: list[ColumnElement[Any]]
-    if args.get("status") == TicketStatus.CLOSED.value:
-        order = [Ticket.created_at.desc(), Ticket.id.desc()]  # no clock runs on a closed ticket: newest first
+    if args.get("q", "").strip():
+        result, tickets = _search_page(session, matching, args, now)
     else:
-        order = queue_order_by(now)
-    tickets: list[Ticket] = list(
-        session.scalars(
-            matching.options(
-                # The first words come from the takes (Ticket.text): load them with the page, not row by row.
-                selectinload(Ticket.call),
-                selectinload(Ticket.recordings).selectinload(Recording.transcripts),
-            )
-            .order_by(*order)
-            .limit(PAGE_SIZE)
-            .offset((number - 1) * PAGE_SIZE)
-        )
-    )
+        result, tickets = _queue_page(session, matching, args, now)
     rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
-    first = (number - 1) * PAGE_SIZE + 1 if tickets else 0
-    page = Page(
-        number=number,
-        first=first,
-        last=first + len(tickets) - 1 if tickets else 0,
-        total=total,
-        previous_url=_page_url(args, number - 1) if number > 1 else None,
-        next_url=_page_url(args, number + 1) if number * PAGE_SIZE < total else None,
-    )
     template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"
     return render_template(
         template,
         rows=rows,
         args=args,
-        page=page,
+        page=result,
         categories=CATEGORY_LABELS,
         statuses=STATUS_LABELS,
         departments=DEPARTMENTS,
