@@ -5,7 +5,6 @@ from __future__ import annotations
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.models import Category
-from ivr.residents.registry import set_room_from_registry
 from ivr.telephony.fees import tell_balance
 from ivr.telephony.steps import ask_message, ask_room, ask_room_confirmation, retry_or_give_up
 from ivr.telephony.twiml import say_prompt
@@ -28,7 +27,6 @@ def enter_room(turn: Turn) -> VoiceResponse:
     if room is not None:
         turn.call.room = room.code
         turn.call.room_confirmed = False
-        set_room_from_registry(turn.call, False)  # keyed, not taken from the registry
         ask_room_confirmation(response, room)
     else:
 

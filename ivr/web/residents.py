@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from ivr.access import MANAGE_USERS
+from ivr.access import MANAGE_USERS, property_scope
 from ivr.models import Resident
 from ivr.properties import LineProperty, all_properties
 from ivr.residents.registry import (
@@ -30,7 +30,7 @@ PAGE_SIZE = 100
 
 def _own_properties(session: Session) -> list[LineProperty]:
     """The properties the admin works for (an account with none: every property)."""
-    mine = getattr(current_user, "property_ids", None)  # None: the whole company
+    mine = property_scope(current_user)  # None: the whole company
     return [line for line in all_properties(session, current_settings()) if mine is None or line.id in mine]
 
 

@@ -175,6 +175,28 @@ def test_the_page_shows_the_chosen_property_and_finds_by_part_of_a_phone(admin, 
     assert admin.get("/console/residents?property=nowhere").status_code == 404
 
 
+def test_an_admin_of_one_property_sees_and_changes_only_its_registry(database, app, east):
+    from ivr.staff import create_user
+    from tests.factories import PASSWORD
+
+    register(database, "3-2-501", "张伟", RESIDENT)
+    with database.session() as session:
+        create_user(session, "dong", PASSWORD, "admin", property_codes=["east"])
+        theirs = session.scalars(select(Resident.id)).one()
+    client = app.test_client()
+    assert login(client, "dong").status_code == 302
+    page = client.get("/console/residents").get_data(as_text=True)
+    assert "住户登记:东方花园" in page and "幸福家园" not in page.split("<main")[1]
+    assert client.get("/console/residents?property=default").status_code == 404
+    token = csrf_from(client, "/console/residents")
+    assert (
+        client.post(f"/console/residents/{theirs}", data={"csrf_token": token, "action": "remove"}).status_code == 404
+    )
+    form = {"csrf_token": token, "property": "default", "room": "5-1-202", "phone": OTHER}
+    assert client.post("/console/residents", data=form).status_code == 404
+    assert residents_of(database) == [("3-2-501", "张伟", RESIDENT, None)]
+
+
 def test_only_admins_may_see_or_change_the_registry(night, database):
     register(database, "3-2-501", "张伟", RESIDENT)
     with database.session() as session:
