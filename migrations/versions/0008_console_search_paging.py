@@ -131,21 +131,22 @@ def _sqlite_downgrade():
 
 # PostgreSQL ---------------------------------------------------------------------------------------------------
 
+# One ticket's document (of the row `tickets`), lower-cased once here so that LIKE on it needs no lower() per row
+# (ivr_search_grams lower-cases too); concat_ws leaves out what is NULL.
+_POSTGRES_BODY = """lower(concat_ws(E'\\n', tickets.number, tickets.room, tickets.caller_number, tickets.note,
+    (SELECT string_agg(concat_ws(E'\\n', transcripts.text, transcripts.corrected_text), E'\\n' ORDER BY transcripts.id)
+       FROM recordings JOIN transcripts ON transcripts.recording_id = recordings.id
+      WHERE recordings.ticket_id = tickets.id AND recordings.source = 'message'),
+    (SELECT string_agg(ticket_notes.text, E'\\n' ORDER BY ticket_notes.id)
+       FROM ticket_notes WHERE ticket_notes.ticket_id = tickets.id)))"""
+
 POSTGRES_UPGRADE = [
+    # Every ticket is read and indexed once: longer than the app's statement timeout on a year of tickets.
+    "SET LOCAL statement_timeout = 0",
+    "SET LOCAL maintenance_work_mem = '256MB'",
     "CREATE TABLE search_docs (ticket_id integer NOT NULL, body text NOT NULL, "
     "CONSTRAINT search_docs_pkey PRIMARY KEY (ticket_id), "
     "CONSTRAINT search_docs_ticket_id_fkey FOREIGN KEY (ticket_id) REFERENCES tickets (id) ON DELETE CASCADE)",
-    # Lower-cased once here, so that LIKE on it needs no lower() per row (ivr_search_grams lower-cases too).
-    """CREATE FUNCTION ivr_search_docs_body(ticket integer) RETURNS text LANGUAGE sql STABLE AS $$
-       SELECT lower(concat_ws(E'\\n', tickets.number, tickets.room, tickets.caller_number, tickets.note,
-         (SELECT string_agg(concat_ws(E'\\n', transcripts.text, transcripts.corrected_text), E'\\n'
-                            ORDER BY transcripts.id)
-            FROM recordings JOIN transcripts ON transcripts.recording_id = recordings.id
-           WHERE recordings.ticket_id = tickets.id AND recordings.source = 'message'),
-         (SELECT string_agg(ticket_notes.text, E'\\n' ORDER BY ticket_notes.id)
-            FROM ticket_notes WHERE ticket_notes.ticket_id = tickets.id)))
-       FROM tickets WHERE tickets.id = ticket
-       $$""",
     """CREATE FUNCTION ivr_search_docs_refresh(ticket integer) RETURNS void LANGUAGE plpgsql AS $$
        BEGIN
          IF ticket IS NULL THEN
@@ -155,7 +156,8 @@ POSTGRES_UPGRADE = [
          -- snapshot under READ COMMITTED): two transactions adding a take and a note to one ticket cannot each
          -- write a body that lacks the other's text.
          PERFORM 1 FROM search_docs WHERE ticket_id = ticket FOR UPDATE;
-         INSERT INTO search_docs (ticket_id, body) SELECT id, ivr_search_docs_body(id) FROM tickets WHERE id = ticket
+         INSERT INTO search_docs (ticket_id, body) SELECT tickets.id, """ + _POSTGRES_BODY + """
+           FROM tickets WHERE tickets.id = ticket
          ON CONFLICT (ticket_id) DO UPDATE SET body = excluded.body WHERE search_docs.body IS DISTINCT FROM excluded.body;
        END $$""",
     """CREATE FUNCTION ivr_search_docs_from_tickets() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -214,7 +216,7 @@ POSTGRES_UPGRADE = [
     "FOR EACH ROW EXECUTE FUNCTION ivr_search_docs_from_recordings()",
     "CREATE TRIGGER search_docs_transcripts AFTER INSERT OR UPDATE OF text, corrected_text, recording_id OR DELETE "
     "ON transcripts FOR EACH ROW EXECUTE FUNCTION ivr_search_docs_from_transcripts()",
-    "INSERT INTO search_docs (ticket_id, body) SELECT id, ivr_search_docs_body(id) FROM tickets",
+    f"INSERT INTO search_docs (ticket_id, body) SELECT tickets.id, {_POSTGRES_BODY} FROM tickets",
     "CREATE INDEX search_docs_grams ON search_docs USING gin (ivr_search_grams(body))",
     "DROP INDEX search_transcripts_grams",
     "DROP INDEX search_notes_grams",
@@ -231,7 +233,6 @@ POSTGRES_DOWNGRADE = [
     "DROP FUNCTION IF EXISTS ivr_search_docs_from_recordings()",
     "DROP FUNCTION IF EXISTS ivr_search_docs_from_transcripts()",
     "DROP FUNCTION IF EXISTS ivr_search_docs_refresh(integer)",
-    "DROP FUNCTION IF EXISTS ivr_search_docs_body(integer)",
     "DROP TABLE IF EXISTS search_docs",
 ]
 

@@ -1,0 +1,116 @@
+"""Search results a page at a time: how many were found (or that there are more than were counted), closed
+tickets newest first across pages, and the search documents of migration 0008 kept current whoever writes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from alembic import command
+from sqlalchemy import delete, select, update
+
+from ivr.migrate import alembic_config, upgrade_database
+from ivr.models import Recording, RecordingSource, Ticket, TicketNote, TicketStatus, Transcript
+from ivr.web import paging
+from tests.factories import create_staff, create_ticket, login
+
+
+@pytest.fixture
+def night(database, client):
+    create_staff(database, "wang", "night_shift")
+    assert login(client, "wang").status_code == 302
+    return client
+
+
+def listed(client, query: str) -> list[str]:
+    page = client.get(f"/console/{query}").get_data(as_text=True)
+    return re.findall(r'<a href="/console/tickets/\d+">([^<]+)</a>', page)
+
+
+def pager(client, query: str) -> str:
+    page = client.get(f"/console/{query}").get_data(as_text=True)
+    return re.search(r'<nav class="pager".*?</nav>', page, re.S).group(0)
+
+
+def numbers(database, ids: list[int]) -> list[str]:
+    with database.session() as session:
+        by_id = dict(session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ids))).all())
+    return [by_id[ticket_id] for ticket_id in ids]
+
+
+def test_search_results_say_which_of_how_many_and_link_the_pages(night, database):
+    ids = [create_ticket(database, room=f"1-1-{i:03d}", transcript="楼上漏水了") for i in range(120)]
+    create_ticket(database, room="2-2-202", transcript="楼道灯不亮")
+    first = pager(night, "?q=漏水")
+    assert "显示第 1–50 条,共 120 条" in first
+    assert re.search(r'href="/console/\?q=[^"&]+&amp;page=2" rel="next"', first) and 'rel="prev"' not in first
+    assert "显示第 101–120 条,共 120 条" in pager(night, "?q=漏水&page=3")
+    assert "显示第 101–120 条,共 120 条" in pager(night, "?q=漏水&page=9")  # past the last: the last
+    pages = [listed(night, f"?q=漏水&page={n}") for n in (1, 2, 3)]
+    assert sorted(number for page in pages for number in page) == sorted(numbers(database, ids))
+
+
+def test_past_the_count_cap_the_page_says_there_are_more_and_goes_on(night, database, monkeypatch):
+    monkeypatch.setattr(paging, "COUNT_STEP", 100)  # as 1,000 would, with fewer tickets to make
+    ids = [
+        create_ticket(database, room=f"1-1-{i:03d}", transcript="电梯困人", status=TicketStatus.CLOSED)
+        for i in range(120)
+    ]
+    first = pager(night, "?q=电梯&status=closed")
+    assert "显示第 1–50 条,超过 100 条" in first and 'rel="next"' in first
+    assert "显示第 51–100 条,超过 100 条" in pager(night, "?q=电梯&status=closed&page=2")
+    last = pager(night, "?q=电梯&status=closed&page=3")  # page 3 counts to 200: all 120, exactly
+    assert "显示第 101–120 条,共 120 条" in last and 'rel="next"' not in last
+    # Closed tickets newest first, page after page, none missed or repeated.
+    shown = [number for n in (1, 2, 3) for number in listed(night, f"?q=电梯&status=closed&page={n}")]
+    assert shown == numbers(database, sorted(ids, reverse=True))
+
+
+def test_open_search_results_keep_the_queues_order(night, database):
+    calm = create_ticket(database, room="1-1-101", transcript="电梯有异响")
+    urgent = create_ticket(database, room="1-1-102", transcript="电梯困人", urgent=True, urgent_reason="困人")
+    assert listed(night, "?q=电梯") == numbers(database, [urgent, calm])
+
+
+@pytest.mark.parametrize("words", ["漏水", "漏水了"])
+def test_a_phrase_does_not_run_from_one_text_into_the_next(night, database, words):
+    ticket_id = create_ticket(database, room="1-1-101", transcript="厨房的管子漏")
+    with database.session() as session:
+        session.add(TicketNote(ticket_id=ticket_id, author="wang", text="水了一地"))
+    assert listed(night, f"?q={words}") == []
+    assert listed(night, "?q=漏") == listed(night, "?q=水了") == numbers(database, [ticket_id])
+
+
+def test_search_follows_every_writer(night, database):
+    moved = create_ticket(database, room="1-1-101", transcript="燃气味道很大")
+    other = create_ticket(database, room="2-2-202", transcript="楼道灯不亮")
+    with database.session() as session:
+        session.execute(update(Ticket).where(Ticket.id == other).values(room="7-7-707"))
+        session.add(TicketNote(ticket_id=other, author="wang", text="业主说有异味"))
+    assert listed(night, "?q=7-7-707") == listed(night, "?q=异味") == numbers(database, [other])
+    assert listed(night, "?q=2-2-202") == []
+
+    with database.session() as session:  # the take moves to the other ticket
+        session.execute(update(Recording).where(Recording.ticket_id == moved).values(ticket_id=other))
+    assert listed(night, "?q=燃气") == numbers(database, [other])
+
+    with database.session() as session:  # a transfer's words are QA's, not the ticket's
+        session.execute(update(Recording).where(Recording.ticket_id == other).values(source=RecordingSource.DIAL))
+    assert listed(night, "?q=燃气") == []
+
+    with database.session() as session:
+        session.execute(update(TicketNote).where(TicketNote.ticket_id == other).values(text="已处理"))
+        session.execute(delete(Transcript).where(Transcript.text == "楼道灯不亮"))
+    assert listed(night, "?q=异味") == listed(night, "?q=灯不亮") == []
+    assert listed(night, "?q=已处理") == numbers(database, [other])
+
+
+def test_the_migration_indexes_the_tickets_already_there(settings, database, night):
+    config = alembic_config(settings.database_url)
+    command.downgrade(config, "0010")
+    said = create_ticket(database, room="1-1-101", transcript="暖气不热")  # written under 0006's indexes
+    with database.session() as session:
+        session.add(TicketNote(ticket_id=said, author="wang", text="约明早上门"))
+    upgrade_database(settings.database_url)
+    assert listed(night, "?q=暖气") == listed(night, "?q=明早上门") == listed(night, "?q=1-1-101")
+    assert listed(night, "?q=暖气") == numbers(database, [said])
