@@ -9,18 +9,18 @@ from zoneinfo import ZoneInfo
 
 from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import login_required
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from ivr.access import ticket_scope
 from ivr.db import utcnow
-from ivr.models import Category, Recording, Ticket, TicketStatus
+from ivr.models import Category, Recording, Ticket, TicketStatus, Transcript
 from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, DEPARTMENTS, STATUS_LABELS
 from ivr.tickets.search import search_tickets
 from ivr.tickets.sla import current_clock, open_tickets, queue_order_by
+from ivr.web.access import console_ticket_scope
 from ivr.web.blueprint import blueprint
 from ivr.web.paging import PAGE_SIZE, Page, count_cap, last_page, offset, page, page_of_found, requested_page
 
@@ -66,8 +66,13 @@ def _page_url(args: dict[str, Any], number: int) -> str:
 
 
 def _with_first_words() -> Sequence[LoaderOption]:
-    """The first words come from the takes (Ticket.text): loaded with the page, not row by row."""
-    return (selectinload(Ticket.call), selectinload(Ticket.recordings).selectinload(Recording.transcripts))
+    """The first words come from the takes (Ticket.text): loaded with the page, not row by row, and only the
+    text (not each take's timed words)."""
+    transcripts = selectinload(Ticket.recordings).selectinload(Recording.transcripts)
+    return (
+        selectinload(Ticket.call),
+        transcripts.load_only(Transcript.channel, Transcript.text, Transcript.corrected_text),
+    )
 
 
 def _search_page(
@@ -113,7 +118,7 @@ def queue() -> ResponseReturnValue:
     timezone = current_settings().timezone
     now = utcnow()
     session = request_session()  # reads only: never waits for the write lock
-    matching = ticket_scope(current_user).where(filtered_query(args))
+    matching = console_ticket_scope().where(filtered_query(args))
     if args.get("q", "").strip():
         result, tickets = _search_page(session, matching, args, now)
     else:
