@@ -4,9 +4,10 @@ to and read what, when and from where (newest first, filtered, a page at a time)
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import render_template, request
+from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -17,8 +18,7 @@ from ivr.models import Ticket
 from ivr.runtime import current_settings, request_session
 from ivr.web.access import roles_required
 from ivr.web.blueprint import blueprint
-
-PAGE_SIZE = 50
+from ivr.web.paging import PAGE_SIZE, last_page, offset, page, requested_page
 
 
 def console_reader() -> Reader:
@@ -50,16 +50,18 @@ def audit_log() -> ResponseReturnValue:
         since=since,
         until=until + timedelta(days=1) if until else None,
     )
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     session = request_session()  # reads only
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    events = list(session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+    number = min(requested_page(request.args.get("page")), last_page(total))
+    events = list(session.scalars(query.limit(PAGE_SIZE).offset(offset(number))))
+    kept: dict[str, Any] = {key: value for key, value in args.items() if value}
     ticket_ids = {event.ticket_id for event in events if event.ticket_id is not None}
     numbers = {
-        ticket_id: number
-        for ticket_id, number in session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ticket_ids)))
+        ticket_id: ticket_number
+        for ticket_id, ticket_number in session.execute(
+            select(Ticket.id, Ticket.number).where(Ticket.id.in_(ticket_ids))
+        )
     }
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     return render_template(
         "audit.html",
         events=events,
@@ -68,9 +70,6 @@ def audit_log() -> ResponseReturnValue:
         vias=VIA_LABELS,
         numbers=numbers,
         describe=describe_detail,
-        page=page,
-        pages=pages,
-        total=total,
-        kept={key: value for key, value in args.items() if value},
+        page=page(number, len(events), total, lambda n: url_for("console.audit_log", page=n, **kept)),
         window_minutes=int(LISTEN_WINDOW.total_seconds() // 60),
     )
