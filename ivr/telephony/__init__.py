@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask_sock import Sock
 
-from ivr.telephony import callbacks, fees, media, menu, message, person, resident, room
-from ivr.telephony import outbound
+from ivr.telephony import callbacks, fees, media, menu, message, outbound, person, resident, room
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import twilio_webhook
 
