@@ -302,6 +302,9 @@ def attempt_ended(session: Session, follow_up: FollowUp, outcome: str, settings:
     MAX_ATTEMPTS put the ticket on the call-back-by-hand list."""
     follow_up.last_outcome = outcome
     label = OUTCOME_LABELS.get(outcome, outcome)
+    if outcome == "refused":  # Twilio refuses this number (invalid, not allowed): calling again is no use
+        _stop(session, follow_up, FollowUpState.UNREACHABLE, f"回访电话{label},请核对号码后人工回访")
+        return
     if follow_up.attempts >= MAX_ATTEMPTS:
         reason = f"回访电话{follow_up.attempts}次未能完成(最后一次:{label}),请人工回访"
         _stop(session, follow_up, FollowUpState.UNREACHABLE, reason)

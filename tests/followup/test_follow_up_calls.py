@@ -295,3 +295,62 @@ def test_a_property_without_a_number_of_its_own_is_not_called_from_another(conte
     assert follow_up.state == FollowUpState.UNREACHABLE and "东区花园" in follow_up.reason
     with database.session(read_only=True) as session:
         assert [each.id for each in call_back_by_hand(session)] == [follow_up.id]
+
+
+@pytest.mark.parametrize(
+    ("keys", "state", "status"),
+    [
+        (["2"], FollowUpState.DONE, TicketStatus.IN_PROGRESS),  # "not resolved" is acted on even without a score
+        (["1"], FollowUpState.SCHEDULED, TicketStatus.RESOLVED),  # resolved but no score: asked again later
+    ],
+)
+def test_a_resident_who_hangs_up_before_the_score(context, database, recording_server, phone, keys, state, status):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, keys).raise_for_errors()
+    assert result.ended_by == "caller"
+    follow_up = follow_up_of(database, ticket_id)
+    assert follow_up.state == state
+    assert ticket_of(database, ticket_id).status == status
+    if state == FollowUpState.SCHEDULED:
+        assert (follow_up.attempts, follow_up.last_outcome, follow_up.due_at) == (1, "hung-up", at("13:30"))
+
+
+def test_a_call_that_never_reports_back_counts_as_an_attempt(context, database, recording_server):
+    ticket_id = resolved_ticket(database, "09:00")
+    work(context, "09:00")
+    assert follow_up_of(database, ticket_id).state == FollowUpState.CALLING
+    work(context, "09:30")  # its status callback may still come
+    assert follow_up_of(database, ticket_id).state == FollowUpState.CALLING
+    work(context, "10:05")  # it never did: a lost attempt, tried again in a later window
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.last_outcome, follow_up.due_at) == (FollowUpState.SCHEDULED, "lost", at("13:30"))
+    work(context, "13:30")
+    assert len(recording_server.placed_calls) == 2
+
+
+def test_a_number_twilio_refuses_goes_to_the_by_hand_list_at_once(context, database, recording_server):
+    ticket_id = resolved_ticket(database, "09:00")
+    recording_server.fail_next("Calls", status=400)
+    work(context, "09:00")
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts, follow_up.last_outcome) == (FollowUpState.UNREACHABLE, 1, "refused")
+    with database.session(read_only=True) as session:
+        assert [each.id for each in call_back_by_hand(session)] == [follow_up.id]
+
+
+def test_twilio_out_of_reach_is_retried_without_counting_an_attempt(context, database, recording_server):
+    from ivr.followup.calls import TwilioNotReached
+
+    ticket_id = resolved_ticket(database, "09:00")
+    follow_up = follow_up_of(database, ticket_id)
+    recording_server.fail_next("Calls", status=503)
+    with frozen_clock(at("09:00")), pytest.raises(TwilioNotReached):
+        place_follow_up_call.run(context, follow_up.id)  # the job queue retries it with its backoff
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts) == (FollowUpState.SCHEDULED, 0)
+    with frozen_clock(at("09:01")):
+        place_follow_up_call.run(context, follow_up.id)
+    assert len(recording_server.placed_calls) == 1 and follow_up_of(database, ticket_id).attempts == 1
