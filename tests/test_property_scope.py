@@ -202,11 +202,6 @@ def test_console_scopes_narrow_to_the_requested_property_within_the_account(app,
     assert scopes("e-gong", "?property=west") == ({"工程部"}, frozenset(), frozenset())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ivr/web/queue.py and dashboard.py still call ticket_scope(current_user): switch them to "
-    "console_ticket_scope() and remove this mark",
-)
 def test_a_company_account_sees_one_property_in_the_queue_and_overview_when_it_asks(app, database, properties):
     staff(database, "hq", "manager")
     east = create_ticket(database, property_id=properties["east"], room="1-1-101")
