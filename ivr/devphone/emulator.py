@@ -1,4 +1,7 @@
-"""Twilio's side of an inbound voice call: request TwiML, follow it verb by verb, post the callbacks.
+"""Twilio's side of a voice call: request TwiML, follow it verb by verb, post the callbacks. An inbound call
+starts at the number's voice URL (`TwilioEmulator.call`); an outbound one the line placed with `POST Calls.json`
+(kept by the recording server) starts at its Url with `Direction=outbound-api` and `AnsweredBy`, or is never
+answered, and reports to its StatusCallback (`TwilioEmulator.answer_outbound`).
 
 The emulator is generic: it knows TwiML, not our menus. A *caller* (`ivr.devphone.callers`) decides
 what happens at each point where a real caller would act (keys at <Gather>, a message at <Record>,
