@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from flask import render_template, request, url_for
+from flask import make_response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 from sqlalchemy import ColumnElement, Select, func, select
@@ -124,13 +125,18 @@ def queue() -> ResponseReturnValue:
     else:
         result, tickets = _queue_page(session, matching, args, now)
     rows = [(ticket, current_clock(ticket, now, timezone)) for ticket in tickets]
-    template = "_queue_rows.html" if request.headers.get("X-Partial") == "rows" else "queue.html"
-    return render_template(
-        template,
-        rows=rows,
-        args=args,
-        page=result,
-        categories=CATEGORY_LABELS,
-        statuses=STATUS_LABELS,
-        departments=DEPARTMENTS,
+    partial = request.headers.get("X-Partial") == "rows"
+    response = make_response(
+        render_template(
+            "_queue_rows.html" if partial else "queue.html",
+            rows=rows,
+            args=args,
+            page=result,
+            categories=CATEGORY_LABELS,
+            statuses=STATUS_LABELS,
+            departments=DEPARTMENTS,
+        )
     )
+    if partial:  # the page's own refresh puts the new count in its pager (queue.js); percent-encoded: a header
+        response.headers["X-Queue-Summary"] = quote(result.summary)
+    return response

@@ -4,6 +4,7 @@ tickets newest first across pages, and the search documents of migration 0008 ke
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from alembic import command
@@ -46,6 +47,8 @@ def test_search_results_say_which_of_how_many_and_link_the_pages(night, database
     assert re.search(r'href="/console/\?q=[^"&]+&amp;page=2" rel="next"', first) and 'rel="prev"' not in first
     assert "显示第 101–120 条,共 120 条" in pager(night, "?q=漏水&page=3")
     assert "显示第 101–120 条,共 120 条" in pager(night, "?q=漏水&page=9")  # past the last: the last
+    refreshed = night.get("/console/?q=漏水", headers={"X-Partial": "rows"})  # the page's refresh: queue.js
+    assert unquote(refreshed.headers["X-Queue-Summary"]) == "显示第 1–50 条,共 120 条"
     pages = [listed(night, f"?q=漏水&page={n}") for n in (1, 2, 3)]
     assert sorted(number for page in pages for number in page) == sorted(numbers(database, ids))
 

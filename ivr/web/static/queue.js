@@ -11,7 +11,13 @@
       holder.innerHTML = await response.text();
       const rows = holder.querySelector("#queue-rows");
       const current = document.getElementById("queue-rows");
-      if (rows && current && !table.contains(document.activeElement)) current.replaceWith(rows);
+      if (rows && current && !table.contains(document.activeElement)) {
+        current.replaceWith(rows);
+        // The pager's count follows the rows (显示第 a–b 条,共 M 条): new tickets change M.
+        const summary = response.headers.get("X-Queue-Summary");
+        const count = document.querySelector("#queue-pager .count");
+        if (count && summary) count.textContent = decodeURIComponent(summary);
+      }
     } catch (error) {
       // Network hiccup: try again next time.
     }
