@@ -210,14 +210,11 @@ def plan_attempt(
     if claimed is None:
         return None  # another run took it
     session.refresh(follow_up)
+    # Which follow-up and attempt the call is, in the signed URLs: its first webhook may come before the
+    # CallSid is noted below, and a late one of an earlier attempt must not be taken for this one.
+    query = f"follow_up={follow_up_id}&attempt={follow_up.attempts}"
     base = settings.public_url
-    return PlannedCall(
-        follow_up_id,
-        phone,
-        from_,
-        f"{base}{ANSWER_PATH}?follow_up={follow_up_id}",
-        f"{base}{STATUS_PATH}?follow_up={follow_up_id}",
-    )
+    return PlannedCall(follow_up_id, phone, from_, f"{base}{ANSWER_PATH}?{query}", f"{base}{STATUS_PATH}?{query}")
 
 
 def placement_gave_up(context: JobContext, follow_up_id: int, error: str) -> None:

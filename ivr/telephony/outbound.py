@@ -31,13 +31,19 @@ OPT_OUT_KEY = "9"
 
 def follow_up_of(turn: Turn) -> FollowUp | None:
     """The follow-up this call is an attempt of: by CallSid, else (the answer may come before the placement
-    job noted the CallSid) the `follow_up` of the signed URL, when that one is calling and has no call yet."""
+    job noted the CallSid) the `follow_up` and `attempt` of the signed URL, when that attempt is the one
+    calling and has no call yet."""
     call = turn.call
     found = turn.session.scalars(select(FollowUp).where(FollowUp.call_sid == call.call_sid)).first()
-    wanted = request.args.get("follow_up", "")
-    if found is None and wanted.isdigit():
+    wanted, attempt = request.args.get("follow_up", ""), request.args.get("attempt", "")
+    if found is None and wanted.isdigit() and attempt.isdigit():
         candidate = turn.session.get(FollowUp, int(wanted))
-        if candidate is not None and candidate.state == FollowUpState.CALLING and candidate.call_sid is None:
+        if (
+            candidate is not None
+            and candidate.state == FollowUpState.CALLING
+            and candidate.call_sid is None
+            and candidate.attempts == int(attempt)
+        ):
             candidate.call_sid = call.call_sid
             found = candidate
     if found is not None and call.property_id != found.property_id:

@@ -117,8 +117,8 @@ def test_a_call_due_at_noon_goes_out_at_half_past_one(context, database, recordi
     [placed] = recording_server.placed_calls
     follow_up = follow_up_of(database, ticket_id)
     assert (placed.to, placed.from_, placed.method) == (RESIDENT, LINE_NUMBER, "POST")
-    assert placed.url == f"{settings.public_url}/twilio/outbound/answer?follow_up={follow_up.id}"
-    assert placed.status_callback == f"{settings.public_url}/twilio/outbound/status?follow_up={follow_up.id}"
+    assert placed.url == f"{settings.public_url}/twilio/outbound/answer?follow_up={follow_up.id}&attempt=1"
+    assert placed.status_callback == f"{settings.public_url}/twilio/outbound/status?follow_up={follow_up.id}&attempt=1"
     assert placed.status_callback_events == ("initiated", "ringing", "answered", "completed")
     assert placed.machine_detection == "Enable"
     assert (follow_up.state, follow_up.attempts, follow_up.call_sid) == (FollowUpState.CALLING, 1, placed.sid)
@@ -354,3 +354,32 @@ def test_twilio_out_of_reach_is_retried_without_counting_an_attempt(context, dat
     with frozen_clock(at("09:01")):
         place_follow_up_call.run(context, follow_up.id)
     assert len(recording_server.placed_calls) == 1 and follow_up_of(database, ticket_id).attempts == 1
+
+
+def test_the_answer_may_come_before_the_job_noted_the_call(context, database, recording_server, phone):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+    with database.session() as session:
+        session.get(FollowUp, follow_up_of(database, ticket_id).id).call_sid = None  # Twilio was quicker
+    with frozen_clock(at("10:01")):
+        phone.answer_outbound(placed, ["1", "5", SILENCE]).raise_for_errors()
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.call_sid, follow_up.satisfaction) == (FollowUpState.DONE, placed.sid, 5)
+
+
+def test_a_late_callback_of_an_earlier_attempt_is_not_taken_for_the_next(context, database, recording_server, phone):
+    from ivr.followup.calls import plan_attempt
+
+    ticket_id = resolved_ticket(database, "09:00")
+    work(context, "09:00")
+    [first] = recording_server.placed_calls
+    with frozen_clock(at("09:01")):
+        phone.answer_outbound(first, outcome="no-answer").raise_for_errors()
+    follow_up_id = follow_up_of(database, ticket_id).id
+    with frozen_clock(at("13:30")), database.session() as session:
+        assert plan_attempt(session, follow_up_id, context.settings, at("13:30")) is not None  # claimed, not dialled
+    with frozen_clock(at("13:30")):
+        phone.answer_outbound(first, outcome="no-answer").raise_for_errors()  # attempt 1's callback, again
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts, follow_up.call_sid) == (FollowUpState.CALLING, 2, None)
