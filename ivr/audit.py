@@ -30,8 +30,18 @@ from ivr.models import AuditEvent, Recording, User
 
 LISTEN_WINDOW = timedelta(minutes=5)
 LISTEN, READ_TICKET, LIST_TICKETS, READ_EVALUATION = "listen", "read_ticket", "list_tickets", "read_evaluation"
-ACTION_LABELS = {LISTEN: "收听录音", READ_TICKET: "查看工单", LIST_TICKETS: "列出工单", READ_EVALUATION: "查看质检评分"}
-VIA_LABELS = {"console": "值班台", "api": "API"}
+# Arrears are residents' personal data too: the line's own answers about them are audited (via the phone).
+FEE_TOLD, FEE_REFUSED = "fee_told", "fee_refused"
+PHONE = "phone"
+ACTION_LABELS = {
+    LISTEN: "收听录音",
+    READ_TICKET: "查看工单",
+    LIST_TICKETS: "列出工单",
+    READ_EVALUATION: "查看质检评分",
+    FEE_TOLD: "电话告知欠费",
+    FEE_REFUSED: "拒绝告知欠费",
+}
+VIA_LABELS = {"console": "值班台", "api": "API", PHONE: "电话"}
 MAX_DETAIL_CHARS = 200
 
 

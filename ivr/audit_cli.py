@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ivr.cli_state import CliState
 
 # ivr.audit's actions, spelled out so `ivr --help` need not load the models (a test keeps them equal).
-ACTIONS = ("listen", "read_ticket", "list_tickets", "read_evaluation")
+ACTIONS = ("listen", "read_ticket", "list_tickets", "read_evaluation", "fee_told", "fee_refused")
 
 
 def parse_since(text: str, timezone: str) -> datetime:

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from ivr.access import Role
-from ivr.models import Notice, Recording, RecordingState, Ticket, TicketStatus, Transcript
+from ivr.models import (
+    DEFAULT_PROPERTY_ID,
+    Notice,
+    Recording,
+    RecordingState,
+    Resident,
+    Ticket,
+    TicketStatus,
+    Transcript,
+)
 from ivr.staff import create_token, create_user
 from tests.factories import DUAL_WAV, HELLO_WAV, PASSWORD, create_ticket, login
 from tests.web.test_qa_console import LI_NUMBER, WANG_NUMBER, create_evaluated_call
@@ -85,6 +94,11 @@ ROUTES = [
     console("POST", "/users", 302, 403, 403, 403, 403, 302, username="newbie", password="long-enough-pw", role="qa"),
     console("POST", "/users/{lina}", 302, 403, 403, 403, 403, 302, action="toggle"),
     console("GET", "/audit", 302, 403, 403, 403, 403, 200),
+    console("GET", "/residents", 302, 403, 403, 403, 403, 200),
+    console(
+        "POST", "/residents", 302, 403, 403, 403, 403, 302, property="default", room="3-2-501", phone="13912345678"
+    ),
+    console("POST", "/residents/{resident}", 302, 403, 403, 403, 403, 302, action="rename", name="张伟"),
     #                                                    anon night   qa  dept   mgr admin service
     api("GET", "/tickets", 401, 200, 200, 200, 200, 200, 200),
     api("GET", "/tickets/{ticket}", 401, 200, 200, 200, 200, 200, 200),
@@ -194,6 +208,10 @@ def build_world(database, settings) -> dict[str, object]:
         session.add(notice)
         session.flush()
         notice_id = notice.id
+        resident = Resident(property_id=DEFAULT_PROPERTY_ID, room="3-2-501", phone="+8613912345678")
+        session.add(resident)
+        session.flush()
+        resident_id = resident.id
     return {
         "ticket": ticket,
         "other_ticket": other_ticket,
@@ -205,6 +223,7 @@ def build_world(database, settings) -> dict[str, object]:
         "others_transfer": transfer_recording_sid(database, settings, others_call),
         "manager_notice": notice_id,
         "lina": lina_id,
+        "resident": resident_id,
         "tokens": tokens,
     }
 

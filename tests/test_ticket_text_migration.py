@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from ivr.db import utcnow
 from ivr.migrate import alembic_config, upgrade_database
-from ivr.models import Call, Recording, Ticket, TicketEvent, TicketNote, Transcript
+from ivr.models import Recording, Ticket, TicketEvent, TicketNote, Transcript
 
 
 def machine_take(session, ticket: tuple[int, int], sid: str, said: str | None, **fields) -> Recording:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.audit import Reader
+from ivr.audit import FEE_REFUSED, FEE_TOLD, PHONE, Reader
 from ivr.fees.ledger import RoomBalance, format_amount_cn, format_date_cn, room_balance
 from ivr.residents.registry import caller_registered_for
 from ivr.telephony.prompts import all_prompts, prompt
@@ -20,10 +20,6 @@ from ivr.telephony.steps import (
 )
 from ivr.telephony.twiml import say, say_prompt
 from ivr.telephony.webhook import Turn
-
-# Arrears are residents' personal data (保密制度): each answer of the line about them is audited.
-FEE_TOLD, FEE_REFUSED = "fee_told", "fee_refused"
-PHONE = "phone"  # AuditEvent.via of what the line itself told a caller
 
 
 def balance_sentence(spoken: str, balance: RoomBalance | None) -> str:

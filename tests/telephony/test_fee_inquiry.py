@@ -1,4 +1,5 @@
-"""Fee inquiry by phone: what the ledger says the room owes, then message / person / menu."""
+"""Fee inquiry by phone: what the ledger says the room owes (told to a number registered for the room: more in
+test_resident_rooms.py), then message / person / menu."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from ivr.devphone.callers import HANGUP, DialOutcome, Message
 from ivr.fees.ledger import import_fee_rows, parse_fee_csv
-from ivr.models import Category
+from ivr.models import Category, Resident
 from tests.factories import FIXTURES, HELLO_WAV, ticket_for
 
 
@@ -16,8 +17,15 @@ def ledger(database):
         import_fee_rows(session, parse_fee_csv((FIXTURES / "fees" / "valid.csv").read_bytes()))
 
 
-def test_a_room_that_owes_hears_each_fee_with_amount_and_due_date(phone, ledger):
-    result = phone.call(["3", "3*2*501#", "1", HANGUP]).raise_for_errors()
+def register(database, room: str, phone: str = "+8613912345678") -> None:
+    """The caller's number (the dev phone's default From) registered for `room`: amounts are told to it."""
+    with database.session() as session:
+        session.add(Resident(property_id=1, room=room, phone=phone))
+
+
+def test_a_room_that_owes_hears_each_fee_with_amount_and_due_date(phone, ledger, database):
+    register(database, "3-2-501")
+    result = phone.call(["3", "1", HANGUP]).raise_for_errors()  # 1: yes, the room offered is mine
     text = result.transcript()
     assert "三栋二单元五零一室目前待缴费用如下" in text
     assert "物业费,2026-10,应缴三百五十六元五角,缴费截止日期2026年10月31日" in text
@@ -26,13 +34,15 @@ def test_a_room_that_owes_hears_each_fee_with_amount_and_due_date(phone, ledger)
     assert "关于物业费留言请按1" in text
 
 
-def test_a_room_that_owes_nothing_is_told_so(phone, ledger):
-    result = phone.call(["3", "3*2*502#", "1", HANGUP]).raise_for_errors()
+def test_a_room_that_owes_nothing_is_told_so(phone, ledger, database):
+    register(database, "3-2-502")
+    result = phone.call(["3", "1", HANGUP]).raise_for_errors()
     assert "三栋二单元五零二室目前没有待缴费用" in result.transcript()
 
 
-def test_an_unknown_room_is_told_it_is_not_in_the_records(phone, ledger):
-    result = phone.call(["3", "9*9*909#", "1", HANGUP]).raise_for_errors()
+def test_an_unknown_room_is_told_it_is_not_in_the_records(phone, ledger, database):
+    register(database, "9-9-909")
+    result = phone.call(["3", "1", HANGUP]).raise_for_errors()
     assert "没有查到九栋九单元九零九室的缴费记录" in result.transcript()
 
 
