@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeAlias
 
-from sqlalchemy import ColumnElement, Select, false
+from sqlalchemy import ColumnElement, Select, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from ivr.models import Evaluation, Notice, Recording, RecordingSource, Ticket
@@ -191,12 +191,34 @@ def edit_access(who: Principal, ticket: Ticket) -> Access:
     return Access.ALLOWED if role in TICKET_WORKERS or role == Role.DEPARTMENT else Access.FORBIDDEN
 
 
+def _company_admin(who: Principal, roles: frozenset[Role]) -> Access:
+    return Access.ALLOWED if role_of(who) in roles and property_scope(who) is None else Access.FORBIDDEN
+
+
 def accounts_access(who: Principal) -> Access:
     """Manage staff accounts (the 账号 page): admins of the whole company only, since an admin of some
     properties could otherwise give themselves the others."""
-    if role_of(who) not in MANAGE_USERS:
-        return Access.FORBIDDEN
-    return Access.ALLOWED if property_scope(who) is None else Access.FORBIDDEN
+    return _company_admin(who, MANAGE_USERS)
+
+
+def audit_access(who: Principal) -> Access:
+    """Read the audit (who heard and read what, what the line told callers of their arrears): admins of the
+    whole company only — it covers every property's residents."""
+    return _company_admin(who, READ_AUDIT)
+
+
+def company_admin(who: Principal) -> bool:
+    """Whether the account may reach the company's own pages (accounts, the audit): for the console's menu."""
+    return accounts_access(who).allowed and audit_access(who).allowed
+
+
+def notices_for(who: Principal, query: Select[Any]) -> Select[Any]:
+    """Narrow a notice query to what `who` is shown: their role's, about tickets they may read (or none)."""
+    role = role_of(who)
+    if role is None:
+        return query.where(false())
+    readable = ticket_scope(who).where(select(Ticket.id))
+    return query.where(Notice.role == role, or_(Notice.ticket_id.is_(None), Notice.ticket_id.in_(readable)))
 
 
 def notice_access(who: Principal, notice: Notice) -> Access:

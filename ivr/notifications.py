@@ -3,11 +3,11 @@ IVR_SMS_FROM is configured. The SMS is a job, so a Twilio hiccup is retried and 
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ivr.jobs import JobContext, PermanentJobError, job
-from ivr.models import Notice, Ticket, User
+from ivr.models import Notice, Property, Ticket, User
 from ivr.properties import property_directory
 from ivr.tickets.events import record_event
 
@@ -25,11 +25,13 @@ def notify_managers(session: Session, ticket: Ticket, actor: str | None, reason:
     return notice
 
 
-def _manager_phones(session: Session, role: str) -> list[str]:
-    """The phones of the active staff with `role`, each once, in account order."""
-    phones = session.scalars(
-        select(User.phone).where(User.role == role, User.active.is_(True), User.phone.is_not(None)).order_by(User.id)
-    )
+def _manager_phones(session: Session, role: str, property_id: int | None) -> list[str]:
+    """The phones of the active staff with `role` who work for the property (or the whole company), each once,
+    in account order."""
+    query = select(User.phone).where(User.role == role, User.active.is_(True), User.phone.is_not(None))
+    if property_id is not None:
+        query = query.where(or_(~User.properties.any(), User.properties.any(Property.id == property_id)))
+    phones = session.scalars(query.order_by(User.id))
     return list(dict.fromkeys(phone for phone in phones if phone))
 
 
@@ -43,7 +45,8 @@ def _phones_done(notice: Notice) -> set[str]:
 def _phones_left(session: Session, notice: Notice) -> list[str]:
     """The phones of the notice's role still without a final outcome (to text, or to give up on)."""
     done = _phones_done(notice)
-    return [phone for phone in _manager_phones(session, notice.role) if phone not in done]
+    property_id = notice.ticket.property_id if notice.ticket is not None else None
+    return [phone for phone in _manager_phones(session, notice.role, property_id) if phone not in done]
 
 
 def _add_failures(notice: Notice, lines: list[str]) -> None:

@@ -260,3 +260,59 @@ def test_a_property_account_logged_in_follows_a_change_of_its_properties(app, da
     with database.session() as session:
         set_properties(session, session.scalars(select(User).where(User.username == "e-wang")).one(), ["west"])
     assert night.get(f"/console/tickets/{west}").status_code == 200
+
+
+# Notices, their SMS, and the company's own pages -------------------------------------------------------------
+
+
+def flag(database, property_id: int, reason: str) -> int:
+    from ivr.models import Ticket
+    from ivr.tickets.procedure import flag_for_manager
+
+    ticket_id = create_ticket(database, property_id=property_id)
+    with database.session() as session:
+        flag_for_manager(session, session.get(Ticket, ticket_id), "wang", reason)
+    return ticket_id
+
+
+def test_a_manager_is_shown_and_texted_only_their_properties_notices(app, database, properties):
+    from ivr.models import Notice
+    from ivr.notifications import _phones_left
+
+    with database.session() as session:
+        create_user(session, "e-boss", PASSWORD, "manager", phone="+8613900000001", property_codes=("east",))
+        create_user(session, "hq", PASSWORD, "manager", phone="+8613900000002")
+    flag(database, properties["east"], "东方花园的重大投诉")
+    flag(database, properties["west"], "西城花园的重大投诉")
+
+    east_boss = app.test_client()
+    login(east_boss, "e-boss")
+    page = east_boss.get("/console/").get_data(as_text=True)
+    assert "东方花园的重大投诉" in page and "西城花园的重大投诉" not in page
+    company = app.test_client()
+    login(company, "hq")
+    page = company.get("/console/").get_data(as_text=True)
+    assert "东方花园的重大投诉" in page and "西城花园的重大投诉" in page
+
+    with database.session(read_only=True) as session:
+        texts = {n.message.split(":", 1)[1]: _phones_left(session, n) for n in session.scalars(select(Notice))}
+    assert texts == {
+        "东方花园的重大投诉": ["+8613900000001", "+8613900000002"],
+        "西城花园的重大投诉": ["+8613900000002"],
+    }
+
+
+def test_accounts_and_the_audit_are_for_company_admins_only(app, database, properties):
+    staff(database, "e-root", "admin", "east")
+    staff(database, "hq-root", "admin")
+    scoped = app.test_client()
+    login(scoped, "e-root")
+    menu = scoped.get("/console/").get_data(as_text=True)
+    assert "住户登记" in menu and ">账号<" not in menu and ">审计<" not in menu
+    assert scoped.get("/console/audit").status_code == 403
+    assert scoped.get("/console/users").status_code == 403
+    company = app.test_client()
+    login(company, "hq-root")
+    menu = company.get("/console/").get_data(as_text=True)
+    assert ">账号<" in menu and ">审计<" in menu
+    assert company.get("/console/audit").status_code == 200

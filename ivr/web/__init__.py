@@ -11,6 +11,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 
+from ivr.access import company_admin, notices_for
 from ivr.models import Notice
 from ivr.runtime import close_request_session, current_settings, request_session
 from ivr.speech.status import speech_model_installed, speech_model_status
@@ -20,10 +21,11 @@ csrf = CSRFProtect()
 
 
 def unread_notices() -> dict[str, Any]:
-    """Notices for the logged-in user's role (e.g. major complaints for managers), on every page."""
+    """Notices for the logged-in user's role about tickets they may read (e.g. major complaints for managers),
+    on every page; whether the menu offers the company's own pages."""
     if not current_user.is_authenticated:
-        return {"notices": [], "speech_missing": None, "spool": None}
-    query = select(Notice).where(Notice.role == current_user.role, Notice.read_at.is_(None)).order_by(Notice.id.desc())
+        return {"notices": [], "speech_missing": None, "spool": None, "company_admin": False}
+    query = notices_for(current_user, select(Notice).where(Notice.read_at.is_(None))).order_by(Notice.id.desc())
     settings = current_settings()
     speech_missing = None if speech_model_installed(settings) else speech_model_status(settings)
     spooled = Spool(settings.spool_dir).status()
@@ -31,6 +33,7 @@ def unread_notices() -> dict[str, Any]:
         "notices": list(request_session().scalars(query)),
         "speech_missing": speech_missing,
         "spool": None if spooled.empty else spooled,
+        "company_admin": company_admin(current_user),
     }
 
 

@@ -12,11 +12,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from ivr.access import READ_AUDIT
+from ivr.access import READ_AUDIT, audit_access
 from ivr.audit import ACTION_LABELS, LISTEN_WINDOW, VIA_LABELS, Reader, audit_query, describe_detail
 from ivr.models import Ticket
 from ivr.runtime import current_settings, request_session
-from ivr.web.access import roles_required
+from ivr.web.access import enforce, roles_required
 from ivr.web.blueprint import blueprint
 from ivr.web.paging import PAGE_SIZE, last_page, offset, page, requested_page
 
@@ -39,6 +39,7 @@ def _local_day_start(value: str, timezone: str) -> datetime | None:
 def audit_log() -> ResponseReturnValue:
     """Filters: user (username or token:<name>), recording (RecordingSid), action, since and until (local
     dates, until inclusive); `page` from 1."""
+    enforce(audit_access(current_user))
     args = {key: request.args.get(key, "").strip() for key in ("user", "recording", "action", "since", "until")}
     timezone = current_settings().timezone
     since = _local_day_start(args["since"], timezone)
