@@ -160,6 +160,7 @@ def update_caller(session: Session, ticket: Ticket, actor: str, caller_name: str
     if room and room != ticket.room:
         changes["room"] = [ticket.room, room]
         ticket.room = room
+        ticket.room_from_registry = False  # a person's correction, no longer the registry's room
     if changes:
         record_event(session, ticket, "record_updated", actor, **changes)
         session.flush()

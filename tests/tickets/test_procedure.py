@@ -95,3 +95,14 @@ def test_a_ticket_still_being_worked_cannot_be_reopened(database, last):
         back_to = "处理中" if ticket.department else "已登记"
         assert str(refused.value) == f"工单当前为「{STATUS_LABELS[status]}」,不能变为「{back_to}」"
         assert ticket.status == status
+
+
+def test_a_room_corrected_by_staff_is_no_longer_the_registry_s(database):
+    ticket_id = create_ticket(database, room="3-2-501")
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        ticket.room_from_registry = True
+        procedure.update_caller(session, ticket, "wang", "张伟", "3-2-501")  # the same room: still the registry's
+        assert ticket.room_from_registry
+        procedure.update_caller(session, ticket, "wang", "张伟", "3-2-502")
+        assert (ticket.room, ticket.room_from_registry) == ("3-2-502", False)
