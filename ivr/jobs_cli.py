@@ -22,6 +22,7 @@ SUBJECTS = {
     "transcribe_recording": "recording",
     "evaluate_call": "call",
     "notify_sms": "notice",
+    "place_follow_up_call": "follow-up",
 }
 ERROR_WIDTH = 70
 _EXCEPTION_MODULE = re.compile(r"^(?:[a-z_][\w]*\.)+(?=[A-Z]\w*: )")

@@ -113,7 +113,7 @@ def test_a_fresh_process_knows_every_kind_the_jobs_table_names_once_it_builds_th
     )
     known = json.loads(done.stdout.splitlines()[-1])
     assert known["kinds"] == sorted(SUBJECTS)  # `ivr jobs list` names the subject of every kind there is
-    assert known["periodic"] == ["reconcile_recordings"]
+    assert known["periodic"] == ["follow_up_calls", "reconcile_recordings"]
 
 
 def test_a_kind_is_declared_once_and_a_test_kind_is_gone_after_its_test(declare_job):
