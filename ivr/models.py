@@ -212,7 +212,7 @@ class Ticket(Base):
     room: Mapped[str | None] = mapped_column(String(32), index=True)
     # The room came from the resident registry (the caller's number, confirmed by them), not the keypad.
     room_from_registry: Mapped[bool] = mapped_column(default=False, server_default=false())
-    caller_number: Mapped[str | None] = mapped_column(String(64))
+    caller_number: Mapped[str | None] = mapped_column(String(64), index=True)  # 来电弹屏: the caller's other tickets
     caller_name: Mapped[str | None] = mapped_column(String(64))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), unique=True)
     confirmed: Mapped[bool] = mapped_column(default=False)

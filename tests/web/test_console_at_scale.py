@@ -206,3 +206,12 @@ def test_the_overview_charts_open_tickets_by_category_and_every_ticket_by_state(
     by_state = bars(page, "全部工单(按状态)")
     assert {label: n for label, n in by_state.items() if n} == {"已登记": 1, "已转交": 1, "处理中": 1, "已关闭": 1}
     assert re.search(r'<span class="big">3</span>未关闭工单', page), page
+
+
+def test_the_caller_s_other_tickets_are_found_through_the_room_and_number_indexes(database):
+    from ivr.residents.caller_card import recent_tickets_query
+
+    ticket = Ticket(id=1, property_id=1, room="3-2-501", caller_number="+8613912345678")
+    plan = _plan(database, recent_tickets_query(ticket))
+    assert "ix_tickets_room" in plan and "ix_tickets_caller_number" in plan, plan
+    assert _full_scans(plan, ("tickets",)) == [], plan

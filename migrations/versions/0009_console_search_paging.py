@@ -17,8 +17,8 @@ Both are kept by triggers on tickets, recordings, transcripts and ticket_notes, 
 script) keeps search current; a trigger rebuilds the ticket's whole document. 0006's per-source indexes and
 triggers are dropped (the downgrade makes them again).
 
-Revision ID: 0008
-Revises: 0010
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-09 10:00:00
 """
 
@@ -28,8 +28,8 @@ from pathlib import Path
 from alembic import op
 
 
-revision = '0008'
-down_revision = '0010'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

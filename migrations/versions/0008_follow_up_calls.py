@@ -3,7 +3,7 @@ asked for no more follow-up calls (kept by property and phone, not on the reside
 
 New tables only: nothing that exists is rebuilt.
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-08 10:00:00
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import ivr.db
 
 
-revision = '0010'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
