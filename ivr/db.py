@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import DateTime, MetaData, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -76,7 +77,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 DEFAULT_TIMEOUT_SECONDS = 2.0
 # A safety net for every PostgreSQL statement; a webhook's are bounded by its timeout (Database.webhook_session).
 STATEMENT_TIMEOUT_SECONDS = 30
-WRITE_INTENT = "ivr_write_intent"
+WRITE_INTENT = "ivr_write_intent"  # an execution option: a Connection begun with it is a writer
+# True while declare_write_intent begins a session's transaction (cheaper than the execution option, which
+# SQLAlchemy merges into the connection's options on every webhook).
+_beginning_as_writer: ContextVar[bool] = ContextVar("beginning_as_writer", default=False)
 _WRITE_STATEMENT = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
 
 
@@ -174,16 +178,20 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(WRITE_INTENT):
+        # BEGIN goes to the driver's connection, as COMMIT does: a statement with nothing to bind or fetch
+        # needs none of SQLAlchemy's statement machinery.
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None  # a connection that is beginning has one
+        if _beginning_as_writer.get() or connection.get_execution_options().get(WRITE_INTENT):
             take_gate(connection)
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                _driver_execute(dbapi_connection, "BEGIN IMMEDIATE")
             except BaseException:
                 if connection.info.pop("gate", False):  # not already released by the rollback
                     gate.release()
                 raise
         else:
-            connection.exec_driver_sql("BEGIN")
+            _driver_execute(dbapi_connection, "BEGIN")
 
     @event.listens_for(engine, "before_cursor_execute")
     def _gate_first_write(
@@ -208,6 +216,15 @@ def _sqlite_engine(url: str, timeout: float) -> Engine:
     return engine
 
 
+def _driver_execute(dbapi_connection: DBAPIConnection, statement: str) -> None:
+    """Run a transaction statement on the driver's connection; its error is SQLAlchemy's (an
+    OperationalError for a lock not had in time), as if the statement had gone through an engine."""
+    try:
+        dbapi_connection.execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
 @contextmanager
 def unit_of_work(session: Session) -> Iterator[Session]:
     """Commit what the block did, or roll it back if it raised."""
@@ -228,7 +245,11 @@ def declare_write_intent(session: Session) -> None:
     """Begin the session's transaction as a writer: on SQLite it takes the write lock now (after this
     process's other writers), so a read-then-write transaction never fails half-way on a busy lock."""
     if not session.in_transaction():
-        session.connection(execution_options={WRITE_INTENT: True})
+        reset = _beginning_as_writer.set(True)
+        try:
+            session.connection()  # begins the transaction, in this context
+        finally:
+            _beginning_as_writer.reset(reset)
 
 
 def lost_connection(exc: BaseException) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import cast
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
+from huey.storage import SqliteStorage
 from sqlalchemy import Table, and_, bindparam, event, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -98,9 +100,11 @@ class JobKind:
         # One Core statement, no savepoint, no ORM object: a row that exists (or that a concurrent transaction
         # is inserting: the database waits for it) leaves the insert a no-op instead of an IntegrityError.
         on_postgresql = session.get_bind().dialect.name == "postgresql"
-        created: int | None = session.execute(
-            _JOB_INSERT[on_postgresql], {"kind": self.name, "subject_id": subject_id}
-        ).scalar_one_or_none()
+        created: int | None = (
+            session.connection()
+            .execute(_JOB_INSERT[on_postgresql], {"kind": self.name, "subject_id": subject_id})
+            .scalar_one_or_none()
+        )
         if created is not None:
             session.info.setdefault("jobs_to_enqueue", []).append(created)
         return created
@@ -233,7 +237,20 @@ def make_huey(settings: Settings) -> Huey:
         return RedisHuey("ivr", url=settings.redis_url, blocking=True, read_timeout=1)
     assert settings.huey_path is not None
     settings.huey_path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("ivr", filename=str(settings.huey_path))
+    return SqliteHuey("ivr", filename=str(settings.huey_path), storage_class=_QueueFileStorage)
+
+
+class _QueueFileStorage(SqliteStorage):
+    """Huey's SQLite queue without an fsync for every message (WAL with synchronous=NORMAL, where SQLite's
+    default is FULL). The queue only carries job ids: the jobs are rows of the main database, written with
+    full durability, and the sweep re-queues a queued job whose message went missing (LOST_QUEUED_AFTER). So
+    a power cut can cost a message a few minutes' delay, never the file nor a job; and `recorded` no longer
+    waits for a second fsync (about 0.2 ms of CPU and 3 ms on this disk) before it answers."""
+
+    def _create_connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection = super()._create_connection()
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
 
 class _EmbeddedConsumer(Consumer):

@@ -179,7 +179,7 @@ def run_step(
             call = get_or_create_call(session, call_sid, found=known)
         body = str(step(Turn(session, call, form, current_settings())))
         session.flush()  # what the step changed, then the event in one statement (it is only ever read back)
-        session.execute(
+        session.connection().execute(  # a Core statement: nothing for the session to flush or load
             RECORD_EVENT,
             {
                 "call_id": call.id,
