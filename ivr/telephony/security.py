@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
+from collections.abc import Callable, Iterable, Mapping
 
 from flask import Response, request
 from twilio.request_validator import RequestValidator
@@ -24,17 +27,27 @@ def signed_url() -> str:
     return base + request.path + (f"?{query}" if query else "")
 
 
+def twilio_signature(auth_token: str, url: str, form: Mapping[str, str]) -> str:
+    """X-Twilio-Signature of a form POST to `url`: base64 HMAC-SHA1, keyed with the Auth Token, of the URL
+    followed by each parameter's name and value, names sorted, a name's values sorted once each. The same as
+    twilio's RequestValidator.compute_signature, which asks the form for `getall` first and so raises and
+    catches an AttributeError for every parameter of a Flask form (about 2.5 % of /twilio/voice's CPU)."""
+    values: Callable[[str], Iterable[str]] = getattr(form, "getlist", lambda name: [form[name]])
+    signed = url + "".join(name + value for name in sorted(form) for value in sorted(set(values(name))))
+    return base64.b64encode(hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+
+
 def require_twilio_signature() -> Response | None:
     """before_request hook: 403 unless X-Twilio-Signature matches (then nothing else runs)."""
     signature = request.headers.get("X-Twilio-Signature", "")
     if signature:
-        validator = RequestValidator(current_settings().twilio_auth_token)
+        auth_token = current_settings().twilio_auth_token
         url = signed_url()
         # The URL exactly as configured first (one HMAC); then Twilio's own check, which also tries the
         # URL with and without the port (two more).
-        if hmac.compare_digest(validator.compute_signature(url, request.form), signature) or validator.validate(
-            url, request.form, signature
-        ):
+        if hmac.compare_digest(twilio_signature(auth_token, url, request.form), signature) or RequestValidator(
+            auth_token
+        ).validate(url, request.form, signature):
             return None
     log.warning("refused %s %s: %s Twilio signature", request.method, request.path, "bad" if signature else "no")
     return Response("invalid or missing X-Twilio-Signature\n", status=403, mimetype="text/plain")
