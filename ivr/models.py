@@ -96,6 +96,8 @@ class Property(Base):
     name: Mapped[str | None] = mapped_column(String(64))
     timezone: Mapped[str | None] = mapped_column(String(64))
     duty_numbers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    call_windows: Mapped[str | None] = mapped_column(Text)  # follow-up call windows; None: IVR_CALL_WINDOWS
+    call_days_off: Mapped[str | None] = mapped_column(Text)  # None: IVR_CALL_DAYS_OFF
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, selectinload
 
 from ivr.config import Settings
+from ivr.followup.windows import WEEKDAYS, CallWindowError, parse_days_off, parse_windows
 from ivr.models import DEFAULT_PROPERTY_CODE, DEFAULT_PROPERTY_ID, Property, PropertyNumber
 from ivr.tickets.sla import use_property_timezones
 
@@ -27,6 +29,7 @@ REFRESH_SECONDS = 30.0
 CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 MAX_CODE_LENGTH = 32
 MAX_NAME_LENGTH = 64
+NO_DAYS_OFF = "none"  # --days-off none: the property calls every day, whatever IVR_CALL_DAYS_OFF says
 
 
 class PropertyError(ValueError):
@@ -43,6 +46,8 @@ class StoredProperty:
     timezone: str | None
     duty_numbers: tuple[str, ...]
     numbers: tuple[str, ...]
+    call_windows: str | None = None
+    call_days_off: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class LineProperty:
     timezone: str
     duty_numbers: tuple[str, ...]
     numbers: tuple[str, ...]
+    call_windows: str = ""  # when its residents may be called back (回访), e.g. 09:00-11:30,13:30-17:30
+    call_days_off: str = ""  # weekdays and dates nobody is called
 
     @property
     def is_default(self) -> bool:
@@ -63,7 +70,8 @@ class LineProperty:
 
 def with_settings(stored: StoredProperty, settings: Settings) -> LineProperty:
     """What the line uses for a property: its own values, else the settings' (IVR_PROPERTY_NAME, IVR_TIMEZONE,
-    IVR_DUTY_NUMBERS: a property with no duty phones of its own rings the company's night desk)."""
+    IVR_DUTY_NUMBERS: a property with no duty phones of its own rings the company's night desk; IVR_CALL_WINDOWS,
+    IVR_CALL_DAYS_OFF)."""
     return LineProperty(
         id=stored.id,
         code=stored.code,
@@ -71,6 +79,8 @@ def with_settings(stored: StoredProperty, settings: Settings) -> LineProperty:
         timezone=stored.timezone or settings.timezone,
         duty_numbers=stored.duty_numbers or settings.duty_numbers,
         numbers=stored.numbers,
+        call_windows=stored.call_windows if stored.call_windows is not None else settings.call_windows,
+        call_days_off=stored.call_days_off if stored.call_days_off is not None else settings.call_days_off,
     )
 
 
@@ -108,6 +118,8 @@ class PropertyDirectory:
                     row.timezone,
                     tuple(row.duty_numbers or ()),
                     tuple(number.number for number in row.numbers),
+                    row.call_windows,
+                    row.call_days_off,
                 )
                 for row in rows
             }
@@ -183,6 +195,25 @@ def _check_number(number: str, what: str) -> str:
     return number
 
 
+def _check_days_off(text: str) -> None:
+    weekdays, _ = parse_days_off(text)
+    if len(weekdays) == len(WEEKDAYS):
+        raise CallWindowError("every weekday is a day off: its residents would never be called back")
+
+
+def _check_calendar_text(text: str, option: str, parse: Callable[[str], object]) -> str | None:
+    """The windows or days off as given (normalised spacing), None for an empty text; PropertyError naming the
+    option otherwise."""
+    text = ",".join(piece.strip() for piece in text.split(",") if piece.strip())
+    if not text:
+        return None
+    try:
+        parse(text)
+    except CallWindowError as exc:
+        raise PropertyError(f"{option}: {exc}") from None
+    return text
+
+
 def save_property(
     session: Session,
     code: str,
@@ -191,9 +222,13 @@ def save_property(
     numbers: tuple[str, ...] | None = None,
     duty_numbers: tuple[str, ...] | None = None,
     timezone: str | None = None,
+    call_windows: str | None = None,
+    call_days_off: str | None = None,
 ) -> Property:
     """Create the property `code`, or change what is given of it (numbers and duty numbers are replaced as a
-    whole). A number another property already has is refused, naming that property. Flushes only."""
+    whole). A number another property already has is refused, naming that property. Call windows and days
+    off are checked as the follow-up calls read them; an empty text clears the property's own (the settings'
+    apply again), days off "none" means every day may be called. Flushes only."""
     code = _check_code(code)
     found = session.scalars(
         select(Property).where(Property.code == code).options(selectinload(Property.numbers))
@@ -214,6 +249,11 @@ def save_property(
         except Exception:
             raise PropertyError(f"time zone {timezone!r} is not known (e.g. Asia/Shanghai)") from None
         found.timezone = timezone
+    if call_windows is not None:
+        found.call_windows = _check_calendar_text(call_windows, "--call-windows", parse_windows)
+    if call_days_off is not None:
+        none = call_days_off.strip().lower() == NO_DAYS_OFF
+        found.call_days_off = "" if none else _check_calendar_text(call_days_off, "--days-off", _check_days_off)
     if duty_numbers is not None:
         found.duty_numbers = [_check_number(number, "duty number") for number in duty_numbers]
     if numbers is not None:

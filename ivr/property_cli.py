@@ -42,6 +42,19 @@ def property_group() -> None:
     help="A phone rung for a person or an emergency (repeatable; none: IVR_DUTY_NUMBERS).",
 )
 @click.option("--timezone", help="Local time zone (none: IVR_TIMEZONE), e.g. Asia/Shanghai.")
+@click.option(
+    "--call-windows",
+    metavar="HH:MM-HH:MM,…",
+    help='When its residents may be called back (回访), local time, e.g. "09:00-11:30,13:30-17:30" '
+    '(none: IVR_CALL_WINDOWS; "" clears).',
+)
+@click.option(
+    "--days-off",
+    "call_days_off",
+    metavar="DAYS",
+    help='Weekdays and dates nobody is called back, e.g. "sun,2027-02-17" ("none": every day; "" clears: '
+    "IVR_CALL_DAYS_OFF).",
+)
 @click.pass_obj
 def create_property(
     state: CliState,
@@ -50,6 +63,8 @@ def create_property(
     numbers: tuple[str, ...],
     duty_numbers: tuple[str, ...],
     timezone: str | None,
+    call_windows: str | None,
+    call_days_off: str | None,
 ) -> None:
     """Create the property CODE, or update it: what is given replaces what it had (all its numbers, or all
     its duty numbers), the rest stays. A call to one of its numbers belongs to it; a number no property has
@@ -66,6 +81,8 @@ def create_property(
                 numbers=numbers or None,
                 duty_numbers=duty_numbers or None,
                 timezone=timezone,
+                call_windows=call_windows,
+                call_days_off=call_days_off,
             )
             summary = f"property {saved.code!r} saved: {len(saved.numbers)} number(s), {len(saved.duty_numbers)} duty"
     except PropertyError as exc:
@@ -76,7 +93,8 @@ def create_property(
 @property_group.command("list")
 @click.pass_obj
 def list_properties(state: CliState) -> None:
-    """Show every property with its name, numbers, duty phones and time zone (settings' values marked *)."""
+    """Show every property with its name, numbers, duty phones, time zone and follow-up call windows and days
+    off (settings' values marked *)."""
     from ivr.properties import all_properties, property_directory
 
     with state.database.session(read_only=True) as session:
@@ -94,6 +112,10 @@ def list_properties(state: CliState) -> None:
             f"{line.code}\t{mark(line.name, own.name)}\t"
             f"numbers: {', '.join(line.numbers) or '-'}\t"
             f"duty: {mark(', '.join(line.duty_numbers) or '-', own.duty_numbers)}\t"
-            f"{mark(line.timezone, own.timezone)}"
+            f"{mark(line.timezone, own.timezone)}\t"
+            f"calls: {mark(line.call_windows, own.call_windows is not None)}\t"
+            f"days off: {mark(line.call_days_off or '-', own.call_days_off is not None)}"
         )
-    click.echo("* from the settings (IVR_PROPERTY_NAME, IVR_DUTY_NUMBERS, IVR_TIMEZONE)")
+    click.echo(
+        "* from the settings (IVR_PROPERTY_NAME, IVR_DUTY_NUMBERS, IVR_TIMEZONE, IVR_CALL_WINDOWS, IVR_CALL_DAYS_OFF)"
+    )

@@ -94,3 +94,35 @@ def test_fees_import_goes_to_the_named_property(settings, east, database, tmp_pa
     assert ivr(settings, "fees", "show", "3-2-501").exit_code == 1  # the default property's ledger is empty
     unknown = ivr(settings, "fees", "import", str(FIXTURES / "fees" / "valid.csv"), "--property", "nowhere")
     assert unknown.exit_code != 0 and "no property 'nowhere' (there are: default, east)" in unknown.output
+
+
+def test_a_property_keeps_its_own_follow_up_call_windows_and_refuses_bad_ones(settings, east):
+    saved = ivr(
+        settings,
+        "property",
+        "create",
+        "east",
+        "--call-windows",
+        "09:00-11:00, 14:00-16:00",
+        "--days-off",
+        "sun,2027-02-17",
+    )
+    assert saved.exit_code == 0, saved.output
+    listed = ivr(settings, "property", "list").output
+    assert "calls: 09:00-11:00,14:00-16:00\tdays off: sun,2027-02-17\n" in listed
+    assert "calls: 09:00-11:30,13:30-17:30,19:30-20:30*\tdays off: -*" in listed  # the default property
+
+    window = ivr(settings, "property", "create", "east", "--call-windows", "9-11")
+    assert window.exit_code != 0 and "--call-windows: call window '9-11' is not HH:MM-HH:MM" in window.output
+    overlap = ivr(settings, "property", "create", "east", "--call-windows", "09:00-12:00,11:00-13:00")
+    assert (
+        overlap.exit_code != 0 and "--call-windows: call windows 09:00-12:00 and 11:00-13:00 overlap" in overlap.output
+    )
+    day = ivr(settings, "property", "create", "east", "--days-off", "sunday,2027-02-30")
+    assert day.exit_code != 0 and "--days-off: day off '2027-02-30' is neither a weekday" in day.output
+    never = ivr(settings, "property", "create", "east", "--days-off", "mon,tue,wed,thu,fri,sat,sun")
+    assert never.exit_code != 0 and "--days-off: every weekday is a day off" in never.output
+    assert "calls: 09:00-11:00,14:00-16:00\tdays off: sun,2027-02-17\n" in ivr(settings, "property", "list").output
+
+    assert ivr(settings, "property", "create", "east", "--call-windows", "", "--days-off", "none").exit_code == 0
+    assert "calls: 09:00-11:30,13:30-17:30,19:30-20:30*\tdays off: -\n" in ivr(settings, "property", "list").output

@@ -62,9 +62,10 @@ class TwilioNotReached(Exception):
     """Twilio did not take the call request (busy, 5xx, network): the job tries again later."""
 
 
-def follow_up_calendar(settings: Settings, line: LineProperty) -> CallCalendar:
-    """When the property's residents may be called: IVR_CALL_WINDOWS and IVR_CALL_DAYS_OFF in its time zone."""
-    return call_calendar(settings.call_windows, settings.call_days_off, line.timezone)
+def follow_up_calendar(line: LineProperty) -> CallCalendar:
+    """When the property's residents may be called: its own windows and days off (else IVR_CALL_WINDOWS and
+    IVR_CALL_DAYS_OFF, filled in by `with_settings`) in its time zone."""
+    return call_calendar(line.call_windows, line.call_days_off, line.timezone)
 
 
 def caller_id(line: LineProperty, settings: Settings) -> str | None:
@@ -176,7 +177,7 @@ def plan_attempt(
         _stop(session, follow_up, FollowUpState.OPTED_OUT, "住户已选择不再接收回访")
         return None
     line = line_property(session, follow_up.property_id, settings)
-    calendar = follow_up_calendar(settings, line)
+    calendar = follow_up_calendar(line)
     if not calendar.within_window(now):
         # Whatever made it due: no call outside a window. The sweep queues it again at the next one.
         follow_up.due_at = calendar.next_allowed(now)
@@ -307,7 +308,7 @@ def attempt_ended(session: Session, follow_up: FollowUp, outcome: str, settings:
         _stop(session, follow_up, FollowUpState.UNREACHABLE, reason)
         return
     line = line_property(session, follow_up.property_id, settings)
-    calendar = follow_up_calendar(settings, line)
+    calendar = follow_up_calendar(line)
     follow_up.state = FollowUpState.SCHEDULED
     follow_up.due_at = next_attempt_at(calendar, follow_up.last_attempt_at or now, now)
     local = follow_up.due_at.astimezone(ZoneInfo(line.timezone))

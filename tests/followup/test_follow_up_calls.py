@@ -383,3 +383,27 @@ def test_a_late_callback_of_an_earlier_attempt_is_not_taken_for_the_next(context
         phone.answer_outbound(first, outcome="no-answer").raise_for_errors()  # attempt 1's callback, again
     follow_up = follow_up_of(database, ticket_id)
     assert (follow_up.state, follow_up.attempts, follow_up.call_sid) == (FollowUpState.CALLING, 2, None)
+
+
+def test_a_property_with_its_own_windows_and_days_off_is_called_only_within_them(context, database, recording_server):
+    with database.session() as session:
+        east = save_property(
+            session,
+            "east",
+            name="东区花园",
+            numbers=("+862160000001",),
+            call_windows="14:00-15:00",
+            call_days_off="tue",  # the test day
+        ).id
+    ticket_id = resolved_ticket(database, "10:00", property_id=east)
+    work(context, "10:00")  # inside the settings' windows, but not the property's: nobody is called
+    assert recording_server.placed_calls == []
+    assert follow_up_of(database, ticket_id).due_at == at("14:00", "2026-12-02")  # Tuesday is its day off
+    work(context, "14:30")
+    assert recording_server.placed_calls == []
+
+    work(context, "14:00", "2026-12-02")
+    [placed] = recording_server.placed_calls
+    assert (placed.to, placed.from_) == (RESIDENT, "+862160000001")
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.last_attempt_at) == (FollowUpState.CALLING, at("14:00", "2026-12-02"))
