@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Flask
 from flask_sock import Sock
+from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.telephony import callbacks, fees, media, menu, message, outbound, person, resident, room
 from ivr.telephony.security import require_twilio_signature
-from ivr.telephony.webhook import twilio_webhook
+from ivr.telephony.webhook import Turn, twilio_webhook
+
+Step = Callable[[Turn], VoiceResponse]
+OnError = Callable[[dict[str, str]], VoiceResponse]
 
 URL_PREFIX = "/twilio"
 blueprint = Blueprint("telephony", __name__, url_prefix=URL_PREFIX)
 blueprint.before_request(require_twilio_signature)
 blueprint.before_request(message.finish_live_take)  # outside the webhook's transaction
 
-# path → (step, which parameter names the call); the one list of the line's webhook paths
-STEPS = {
+# path → (step, which parameter names the call[, what the caller hears when the step fails: else
+# callbacks.trouble_response]); the one list of the line's webhook paths
+STEPS: dict[str, tuple[Step, str] | tuple[Step, str, OnError]] = {
     "voice": (menu.answer_call, "CallSid"),
     "menu": (menu.choose_from_menu, "CallSid"),
     "room/registered": (resident.choose_registered_room, "CallSid"),
@@ -32,16 +39,17 @@ STEPS = {
     "recording-status": (callbacks.recording_status_changed, "CallSid"),
     "fallback": (callbacks.fallback, "CallSid"),
     # The follow-up call (回访) the line places itself (ivr.followup.calls)
-    "outbound/answer": (outbound.answer_follow_up, "CallSid"),
-    "outbound/resolved": (outbound.choose_resolved, "CallSid"),
-    "outbound/satisfaction": (outbound.choose_satisfaction, "CallSid"),
-    "outbound/comment": (outbound.comment_recorded, "CallSid"),
-    "outbound/recording-status": (outbound.comment_recording_status, "CallSid"),
-    "outbound/status": (outbound.follow_up_call_status, "CallSid"),
+    "outbound/answer": (outbound.answer_follow_up, "CallSid", outbound.trouble_response),
+    "outbound/resolved": (outbound.choose_resolved, "CallSid", outbound.trouble_response),
+    "outbound/satisfaction": (outbound.choose_satisfaction, "CallSid", outbound.trouble_response),
+    "outbound/comment": (outbound.comment_recorded, "CallSid", outbound.trouble_response),
+    "outbound/recording-status": (outbound.comment_recording_status, "CallSid", outbound.trouble_response),
+    "outbound/status": (outbound.follow_up_call_status, "CallSid", outbound.trouble_response),
 }
 
-for path, (step, sid_param) in STEPS.items():
-    view = twilio_webhook(path, on_error=callbacks.trouble_response, sid_param=sid_param)(step)
+for path, (step, sid_param, *own_error) in STEPS.items():
+    on_error = own_error[0] if own_error else callbacks.trouble_response
+    view = twilio_webhook(path, on_error=on_error, sid_param=sid_param)(step)
     blueprint.add_url_rule(f"/{path}", endpoint=path.replace("/", "_"), view_func=view, methods=["POST"])
 
 # The media WebSocket (Twilio Media Streams), behind the same signature guard: checked before the upgrade.

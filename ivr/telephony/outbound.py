@@ -60,6 +60,16 @@ def goodbye(response: VoiceResponse, lead: str | None = None) -> None:
     response.hangup()
 
 
+def trouble_response(form: dict[str, str]) -> VoiceResponse:
+    """What the resident hears when a step of the follow-up call fails: an apology, we will call again, 再见,
+    then the pause for them to hang up first (E6). Not the inbound caller's "leave your room and problem"."""
+    response = VoiceResponse()
+    say_prompt(response, "follow_up_trouble")
+    response.pause(length=HANG_UP_GRACE_SECONDS)
+    response.hangup()
+    return response
+
+
 def ask_resolved(response: VoiceResponse) -> None:
     say_prompt(gather(response, "outbound/resolved"), "follow_up_ask_resolved")
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from ivr.db import frozen_clock
 from ivr.devphone.callers import SILENCE, Message
@@ -35,7 +36,9 @@ from ivr.models import (
     TicketStatus,
 )
 from ivr.properties import save_property
+from ivr.telephony import outbound
 from ivr.telephony.prompts import prompt
+from ivr.telephony.spool import Spool
 from ivr.tickets import procedure
 from tests.factories import HELLO_WAV, create_ticket
 
@@ -407,3 +410,26 @@ def test_a_property_with_its_own_windows_and_days_off_is_called_only_within_them
     assert (placed.to, placed.from_) == (RESIDENT, "+862160000001")
     follow_up = follow_up_of(database, ticket_id)
     assert (follow_up.state, follow_up.last_attempt_at) == (FollowUpState.CALLING, at("14:00", "2026-12-02"))
+
+
+def test_a_step_of_the_follow_up_call_that_fails_apologises_to_the_resident_and_is_spooled(
+    context, database, recording_server, phone, settings, monkeypatch
+):
+    ticket_id = resolved_ticket(database, "10:00")
+    work(context, "10:00")
+    [placed] = recording_server.placed_calls
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("UPDATE tickets …", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(outbound, "record_answers", database_gone)
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, ["1", "4"]).raise_for_errors()
+
+    assert result.said[-1] == prompt("follow_up_trouble") == "对不起,系统暂时繁忙,打扰您了,我们稍后再与您联系,再见。"
+    assert prompt("system_trouble") not in result.said  # not "leave your room and problem" as to an inbound caller
+    assert result.heard[-1].kind == "pause" and result.heard[-1].seconds >= 10  # the resident hangs up first (E6)
+    assert [entry.endpoint for entry in Spool(settings.spool_dir).entries()] == ["outbound/satisfaction"]
+    assert ticket_of(database, ticket_id).status == TicketStatus.RESOLVED  # nothing of the failed step was kept
+    follow_up = follow_up_of(database, ticket_id)  # "we will call you again": the next window
+    assert (follow_up.state, follow_up.attempts, follow_up.due_at) == (FollowUpState.SCHEDULED, 1, at("13:30"))
