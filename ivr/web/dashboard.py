@@ -11,7 +11,7 @@ from typing import Any, cast
 from flask import render_template
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ivr.access import TicketScope
@@ -103,6 +103,10 @@ def overview(session: Session, scope: TicketScope) -> Overview:
     """Counts for the dashboard over the tickets the user may see, as SQL aggregates over the stored clocks:
     the open tickets in one pass of the open-queue index, the closed ones counted in another."""
     now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        # Each count takes tens of milliseconds on its own; parallel workers cost more to start than they save
+        # (200,000 tickets, 2 cores: the closed count 18-20 ms alone, 47-50 ms as a parallel seq scan).
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     categories: Counter[Category] = Counter()
     statuses: Counter[TicketStatus] = Counter()
     totals = [0] * 6  # open, urgent, overdue dispatch, overdue resolve, due soon, awaiting follow-up
