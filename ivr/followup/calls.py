@@ -5,7 +5,7 @@ The calendar is enforced where the call is placed: `place_follow_up_call` checks
 it would dial and, outside a window, moves the follow-up to `next_allowed` and dials nothing, whatever made it
 due. An attempt that reached nobody (no answer, busy, failed, an answering machine, hung up before answering) is
 tried again in a later window, at least ATTEMPTS_APART after the last, at most MAX_ATTEMPTS times in all; then the
-follow-up is unreachable and its ticket is on `call_back_by_hand`.
+follow-up is unreachable and its ticket is on `call_back_by_hand` (with those of residents who opted out).
 
 Each follow-up has one placement job row (jobs are one per kind and subject); it is armed again for every later
 attempt (`queue_placement`), the follow-up row keeping the story of every attempt and the ticket's timeline each step.
@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ivr.config import Settings
@@ -363,16 +364,34 @@ def queue_follow_ups_periodically(context: JobContext) -> None:
 # The list for people ----------------------------------------------------------------------------------------
 
 
-def call_back_by_hand(session: Session, property_ids: frozenset[int] | None = None) -> list[FollowUp]:
-    """Follow-ups the line could not make (unreachable) whose ticket still waits for its follow-up, oldest
-    first, for the night shift to call back by hand (回拨); `property_ids` narrows it (None: every property)."""
-    query = (
+# The states whose ticket, still waiting for its follow-up, is someone's to call back by hand: the line could
+# not make it (unreachable: attempts used up, no number, a refused number, no caller ID), or the resident asked
+# for no more follow-up calls (按9) — the standard still wants the result followed up (回访) by a person.
+BY_HAND = (FollowUpState.UNREACHABLE, FollowUpState.OPTED_OUT)
+
+
+def call_back_by_hand_query() -> Select[Any]:
+    """The call-back-by-hand list as a query (oldest first) for a page to narrow and page: each ticket that still
+    waits for its follow-up once, by its latest follow-up, when that one is unreachable or opted out."""
+    latest = select(func.max(FollowUp.id)).group_by(FollowUp.ticket_id)
+    return (
         select(FollowUp)
         .join(FollowUp.ticket)
-        .where(FollowUp.state == FollowUpState.UNREACHABLE, Ticket.status.in_(AWAITING_FOLLOW_UP))
+        .where(
+            FollowUp.state.in_(BY_HAND),
+            Ticket.status.in_(AWAITING_FOLLOW_UP),
+            FollowUp.id.in_(latest.scalar_subquery()),
+        )
         .options(selectinload(FollowUp.ticket))
         .order_by(FollowUp.updated_at, FollowUp.id)
     )
+
+
+def call_back_by_hand(session: Session, property_ids: frozenset[int] | None = None) -> list[FollowUp]:
+    """Follow-ups the line could not make (unreachable) or may not make (opted out) whose ticket still waits for
+    its follow-up, oldest first, for the night shift to call back by hand (回拨); `property_ids` narrows it
+    (None: every property)."""
+    query = call_back_by_hand_query()
     if property_ids is not None:
         query = query.where(FollowUp.property_id.in_(property_ids))
     return list(session.scalars(query))

@@ -24,6 +24,17 @@ EVENT_LABELS = {
     "note": "添加备注",
     "flagged": "报告经理",
     "record_updated": "修改来电记录",
+    "notified": "通知责任部门",  # e.g. a follow-up call found it not resolved
+    # Follow-up calls (回访, ivr.followup): scheduled, each attempt, how it ended
+    "follow_up_scheduled": "安排回访电话",
+    "follow_up_call": "拨出回访电话",
+    "follow_up_call_refused": "回访电话被拒绝拨出",
+    "follow_up_retry": "回访未接通,稍后再拨",
+    "follow_up_answered": "住户接听回访并作答",
+    "follow_up_comment": "住户回访留言",
+    "follow_up_opted_out": "住户不再接收回访",
+    "follow_up_unreachable": "回访未能完成,需人工回访",
+    "follow_up_cancelled": "回访取消",
 }
 # What of a webhook's parameters the timeline shows.
 SHOWN_PARAMS = ("Digits", "CallStatus", "DialCallStatus", "RecordingStatus")

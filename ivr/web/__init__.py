@@ -41,7 +41,7 @@ def init_app(app: Flask) -> None:
     import ivr.web.residents  # noqa: F401 (routes)
     from ivr.api.views import blueprint as api_blueprint
     from ivr.telephony import blueprint as telephony_blueprint
-    from ivr.web import admin, audit, dashboard, formatting, qa_reports, qa_review, queue, ticket  # noqa: F401 (routes)
+    from ivr.web import admin, audit, dashboard, follow_ups, formatting, qa_reports, qa_review, queue, ticket  # noqa: F401 (routes)
     from ivr.web.auth import blueprint as auth_blueprint
     from ivr.web.auth import login_manager
     from ivr.web.blueprint import blueprint

@@ -40,6 +40,7 @@ from ivr.telephony import outbound
 from ivr.telephony.prompts import prompt
 from ivr.telephony.spool import Spool
 from ivr.tickets import procedure
+from ivr.tickets.timeline import timeline
 from tests.factories import HELLO_WAV, create_ticket
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -224,6 +225,8 @@ def test_an_opt_out_is_kept_and_honoured(context, database, recording_server, ph
     with database.session(read_only=True) as session:
         [kept] = session.scalars(select(FollowUpOptOut)).all()
         assert (kept.property_id, kept.phone, kept.ticket_id) == (1, RESIDENT, ticket_id)
+        # No more calls, but the ticket still wants its follow-up: a person calls back (回访) by hand.
+        assert [each.ticket_id for each in call_back_by_hand(session)] == [ticket_id]
 
     later = resolved_ticket(database, "14:00")
     assert follow_up_of(database, later).state == FollowUpState.OPTED_OUT
@@ -257,6 +260,11 @@ def test_no_answer_three_times_puts_the_ticket_on_the_call_back_by_hand_list(
         assert placed_at == [at("09:00"), at("13:30"), at("19:30")]  # later windows, each at least 2 h apart
         assert all(later - earlier >= timedelta(hours=2) for earlier, later in pairwise(placed_at))
         assert [each.ticket_id for each in call_back_by_hand(session)] == [ticket_id]
+        steps = [entry.what for entry in timeline(session, session.get(Ticket, ticket_id))]
+    # The ticket page's timeline says each step in Chinese, never the event's kind
+    assert steps.count("拨出回访电话") == 3 and steps.count("回访未接通,稍后再拨") == 2
+    assert "安排回访电话" in steps and "回访未能完成,需人工回访" in steps
+    assert not [step for step in steps if step.startswith("follow_up")], steps
 
 
 def test_a_machine_is_counted_as_an_attempt_and_asked_nothing(context, database, recording_server, phone):

@@ -1,0 +1,143 @@
+"""The console's 回访 page: follow-ups scheduled (when, which attempt), calling, and those to call back by hand,
+each linking to its ticket, paged; an account of some properties sees only their follow-ups."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ivr.models import FollowUp, FollowUpState, TicketStatus
+from ivr.properties import property_directory, save_property
+from ivr.staff import create_user
+from tests.factories import PASSWORD, create_staff, create_ticket, login
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+RESIDENT = "+8613900001111"
+
+
+def at(clock: str, day: str = "2026-12-01") -> datetime:
+    return datetime.fromisoformat(f"{day} {clock}").replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def follow_up(
+    database,
+    state: FollowUpState,
+    *,
+    property_id: int = 1,
+    status: TicketStatus = TicketStatus.RESOLVED,
+    **fields,
+) -> tuple[int, int]:
+    """A resolved ticket of the property with a follow-up in `state`; (ticket id, follow-up id)."""
+    ticket_id = create_ticket(database, status=status, property_id=property_id, caller=RESIDENT)
+    with database.session() as session:
+        row = FollowUp(ticket_id=ticket_id, property_id=property_id, phone=RESIDENT, state=state, **fields)
+        session.add(row)
+        session.flush()
+        return ticket_id, row.id
+
+
+def section(page: str, name: str) -> str:
+    """One list of the page (its card), by id."""
+    start = page.index(f'<section class="card" id="{name}"')
+    return page[start : page.index("</section>", start)]
+
+
+def linked_tickets(html: str) -> list[int]:
+    return [int(found) for found in re.findall(r'href="/console/tickets/(\d+)"', html)]
+
+
+@pytest.fixture
+def night(database, client):
+    create_staff(database, "wang", "night_shift")
+    assert login(client, "wang").status_code == 302
+    return client
+
+
+def test_the_night_shift_sees_what_is_due_calling_and_to_call_back_by_hand(database, night):
+    due, _ = follow_up(database, FollowUpState.SCHEDULED, due_at=at("13:30"), attempts=1, last_outcome="no-answer")
+    calling, _ = follow_up(database, FollowUpState.CALLING, attempts=2, last_attempt_at=at("10:00"))
+    gave_up, _ = follow_up(
+        database, FollowUpState.UNREACHABLE, attempts=3, reason="回访电话3次未能完成(最后一次:占线),请人工回访"
+    )
+    opted, _ = follow_up(database, FollowUpState.OPTED_OUT, reason="住户在回访电话中选择不再接收回访")
+    follow_up(database, FollowUpState.UNREACHABLE, status=TicketStatus.CLOSED)  # followed up by hand since
+    follow_up(database, FollowUpState.DONE, status=TicketStatus.CLOSED, satisfaction=5)
+
+    response = night.get("/console/follow-ups")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert '<a href="/console/follow-ups">回访</a>' in page  # in the menu
+
+    scheduled = section(page, "scheduled")
+    assert linked_tickets(scheduled) == [due]
+    assert "2026-12-01 13:30" in scheduled and "2/3" in scheduled and "无人接听" in scheduled
+    calling_card = section(page, "calling")
+    assert linked_tickets(calling_card) == [calling] and "2/3" in calling_card and "2026-12-01 10:00" in calling_card
+    by_hand = section(page, "by-hand")
+    assert linked_tickets(by_hand) == [gave_up, opted]
+    assert "3次未能完成(最后一次:占线)" in by_hand and "选择不再接收回访" in by_hand
+
+
+def test_a_ticket_is_on_the_by_hand_list_once_by_its_latest_follow_up(database, night):
+    ticket_id, _ = follow_up(database, FollowUpState.UNREACHABLE, reason="第一次办结后:无人接听")
+    with database.session() as session:  # reopened and resolved again: a second follow-up, unreachable too
+        session.add(
+            FollowUp(
+                ticket_id=ticket_id, property_id=1, phone=RESIDENT, state=FollowUpState.UNREACHABLE, reason="第二次"
+            )
+        )
+    by_hand = section(night.get("/console/follow-ups").get_data(as_text=True), "by-hand")
+    assert linked_tickets(by_hand) == [ticket_id] and "第二次" in by_hand and "第一次" not in by_hand
+
+
+def test_each_list_is_paged_on_its_own(database, night):
+    for minute in range(51):
+        follow_up(database, FollowUpState.SCHEDULED, due_at=at(f"14:{minute:02d}"))
+    follow_up(database, FollowUpState.UNREACHABLE, reason="无可拨号码")
+    first = night.get("/console/follow-ups").get_data(as_text=True)
+    assert "显示第 1–50 条,共 51 条" in section(first, "scheduled")
+    assert "2026-12-01 14:49" in first and "2026-12-01 14:50" not in first
+    assert 'href="/console/follow-ups?scheduled_page=2"' in section(first, "scheduled")
+    second = night.get("/console/follow-ups?scheduled_page=2").get_data(as_text=True)
+    assert "显示第 51–51 条,共 51 条" in section(second, "scheduled") and "2026-12-01 14:50" in second
+    assert "无可拨号码" in section(second, "by-hand")  # the other lists stay on their first page
+
+
+def test_an_account_of_one_property_sees_only_its_follow_ups(app, database):
+    with database.session() as session:
+        east = save_property(session, "east", name="东方花园", numbers=("+862160000001",)).id
+        west = save_property(session, "west", name="西城花园", numbers=("+862160000002",)).id
+        create_user(session, "e-wang", PASSWORD, "night_shift", property_codes=("east",))
+        create_user(session, "hq", PASSWORD, "manager")
+    with app.extensions["ivr.database"].session() as session:
+        property_directory(session).reload()
+    listed_states = (FollowUpState.SCHEDULED, FollowUpState.CALLING, FollowUpState.UNREACHABLE, FollowUpState.OPTED_OUT)
+    east_ids = {follow_up(database, state, property_id=east)[0] for state in listed_states}
+    west_ids = {follow_up(database, state, property_id=west)[0] for state in listed_states}
+
+    def listed(client, path: str = "/console/follow-ups") -> set[int]:
+        page = client.get(path).get_data(as_text=True)
+        return {
+            ticket for name in ("scheduled", "calling", "by-hand") for ticket in linked_tickets(section(page, name))
+        }
+
+    east_client = app.test_client()
+    login(east_client, "e-wang")
+    assert listed(east_client) == east_ids
+    assert "东方花园" in east_client.get("/console/follow-ups").get_data(as_text=True)
+    assert listed(east_client, "/console/follow-ups?property=west") == set()  # not theirs: nothing
+
+    company = app.test_client()
+    login(company, "hq")
+    assert listed(company) == east_ids | west_ids
+    assert listed(company, "/console/follow-ups?property=west") == west_ids
+
+
+def test_a_department_account_has_no_follow_up_page(database, client):
+    create_staff(database, "gong", "department", department="工程部")
+    login(client, "gong")
+    assert client.get("/console/follow-ups").status_code == 403
+    assert 'href="/console/follow-ups"' not in client.get("/console/").get_data(as_text=True)
