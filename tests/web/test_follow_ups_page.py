@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ivr.db import frozen_clock
 from ivr.models import FollowUp, FollowUpState, TicketStatus
 from ivr.properties import property_directory, save_property
 from ivr.staff import create_user
@@ -141,3 +142,53 @@ def test_a_department_account_has_no_follow_up_page(database, client):
     login(client, "gong")
     assert client.get("/console/follow-ups").status_code == 403
     assert 'href="/console/follow-ups"' not in client.get("/console/").get_data(as_text=True)
+
+
+def test_the_weekly_report_on_the_page_and_as_csv_keeps_to_the_accounts_properties(app, database):
+    with database.session() as session:
+        east = save_property(session, "east", name="东方花园", numbers=("+862160000001",)).id
+        west = save_property(session, "west", name="=西城花园", numbers=("+862160000002",)).id
+        create_user(session, "e-boss", PASSWORD, "manager", property_codes=("east",))
+        create_user(session, "hq", PASSWORD, "manager")
+    with app.extensions["ivr.database"].session() as session:
+        property_directory(session).reload()
+    for property_id, score in ((east, 4), (east, 2), (west, 5)):
+        _, row = follow_up(
+            database,
+            FollowUpState.DONE,
+            property_id=property_id,
+            resolved=score > 3,
+            satisfaction=score,
+            created_at=at("10:00"),  # 2026-W49
+        )
+        with database.session() as session:
+            session.get(FollowUp, row).ticket.department = "工程部"
+    follow_up(database, FollowUpState.UNREACHABLE, property_id=east, created_at=at("10:00", "2026-11-20"))  # W47
+
+    company = app.test_client()
+    login(company, "hq")
+    with frozen_clock(at("12:00")):  # this week: 2026-W49
+        page = company.get("/console/follow-ups").get_data(as_text=True)
+    report = section(page, "report")
+    assert "本周回访统计(2026-W49)" in report
+    assert "<td>东方花园</td><td>工程部</td>" in report and "<td>3.0</td>" in report
+    assert 'href="/console/follow-ups/report.csv"' in report
+    csv = company.get("/console/follow-ups/report.csv?start=2026-W47&end=2026-W52")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    assert 'filename="follow-up-report-2026-W47-2026-W52.csv"' in csv.headers["Content-Disposition"]
+    lines = csv.get_data(as_text=True).removeprefix("\ufeff").splitlines()
+    assert lines[0] == "周,小区,部门,应回访,已回访,未接通,不再接收回访,平均满意度,未解决"
+    assert lines[1:] == [
+        "2026-W47,东方花园,未派单,1,0,1,0,,0",
+        "2026-W49,东方花园,工程部,2,2,0,0,3.0,1",
+        "2026-W49,'=西城花园,工程部,1,1,0,0,5.0,0",  # no formula for a spreadsheet to run
+    ]
+
+    east_manager = app.test_client()
+    login(east_manager, "e-boss")
+    own = east_manager.get("/console/follow-ups/report.csv?start=2026-W47&end=2026-W52").get_data(as_text=True)
+    assert "东方花园" in own and "西城花园" not in own
+    with frozen_clock(at("12:00")):
+        own_page = east_manager.get("/console/follow-ups").get_data(as_text=True)
+    assert "东方花园" in section(own_page, "report") and "西城花园" not in section(own_page, "report")
+    assert east_manager.get("/console/follow-ups/report.csv?start=2026-49").status_code == 400
