@@ -37,7 +37,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from ivr import create_app
 from ivr.config import load_settings
 from ivr.migrate import upgrade_database
-from ivr.models import Call, Recording, Ticket, TicketNote, Transcript, User
+from ivr.models import DEFAULT_PROPERTY_ID, Call, Recording, Ticket, TicketNote, Transcript, User
 from ivr.tickets.sla import stamp_clocks
 
 PASSWORD = "night-shift-password-bench"
@@ -108,6 +108,7 @@ class _Clock:
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.call = None
+        self.property_id = DEFAULT_PROPERTY_ID  # the rows' property (the column's default)
         self.created_at = row["at"]
         self.status = row["status"]
         self.resolved_at = row["resolved_at"]
