@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from ivr.config import Settings
 from ivr.db import utcnow
@@ -373,15 +373,12 @@ BY_HAND = (FollowUpState.UNREACHABLE, FollowUpState.OPTED_OUT)
 def call_back_by_hand_query() -> Select[Any]:
     """The call-back-by-hand list as a query (oldest first) for a page to narrow and page: each ticket that still
     waits for its follow-up once, by its latest follow-up, when that one is unreachable or opted out."""
-    latest = select(func.max(FollowUp.id)).group_by(FollowUp.ticket_id)
+    later = aliased(FollowUp)
+    superseded = exists().where(later.ticket_id == FollowUp.ticket_id, later.id > FollowUp.id)  # by ticket_id's index
     return (
         select(FollowUp)
         .join(FollowUp.ticket)
-        .where(
-            FollowUp.state.in_(BY_HAND),
-            Ticket.status.in_(AWAITING_FOLLOW_UP),
-            FollowUp.id.in_(latest.scalar_subquery()),
-        )
+        .where(FollowUp.state.in_(BY_HAND), Ticket.status.in_(AWAITING_FOLLOW_UP), ~superseded)
         .options(selectinload(FollowUp.ticket))
         .order_by(FollowUp.updated_at, FollowUp.id)
     )
