@@ -1,5 +1,5 @@
 """Search results a page at a time: how many were found (or that there are more than were counted), closed
-tickets newest first across pages, and the search documents of migration 0008 kept current whoever writes."""
+tickets newest first across pages, and the search documents (one per ticket) kept current whoever writes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from urllib.parse import unquote
 
 import pytest
 from alembic import command
-from sqlalchemy import delete, select, update
+from alembic.script import ScriptDirectory
+from sqlalchemy import delete, select, text, update
 
+from ivr.db import utcnow
 from ivr.migrate import alembic_config, upgrade_database
 from ivr.models import Recording, RecordingSource, Ticket, TicketNote, TicketStatus, Transcript
 from ivr.web import paging
@@ -108,12 +110,54 @@ def test_search_follows_every_writer(night, database):
     assert listed(night, "?q=已处理") == numbers(database, [other])
 
 
+def before_search_documents(config) -> str:
+    """The revision just before the search documents' migration (found by its file, whatever its number)."""
+    scripts = ScriptDirectory.from_config(config)
+    return next(s.down_revision for s in scripts.walk_revisions() if s.path.endswith("_console_search_paging.py"))
+
+
 def test_the_migration_indexes_the_tickets_already_there(settings, database, night):
     config = alembic_config(settings.database_url)
-    command.downgrade(config, "0008")
-    said = create_ticket(database, room="1-1-101", transcript="暖气不热")  # written under 0006's indexes
-    with database.session() as session:
-        session.add(TicketNote(ticket_id=said, author="wang", text="约明早上门"))
+    command.downgrade(config, before_search_documents(config))
+    with database.engine.begin() as connection:  # SQL, not today's models: they also write later columns
+        now = {"now": utcnow()}
+        call = connection.execute(
+            text(
+                "INSERT INTO calls (call_sid, counters, status, started_at, room_confirmed) "
+                "VALUES ('CA00000000000000000000000000000001', '{}', 'completed', :now, true) RETURNING id"
+            ),
+            now,
+        ).scalar_one()
+        said = connection.execute(
+            text(
+                "INSERT INTO tickets (number, category, status, call_id, room, urgent, confirmed, major, recovered, "
+                "created_at) VALUES ('2026120100001', 'repair', 'registered', :call, '1-1-101', false, true, false, "
+                "false, :now) RETURNING id"
+            ),
+            {"call": call, **now},
+        ).scalar_one()
+        take = connection.execute(
+            text(
+                "INSERT INTO recordings (recording_sid, call_id, ticket_id, source, state, "
+                "needs_manual_transcription, created_at) VALUES ('RE00000000000000000000000000000001', :call, "
+                ":ticket, 'message', 'stored', false, :now) RETURNING id"
+            ),
+            {"call": call, "ticket": said, **now},
+        ).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO transcripts (recording_id, channel, text, raw_text, words, created_at) "
+                "VALUES (:take, 0, '暖气不热', '暖气不热', '[]', :now)"
+            ),
+            {"take": take, **now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO ticket_notes (ticket_id, at, author, told_caller, text) "
+                "VALUES (:ticket, :now, 'wang', false, '约明早上门')"
+            ),
+            {"ticket": said, **now},
+        )
     upgrade_database(settings.database_url)
     assert listed(night, "?q=暖气") == listed(night, "?q=明早上门") == listed(night, "?q=1-1-101")
     assert listed(night, "?q=暖气") == numbers(database, [said])
