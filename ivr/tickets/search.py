@@ -1,5 +1,5 @@
 """Search over what was said (message takes: machine and corrected text), notes, and the ticket's number, room,
-caller and note, through the search documents of migration 0008: one per ticket, keyed by the ticket's id, so
+caller and note, through the search documents of migration 0009: one per ticket, keyed by the ticket's id, so
 the found tickets come straight from the index, newest first, and a page stops reading when it is full.
 
 SQLite: FTS5 with the trigram tokenizer for 3+ characters; trigram cannot match one or two, so those go to a
@@ -53,7 +53,7 @@ def _sqlite_search(query: Select[Any], words: str) -> tuple[Select[Any], ColumnE
 
 def _postgres_search(query: Select[Any], words: str) -> tuple[Select[Any], ColumnElement[int]]:
     documents = _POSTGRES_DOCS
-    # Written exactly as the index of migration 0008 is; the documents are lower-cased already.
+    # Written exactly as the index of migration 0009 is; the documents are lower-cased already.
     condition: ColumnElement[bool] = func.ivr_search_grams(documents.c.body).op("@>")(
         func.ivr_search_query_grams(words)
     )
