@@ -70,7 +70,14 @@ def roles_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 # The pages that narrow what they show to ?property=CODE; the header's selector goes to the queue from others.
 PROPERTY_FILTERED_PAGES = frozenset(
-    {"console.queue", "console.dashboard", "console.qa_list", "console.qa_mine", "console.qa_reports"}
+    {
+        "console.queue",
+        "console.dashboard",
+        "console.qa_list",
+        "console.qa_mine",
+        "console.qa_reports",
+        "console.follow_ups",
+    }
 )
 
 
