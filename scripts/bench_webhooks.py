@@ -6,20 +6,22 @@ pinned to one core, the load on the other core; CPU is read from the worker proc
 minimal app (scripts/minimal_webhook_app.py) checks the signature, writes what ivr writes for each step
 (the call row; on `recorded` a ticket, the day's counter, a recording and its job; …) with plain
 SQLAlchemy Core, and answers TwiML of the same shape, in the same kind of database. Both get the same
-properly signed Twilio requests:
+properly signed Twilio requests, in four phases:
 
 * /twilio/voice, each with a new CallSid and all the form fields Twilio sends: one at a time for the CPU
-  each request costs (the server's utime+stime from /proc/<pid>/stat over the run, divided by the
-  requests), then 8 at a time for p50 / p95 latency;
+  each request costs, then 8 at a time for p50 / p95 latency;
 * whole calls (voice, menu, room, room/confirm, recorded, recording-status, confirm, status), taken from
   one call the dev phone makes first, replayed with new CallSids / RecordingSids: one call at a time for
   the CPU per webhook (and per step, for ivr), then 8 calls at a time for latency.
 
-It prints CPU ms per request, p50 / p95 at 8 concurrent and the ratios ivr / minimal, for SQLite and, when
-a PostgreSQL URL is given, for PostgreSQL (each app gets a throwaway database created there and dropped).
-Both servers run at once (idle one costs nothing); the counts are split into rounds in which each phase
-runs on one app and then the other, so the machine's changing background load hits both alike. The table
-gives the value over all rounds and, in brackets, the lowest and highest round.
+CPU is the answering process's run time from the scheduler (the sum of /proc/<pid>/task/*/schedstat, in
+nanoseconds; utime+stime in /proc/<pid>/stat are sampled at the clock tick, too coarse for a second's run).
+
+The run is `--repeats` repeats; in each, every phase runs on one app and straight after on the other (which
+goes first alternates), so both see the same background load. For each repeat and phase the ratio ivr /
+minimal is taken from that pair; the table gives the median of the repeats and, in brackets, the lowest and
+highest repeat, and how many repeats met the target. It also says how busy the machine was: the load
+average, and the share of each core that other processes used while the phases ran.
 
     .venv/bin/python -m scripts.bench_webhooks
     .venv/bin/python -m scripts.bench_webhooks --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -27,7 +29,7 @@ gives the value over all rounds and, in brackets, the lowest and highest round.
 `ivr serve` runs with `--workers 0`: the jobs a call schedules (the recording download) stay queued, so
 only webhook work is counted. A local PostgreSQL is not pinned by this script; to keep the server core for
 the app, pin it to the load core first (`taskset -p -c 0 <pid>` for each postgres process). On a machine
-others are using, compare ratios from the same run, and run it more than once.
+others are using, trust CPU more than latency, and compare ratios from the same run.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +58,7 @@ from ivr.devphone.emulator import TwilioEmulator, new_sid
 from ivr.devphone.recording_server import RecordingServer
 from ivr.devphone.transport import HttpTransport
 from ivr.telephony.prompts import prompt
-from scripts.benchkit import cpu_seconds, free_port, local_server_process, percentile, served
+from scripts.benchkit import core_busy_ns, free_port, local_server_process, percentile, served, task_cpu_ns
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -181,56 +183,91 @@ class Client:
         self.connection.close()
 
 
-def task_cpu_ns(pid: int) -> int:
-    """CPU nanoseconds the live threads of `pid` have run (schedstat: precise enough for one request)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
 @dataclass
 class Run:
-    """What one phase measured."""
+    """What one phase measured on one app."""
 
     requests: int = 0
-    cpu_seconds: float = 0.0
+    cpu_ns: int = 0
     wall_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     step_latencies: dict[str, list[float]] = field(default_factory=dict)
     step_cpu_ns: dict[str, list[int]] = field(default_factory=dict)
+    # What the other processes on the machine used of each core meanwhile (0–1 of the core).
+    others: dict[int, float] = field(default_factory=dict)
 
     @property
     def cpu_ms_per_request(self) -> float:
-        return self.cpu_seconds * 1000 / self.requests
+        return self.cpu_ns / 1e6 / self.requests
 
     def latency_ms(self, fraction: float) -> float:
         return percentile(self.latencies, fraction) * 1000
 
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.wall_seconds
 
-def one_at_a_time(pid: int, port: int, calls: Sequence[Sequence[SignedRequest]], *, per_step: bool = False) -> Run:
+
+@dataclass(frozen=True)
+class Watch:
+    """What to watch besides the server under test: the cores (pinned: the servers' and the load's) and
+    our own processes, so that what the machine's other processes took of each core can be told apart."""
+
+    server_core: int | None
+    load_core: int | None
+    server_pids: tuple[int, ...]  # both servers, master and worker
+
+
+@contextmanager
+def measured(run: Run, pid: int, watch: Watch) -> Iterator[None]:
+    """Around a phase: the server's CPU (its threads' scheduler run time), the wall time, and the share of
+    each watched core that other processes used meanwhile (all cores together when nothing is pinned)."""
+    cores = [core for core in (watch.server_core, watch.load_core) if core is not None]
+    busy_before, servers_before, load_before = core_busy_ns(cores), servers_cpu_ns(watch), own_cpu_ns()
+    cpu_before, started = task_cpu_ns(pid), time.perf_counter()
+    yield
+    run.wall_seconds = time.perf_counter() - started
+    run.cpu_ns = task_cpu_ns(pid) - cpu_before
+    run.requests = len(run.latencies)
+    busy = {core: after - busy_before[core] for core, after in core_busy_ns(cores).items()}
+    servers, load = servers_cpu_ns(watch) - servers_before, own_cpu_ns() - load_before
+    wall_ns = run.wall_seconds * 1e9
+    if watch.server_core is not None and watch.load_core is not None:
+        run.others = {
+            watch.server_core: max(0.0, (busy[watch.server_core] - servers) / wall_ns),
+            watch.load_core: max(0.0, (busy[watch.load_core] - load) / wall_ns),
+        }
+    else:
+        run.others = {-1: max(0.0, (sum(busy.values()) - servers - load) / wall_ns)}
+
+
+def servers_cpu_ns(watch: Watch) -> int:
+    return sum(task_cpu_ns(pid) for pid in watch.server_pids)
+
+
+def own_cpu_ns() -> int:
+    """This process's CPU (the load generator): all its threads, the finished ones too."""
+    return time.process_time_ns()
+
+
+def one_at_a_time(
+    server: Server, calls: Sequence[Sequence[SignedRequest]], watch: Watch, *, per_step: bool = False
+) -> Run:
     """Send every webhook in order on one connection; the server's CPU over the run (and per step)."""
     run = Run()
-    client = Client(port)
-    cpu_before, started = cpu_seconds(pid), time.perf_counter()
-    for call in calls:
-        for request in call:
-            before = task_cpu_ns(pid) if per_step else 0
-            run.latencies.append(client.send(request))
-            if per_step:
-                run.step_cpu_ns.setdefault(request.step, []).append(task_cpu_ns(pid) - before)
-    run.wall_seconds = time.perf_counter() - started
-    run.cpu_seconds = cpu_seconds(pid) - cpu_before
-    run.requests = len(run.latencies)
+    client = Client(server.port)
+    with measured(run, server.pid, watch):
+        for call in calls:
+            for request in call:
+                before = task_cpu_ns(server.pid) if per_step else 0
+                run.latencies.append(client.send(request))
+                if per_step:
+                    run.step_cpu_ns.setdefault(request.step, []).append(task_cpu_ns(server.pid) - before)
     client.close()
     return run
 
 
-def concurrently(pid: int, port: int, calls: Sequence[Sequence[SignedRequest]], concurrency: int) -> Run:
+def concurrently(server: Server, calls: Sequence[Sequence[SignedRequest]], concurrency: int, watch: Watch) -> Run:
     """`concurrency` clients, each taking the next call and sending its webhooks in order."""
     run = Run()
     pending: Iterator[Sequence[SignedRequest]] = iter(calls)
@@ -238,7 +275,7 @@ def concurrently(pid: int, port: int, calls: Sequence[Sequence[SignedRequest]], 
     errors: list[BaseException] = []
 
     def client_loop() -> None:
-        client = Client(port)
+        client = Client(server.port)
         try:
             while True:
                 with lock:
@@ -256,14 +293,11 @@ def concurrently(pid: int, port: int, calls: Sequence[Sequence[SignedRequest]], 
             client.close()
 
     threads = [threading.Thread(target=client_loop) for _ in range(concurrency)]
-    cpu_before, started = cpu_seconds(pid), time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    run.wall_seconds = time.perf_counter() - started
-    run.cpu_seconds = cpu_seconds(pid) - cpu_before
-    run.requests = len(run.latencies)
+    with measured(run, server.pid, watch):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     if errors:
         raise errors[0]
     return run
@@ -279,6 +313,7 @@ class Server:
     app: str
     public_url: str
     pid: int
+    master: int
 
     @property
     def port(self) -> int:
@@ -309,7 +344,7 @@ def ivr_server(workdir: Path, database_url: str | None, threads: int, cpus: set[
         settings["IVR_DATABASE_URL"] = database_url
     serve_args = ("--threads", str(threads), "--workers", "0")
     with local_server_process(workdir, settings, *serve_args, cpus=cpus) as (url, _env, process):
-        yield Server("ivr", url, answering_process(process.pid))
+        yield Server("ivr", url, answering_process(process.pid), process.pid)
 
 
 @contextmanager
@@ -326,7 +361,7 @@ def minimal_server(workdir: Path, database_url: str | None, threads: int, cpus: 
     }
     command = [sys.executable, str(MINIMAL_APP), "--port", str(port), "--threads", str(threads)]
     with served(command, env, f"{url}/healthz", workdir / "server.log", cpus) as process:
-        yield Server("minimal", url, answering_process(process.pid))
+        yield Server("minimal", url, answering_process(process.pid), process.pid)
 
 
 @contextmanager
@@ -351,41 +386,61 @@ def throwaway_database(server_url: str, name: str) -> Iterator[str]:
 
 
 PHASES = ("voice_alone", "voice_together", "calls_alone", "calls_together")
+APPS = ("minimal", "ivr")
 
 
 @dataclass
 class Results:
-    """Everything measured for one app on one database: each phase, round by round."""
+    """Everything measured on one database: each phase, repeat by repeat, for each app."""
 
-    app: str
-    rounds: dict[str, list[Run]] = field(default_factory=lambda: {phase: [] for phase in PHASES})
-    idle_cpu_ms_per_s: float = 0.0
+    runs: dict[str, dict[str, list[Run]]] = field(
+        default_factory=lambda: {app: {phase: [] for phase in PHASES} for app in APPS}
+    )
+    idle_cpu_ms_per_s: dict[str, float] = field(default_factory=dict)
 
-    def cpu_ms_per_request(self, phase: str) -> float:
-        """The server's CPU over all rounds of `phase`, per request."""
-        runs = self.rounds[phase]
-        return sum(r.cpu_seconds for r in runs) * 1000 / sum(r.requests for r in runs)
+    def values(self, app: str, phase: str, metric: Callable[[Run], float]) -> list[float]:
+        """`metric` of each repeat of `phase` on `app`."""
+        return [metric(run) for run in self.runs[app][phase]]
 
-    def latency_ms(self, phase: str, fraction: float) -> float:
-        """A percentile of every request's latency in all rounds of `phase`."""
-        return percentile([s for r in self.rounds[phase] for s in r.latencies], fraction) * 1000
+    def ratios(self, phase: str, metric: Callable[[Run], float]) -> list[float]:
+        """ivr / minimal of `metric`, repeat by repeat (each pair ran back to back)."""
+        return [
+            metric(ours) / metric(theirs)
+            for ours, theirs in zip(self.runs["ivr"][phase], self.runs["minimal"][phase], strict=True)
+        ]
 
-    def requests(self, phase: str) -> int:
-        return sum(r.requests for r in self.rounds[phase])
+    def others(self) -> dict[int, list[float]]:
+        """What other processes used of each watched core, phase run by phase run."""
+        found: dict[int, list[float]] = {}
+        for phases in self.runs.values():
+            for runs in phases.values():
+                for run in runs:
+                    for core, share in run.others.items():
+                        found.setdefault(core, []).append(share)
+        return found
 
-    def per_second(self, phase: str) -> float:
-        return self.requests(phase) / sum(r.wall_seconds for r in self.rounds[phase])
+
+def cpu_ms(run: Run) -> float:
+    return run.cpu_ms_per_request
 
 
-def run_phase(phase: str, server: Server, template: list[Webhook], counts: dict[str, int], concurrency: int) -> Run:
-    """One round of one phase against one server; every request is signed before the clock starts."""
+def p50_ms(run: Run) -> float:
+    return run.latency_ms(0.50)
+
+
+def p95_ms(run: Run) -> float:
+    return run.latency_ms(0.95)
+
+
+def run_phase(phase: str, server: Server, template: list[Webhook], count: int, concurrency: int, watch: Watch) -> Run:
+    """One repeat of one phase against one server; every request is signed before the clock starts."""
     if phase.startswith("voice"):
-        batch = [[sign(fresh_voice(template[0]), server.public_url)] for _ in range(counts[phase])]
+        batch = [[sign(fresh_voice(template[0]), server.public_url)] for _ in range(count)]
     else:
-        batch = [[sign(w, server.public_url) for w in fresh_call(template)] for _ in range(counts[phase])]
+        batch = [[sign(w, server.public_url) for w in fresh_call(template)] for _ in range(count)]
     if phase.endswith("alone"):
-        return one_at_a_time(server.pid, server.port, batch, per_step=phase == "calls_alone")
-    return concurrently(server.pid, server.port, batch, concurrency)
+        return one_at_a_time(server, batch, watch, per_step=phase == "calls_alone")
+    return concurrently(server, batch, concurrency, watch)
 
 
 def idle_cpu_ms_per_s(pid: int, seconds: float = 1.0) -> float:
@@ -395,77 +450,102 @@ def idle_cpu_ms_per_s(pid: int, seconds: float = 1.0) -> float:
     return (task_cpu_ns(pid) - before) / 1e6 / seconds
 
 
-def measure(servers: list[Server], template: list[Webhook], args: argparse.Namespace) -> dict[str, Results]:
-    """Warm both servers up, then `--rounds` rounds; within a round each phase runs on one server then the
-    other (the order alternates), so a change in the machine's background load hits both alike."""
-    per_round = {
-        phase: max(1, -(-total // args.rounds))
-        for phase, total in (
-            ("voice_alone", args.requests),
-            ("voice_together", args.concurrent_requests),
-            ("calls_alone", args.calls),
-            ("calls_together", args.concurrent_calls),
-        )
+def measure(servers: list[Server], template: list[Webhook], args: argparse.Namespace, watch: Watch) -> Results:
+    """Warm both servers up, then `--repeats` repeats; within a repeat each phase runs on one server and
+    straight after on the other, the first one alternating (by repeat and phase), so that a change in the
+    machine's background load hits both alike."""
+    counts = {
+        "voice_alone": args.requests,
+        "voice_together": args.concurrent_requests,
+        "calls_alone": args.calls,
+        "calls_together": args.concurrent_calls,
     }
-    results = {server.app: Results(server.app) for server in servers}
+    results = Results()
     for server in servers:
-        warmup = {"voice_alone": args.warmup, "calls_alone": 3}
-        for phase in warmup:
-            run_phase(phase, server, template, warmup, args.concurrency)
-        results[server.app].idle_cpu_ms_per_s = idle_cpu_ms_per_s(server.pid)
-    for round_number in range(args.rounds):
-        order = servers if round_number % 2 == 0 else servers[::-1]
-        for phase in PHASES:
+        for phase, count in (("voice_alone", args.warmup), ("calls_alone", 5), ("calls_together", 2)):
+            run_phase(phase, server, template, count, args.concurrency, watch)
+        results.idle_cpu_ms_per_s[server.app] = idle_cpu_ms_per_s(server.pid)
+    for repeat in range(args.repeats):
+        wait_for_quiet(watch, args.quiet_wait, args.quiet_share)
+        for number, phase in enumerate(PHASES):
+            order = servers if (repeat + number) % 2 == 0 else servers[::-1]
             for server in order:
-                run = run_phase(phase, server, template, per_round, args.concurrency)
-                results[server.app].rounds[phase].append(run)
+                run = run_phase(phase, server, template, counts[phase], args.concurrency, watch)
+                results.runs[server.app][phase].append(run)
+        print(f"  repeat {repeat + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
     return results
+
+
+def wait_for_quiet(watch: Watch, patience: float, share: float) -> None:
+    """Wait (at most `patience` seconds) until, over one second, the machine's other processes use less than
+    `share` of one core on the watched cores together: a repeat then starts on a quiet machine when there is
+    one."""
+    cores = [core for core in (watch.server_core, watch.load_core) if core is not None] or list(os.sched_getaffinity(0))
+    deadline = time.monotonic() + patience
+    while True:
+        before, servers_before, started = core_busy_ns(cores), servers_cpu_ns(watch), time.perf_counter()
+        time.sleep(1.0)
+        wall_ns = (time.perf_counter() - started) * 1e9
+        used = sum(core_busy_ns(cores).values()) - sum(before.values()) - (servers_cpu_ns(watch) - servers_before)
+        if used / wall_ns < share or time.monotonic() > deadline:
+            return
 
 
 # --- the report ------------------------------------------------------------------------------------
 
 
-def spread(value: float, rounds: list[float], digits: int = 2) -> str:
-    """'value (min–max over the rounds)'."""
-    if len(rounds) < 2:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({min(rounds):.{digits}f}–{max(rounds):.{digits}f})"
+def spread(values: list[float], digits: int = 2, unit: str = "") -> str:
+    """'median (min–max)' of the repeats."""
+    middle = f"{statistics.median(values):.{digits}f}{unit}"
+    if len(values) < 2:
+        return middle
+    return f"{middle} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-ROW = "{:<11} {:<8} {:<24} {:>8}  {:<20} {:<20} {:<22} {:<10}"
+ROW = "{:<11} {:<8} {:<24} {:>9}  {:<20} {:<20} {:<20} {:<8}"
 
 
-def report(database: str, results: dict[str, Results], args: argparse.Namespace, steps: int) -> None:
-    """Print the table for one database: each app, then the ratios ivr / minimal."""
+def report(database: str, results: Results, args: argparse.Namespace, steps: int) -> None:
+    """Print the table for one database: each app, the ratios ivr / minimal, per step, and the load."""
     for label, alone, together in (
         ("/twilio/voice", "voice_alone", "voice_together"),
         (f"whole call ({steps} webhooks)", "calls_alone", "calls_together"),
     ):
-        values: dict[str, tuple[float, float, float]] = {}
-        for app in ("minimal", "ivr"):
-            r = results[app]
-            values[app] = (r.cpu_ms_per_request(alone), r.latency_ms(together, 0.50), r.latency_ms(together, 0.95))
+        for app in APPS:
+            runs = results.runs[app]
             print(
                 ROW.format(
                     database,
                     app,
                     label,
-                    r.requests(alone),
-                    spread(values[app][0], [run.cpu_ms_per_request for run in r.rounds[alone]]),
-                    spread(values[app][1], [run.latency_ms(0.50) for run in r.rounds[together]], 1),
-                    spread(values[app][2], [run.latency_ms(0.95) for run in r.rounds[together]], 1),
-                    f"{r.per_second(together):.0f}",
+                    f"{runs[alone][0].requests}×{len(runs[alone])}",
+                    spread(results.values(app, alone, cpu_ms)),
+                    spread(results.values(app, together, p50_ms), 1),
+                    spread(results.values(app, together, p95_ms), 1),
+                    f"{statistics.median(results.values(app, together, lambda run: run.per_second)):.0f}",
                 )
             )
-        cpu, p50, p95 = (values["ivr"][i] / values["minimal"][i] for i in range(3))
-        verdict = (
-            f"CPU {'within' if cpu <= TARGET_CPU else 'OVER'} {TARGET_CPU:g}×, "
-            f"p95 {'within' if p95 <= TARGET_P95 else 'OVER'} {TARGET_P95:g}×"
+        cpu, p50, p95 = (
+            results.ratios(alone, cpu_ms),
+            results.ratios(together, p50_ms),
+            results.ratios(together, p95_ms),
         )
-        print(ROW.format(database, "ratio", "ivr / minimal", "", f"{cpu:.2f}×", f"{p50:.2f}×", f"{p95:.2f}×", verdict))
+        verdict = f"CPU {verdict_of(cpu, TARGET_CPU)}, p95 {verdict_of(p95, TARGET_P95)}"
+        print(
+            ROW.format(
+                database,
+                "ratio",
+                "ivr / minimal",
+                "",
+                spread(cpu, unit="×"),
+                spread(p50, unit="×"),
+                spread(p95, unit="×"),
+                verdict,
+            )
+        )
     indent = " " * 12
     step_cpu: dict[str, list[int]] = {}
-    for run in results["ivr"].rounds["calls_alone"]:
+    for run in results.runs["ivr"]["calls_alone"]:
         for step, values_ns in run.step_cpu_ns.items():
             step_cpu.setdefault(step, []).extend(values_ns)
     print(
@@ -473,35 +553,59 @@ def report(database: str, results: dict[str, Results], args: argparse.Namespace,
         + "ivr CPU ms per step, one call at a time (median): "
         + ", ".join(f"{step} {statistics.median(v) / 1e6:.2f}" for step, v in step_cpu.items())
     )
-    for app in ("minimal", "ivr"):
+    for app in APPS:
         latencies: dict[str, list[float]] = {}
-        for run in results[app].rounds["calls_together"]:
+        for run in results.runs[app]["calls_together"]:
             for step, seconds in run.step_latencies.items():
                 latencies.setdefault(step, []).extend(seconds)
         print(
             indent
-            + f"{app} p95 ms per step, {args.concurrency} calls at a time: "
+            + f"{app} p95 ms per step, {args.concurrency} calls at a time (all repeats): "
             + ", ".join(f"{step} {percentile(latencies[step], 0.95) * 1000:.0f}" for step in step_cpu)
         )
-    print(indent + "idle CPU ms/s: " + ", ".join(f"{app} {results[app].idle_cpu_ms_per_s:.1f}" for app in results))
+    print(indent + "idle CPU ms/s: " + ", ".join(f"{app} {ms:.1f}" for app, ms in results.idle_cpu_ms_per_s.items()))
+    others = results.others()
+    names = {args.server_cpu: "server core", args.load_cpu: "load core", -1: "both cores"}
+    print(
+        indent
+        + "other processes' share of each core while the phases ran, median (max): "
+        + ", ".join(f"{names[core]} {statistics.median(v):.0%} ({max(v):.0%})" for core, v in sorted(others.items()))
+    )
+
+
+def verdict_of(ratios: list[float], target: float) -> str:
+    """'within 2×' or 'OVER 2×' by the median, and how many repeats were within."""
+    within = sum(ratio <= target for ratio in ratios)
+    return f"{'within' if statistics.median(ratios) <= target else 'OVER'} {target:g}× ({within}/{len(ratios)})"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=300, help="/twilio/voice one at a time (CPU per request)")
+    parser.add_argument("--repeats", type=int, default=7, help="repeats of every phase on both apps")
+    parser.add_argument(
+        "--requests", type=int, default=250, help="/twilio/voice one at a time, per repeat (CPU per request)"
+    )
     parser.add_argument(
         "--concurrent-requests",
         type=int,
-        default=480,
-        help="/twilio/voice requests sent `--concurrency` at a time (latency)",
+        default=400,
+        help="/twilio/voice requests sent `--concurrency` at a time, per repeat (latency)",
     )
-    parser.add_argument("--calls", type=int, default=30, help="whole calls one at a time (CPU per webhook)")
-    parser.add_argument("--concurrent-calls", type=int, default=48, help="whole calls `--concurrency` at a time")
+    parser.add_argument("--calls", type=int, default=30, help="whole calls one at a time, per repeat (CPU per webhook)")
+    parser.add_argument(
+        "--concurrent-calls", type=int, default=48, help="whole calls `--concurrency` at a time, per repeat"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="the counts are split into this many rounds, the apps taking turns"
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="before each repeat, wait up to this many seconds for the machine's other processes to quieten",
     )
-    parser.add_argument("--warmup", type=int, default=50, help="/twilio/voice requests before measuring")
+    parser.add_argument(
+        "--quiet-share", type=float, default=0.15, help="quiet: others use less than this share of one core"
+    )
+    parser.add_argument("--warmup", type=int, default=100, help="/twilio/voice requests before measuring")
     parser.add_argument("--threads", type=int, default=8, help="server threads, both apps")
     parser.add_argument("--server-cpu", type=int, default=1, help="the core both servers are pinned to")
     parser.add_argument("--load-cpu", type=int, default=0, help="the core this load generator is pinned to")
@@ -533,8 +637,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ivr-bench-webhooks-"))
     pinning = f"servers pinned to CPU {args.server_cpu}, load on CPU {args.load_cpu}" if server_cpus else "no pinning"
     print(
-        f"webhook benchmark: {pinning}; gunicorn gthread, {args.threads} threads; {args.rounds} rounds, the apps "
-        "taking turns; value over all rounds (min–max of the rounds)"
+        f"webhook benchmark: {pinning}; gunicorn gthread, {args.threads} threads; {args.repeats} repeats, the apps "
+        f"back to back in each; median of the repeats (lowest–highest); load average {load_average()} at the start"
     )
     print(
         ROW.format(
@@ -559,10 +663,20 @@ def main() -> int:
         ):
             if not template:
                 template = record_call(ours.public_url, workdir)
-            results = measure([minimal, ours], template, args)
+            watch = Watch(
+                args.server_cpu if server_cpus else None,
+                args.load_cpu if server_cpus else None,
+                (ours.pid, ours.master, minimal.pid, minimal.master),
+            )
+            results = measure([minimal, ours], template, args, watch)
         report(database, results, args, len(template))
+    print(f"load average {load_average()} at the end")
     print(f"whole call: {', '.join(w.step for w in template)}; server logs in {workdir}")
     return 0
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
 @contextmanager

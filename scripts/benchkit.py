@@ -58,6 +58,35 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def task_cpu_ns(pid: int) -> int:
+    """CPU nanoseconds the live threads of `pid` have run: the scheduler's own count (the first field of
+    /proc/<pid>/task/*/schedstat), exact to the nanosecond where utime+stime are sampled at the clock tick.
+    A thread that has ended is no longer counted: for servers whose threads live as long as they do."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+            pass
+    return total
+
+
+def core_busy_ns(cores: list[int]) -> dict[int, int]:
+    """How long each core has been busy (user, nice, system, irq, softirq and the hypervisor's steal), in
+    nanoseconds since boot, from /proc/stat (clock ticks)."""
+    tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    wanted = {f"cpu{core}": core for core in cores}
+    busy: dict[int, int] = {}
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *fields = line.split()
+            if name in wanted:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+                busy[wanted[name]] = (user + nice + system + irq + softirq + steal) * tick_ns
+    return busy
+
+
 def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
     """A Popen preexec_fn that pins the child (and every thread it starts) to `cpus`."""
     if cpus is None:
