@@ -366,7 +366,7 @@ def main() -> int:
                 try:
                     results["PostgreSQL"] = runner(server.url)
                 finally:
-                    server.stop()
+                    server.remove()  # stopped, and its data (about 1 GB at 200,000 tickets) deleted
     return 0 if report(results) else 1
 
 
