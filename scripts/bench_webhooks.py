@@ -17,11 +17,13 @@ properly signed Twilio requests, in four phases:
 CPU is the answering process's run time from the scheduler (the sum of /proc/<pid>/task/*/schedstat, in
 nanoseconds; utime+stime in /proc/<pid>/stat are sampled at the clock tick, too coarse for a second's run).
 
-The run is `--repeats` repeats; in each, every phase runs on one app and straight after on the other (which
-goes first alternates), so both see the same background load. For each repeat and phase the ratio ivr /
-minimal is taken from that pair; the table gives the median of the repeats and, in brackets, the lowest and
-highest repeat, and how many repeats met the target. It also says how busy the machine was: the load
-average, and the share of each core that other processes used while the phases ran.
+The run is `--repeats` repeats of the four phases; within each, the two apps take turns — call by call when
+one at a time, in `--parts` parts when concurrent (never both at once: they share the server core), who goes
+first alternating — so both see the same background load. For each repeat and phase the ratio ivr / minimal
+is taken from that pair; the table gives the median of the repeats and, in brackets, the lowest and highest
+repeat, and how many repeats met the target. Each repeat first waits (up to `--quiet-wait`) for the
+machine's other processes to quieten, and the report says how busy the machine was: the load average, and
+the share of each core that other processes used while the phases ran.
 
     .venv/bin/python -m scripts.bench_webhooks
     .venv/bin/python -m scripts.bench_webhooks --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -207,6 +209,20 @@ class Run:
     def per_second(self) -> float:
         return self.requests / self.wall_seconds
 
+    def add(self, other: Run) -> None:
+        """Take in another part of the same phase (the apps took turns in parts)."""
+        wall = self.wall_seconds + other.wall_seconds
+        self.others = {
+            core: (self.others.get(core, 0.0) * self.wall_seconds + share * other.wall_seconds) / wall
+            for core, share in other.others.items()
+        }
+        self.requests += other.requests
+        self.cpu_ns += other.cpu_ns
+        self.wall_seconds = wall
+        self.latencies += other.latencies
+        for step, values in other.step_latencies.items():
+            self.step_latencies.setdefault(step, []).extend(values)
+
 
 @dataclass(frozen=True)
 class Watch:
@@ -251,20 +267,47 @@ def own_cpu_ns() -> int:
 
 
 def one_at_a_time(
-    server: Server, calls: Sequence[Sequence[SignedRequest]], watch: Watch, *, per_step: bool = False
-) -> Run:
-    """Send every webhook in order on one connection; the server's CPU over the run (and per step)."""
-    run = Run()
-    client = Client(server.port)
-    with measured(run, server.pid, watch):
-        for call in calls:
-            for request in call:
-                before = task_cpu_ns(server.pid) if per_step else 0
-                run.latencies.append(client.send(request))
-                if per_step:
-                    run.step_cpu_ns.setdefault(request.step, []).append(task_cpu_ns(server.pid) - before)
-    client.close()
-    return run
+    servers: Sequence[Server], batches: dict[str, list[list[SignedRequest]]], watch: Watch, *, per_step: bool
+) -> dict[str, Run]:
+    """The apps take turns call by call (a call to one, then one to the other, who goes first alternating),
+    each on its own connection, one request at a time: both see the same moments of the machine's load. Each
+    server's CPU over the phase (it works only on its own requests), and per step when `per_step`."""
+    runs = {server.app: Run() for server in servers}
+    clients = {server.app: Client(server.port) for server in servers}
+    shared = Run()
+    with measured(shared, servers[0].pid, watch):
+        cpu_before = {server.app: task_cpu_ns(server.pid) for server in servers}
+        for number in range(len(batches[servers[0].app])):
+            for server in servers if number % 2 == 0 else servers[::-1]:
+                run = runs[server.app]
+                for request in batches[server.app][number]:
+                    before = task_cpu_ns(server.pid) if per_step else 0
+                    run.latencies.append(clients[server.app].send(request))
+                    if per_step:
+                        run.step_cpu_ns.setdefault(request.step, []).append(task_cpu_ns(server.pid) - before)
+        for server in servers:
+            runs[server.app].cpu_ns = task_cpu_ns(server.pid) - cpu_before[server.app]
+    for server in servers:
+        runs[server.app].requests = len(runs[server.app].latencies)
+        runs[server.app].wall_seconds, runs[server.app].others = shared.wall_seconds, shared.others
+        clients[server.app].close()
+    return runs
+
+
+def in_turns(
+    servers: Sequence[Server],
+    batches: dict[str, list[list[SignedRequest]]],
+    concurrency: int,
+    parts: int,
+    watch: Watch,
+) -> dict[str, Run]:
+    """`concurrency` calls at a time, the apps taking turns in `parts` parts (one app's part, then the
+    other's, who goes first alternating): close in time, never at once (they share the server core)."""
+    runs = {server.app: Run() for server in servers}
+    for part in range(parts):
+        for server in servers if part % 2 == 0 else servers[::-1]:
+            runs[server.app].add(concurrently(server, batches[server.app][part::parts], concurrency, watch))
+    return runs
 
 
 def concurrently(server: Server, calls: Sequence[Sequence[SignedRequest]], concurrency: int, watch: Watch) -> Run:
@@ -432,15 +475,21 @@ def p95_ms(run: Run) -> float:
     return run.latency_ms(0.95)
 
 
-def run_phase(phase: str, server: Server, template: list[Webhook], count: int, concurrency: int, watch: Watch) -> Run:
-    """One repeat of one phase against one server; every request is signed before the clock starts."""
+def signed_batch(phase: str, server: Server, template: list[Webhook], count: int) -> list[list[SignedRequest]]:
+    """`count` new calls (or /twilio/voice requests) for one server, signed before any clock starts."""
     if phase.startswith("voice"):
-        batch = [[sign(fresh_voice(template[0]), server.public_url)] for _ in range(count)]
-    else:
-        batch = [[sign(w, server.public_url) for w in fresh_call(template)] for _ in range(count)]
+        return [[sign(fresh_voice(template[0]), server.public_url)] for _ in range(count)]
+    return [[sign(w, server.public_url) for w in fresh_call(template)] for _ in range(count)]
+
+
+def run_phase(
+    phase: str, servers: Sequence[Server], template: list[Webhook], count: int, args: argparse.Namespace, watch: Watch
+) -> dict[str, Run]:
+    """One repeat of one phase on both servers, in turns."""
+    batches = {server.app: signed_batch(phase, server, template, count) for server in servers}
     if phase.endswith("alone"):
-        return one_at_a_time(server, batch, watch, per_step=phase == "calls_alone")
-    return concurrently(server, batch, concurrency, watch)
+        return one_at_a_time(servers, batches, watch, per_step=phase == "calls_alone")
+    return in_turns(servers, batches, args.concurrency, args.parts, watch)
 
 
 def idle_cpu_ms_per_s(pid: int, seconds: float = 1.0) -> float:
@@ -451,9 +500,9 @@ def idle_cpu_ms_per_s(pid: int, seconds: float = 1.0) -> float:
 
 
 def measure(servers: list[Server], template: list[Webhook], args: argparse.Namespace, watch: Watch) -> Results:
-    """Warm both servers up, then `--repeats` repeats; within a repeat each phase runs on one server and
-    straight after on the other, the first one alternating (by repeat and phase), so that a change in the
-    machine's background load hits both alike."""
+    """Warm both servers up, then `--repeats` repeats of every phase, the apps taking turns within each
+    (call by call one at a time, in parts for the concurrent phases) so that a change in the machine's
+    background load hits both alike."""
     counts = {
         "voice_alone": args.requests,
         "voice_together": args.concurrent_requests,
@@ -461,17 +510,16 @@ def measure(servers: list[Server], template: list[Webhook], args: argparse.Names
         "calls_together": args.concurrent_calls,
     }
     results = Results()
+    for phase, count in (("voice_alone", args.warmup), ("calls_alone", 5), ("calls_together", 2 * args.parts)):
+        run_phase(phase, servers, template, count, args, watch)
     for server in servers:
-        for phase, count in (("voice_alone", args.warmup), ("calls_alone", 5), ("calls_together", 2)):
-            run_phase(phase, server, template, count, args.concurrency, watch)
         results.idle_cpu_ms_per_s[server.app] = idle_cpu_ms_per_s(server.pid)
     for repeat in range(args.repeats):
         wait_for_quiet(watch, args.quiet_wait, args.quiet_share)
-        for number, phase in enumerate(PHASES):
-            order = servers if (repeat + number) % 2 == 0 else servers[::-1]
-            for server in order:
-                run = run_phase(phase, server, template, counts[phase], args.concurrency, watch)
-                results.runs[server.app][phase].append(run)
+        order = servers if repeat % 2 == 0 else servers[::-1]
+        for phase in PHASES:
+            for app, run in run_phase(phase, order, template, counts[phase], args, watch).items():
+                results.runs[app][phase].append(run)
         print(f"  repeat {repeat + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
     return results
 
@@ -593,9 +641,12 @@ def main() -> int:
     )
     parser.add_argument("--calls", type=int, default=30, help="whole calls one at a time, per repeat (CPU per webhook)")
     parser.add_argument(
-        "--concurrent-calls", type=int, default=48, help="whole calls `--concurrency` at a time, per repeat"
+        "--concurrent-calls", type=int, default=64, help="whole calls `--concurrency` at a time, per repeat"
     )
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--parts", type=int, default=4, help="the concurrent phases: parts per repeat, the apps taking turns"
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -638,7 +689,7 @@ def main() -> int:
     pinning = f"servers pinned to CPU {args.server_cpu}, load on CPU {args.load_cpu}" if server_cpus else "no pinning"
     print(
         f"webhook benchmark: {pinning}; gunicorn gthread, {args.threads} threads; {args.repeats} repeats, the apps "
-        f"back to back in each; median of the repeats (lowest–highest); load average {load_average()} at the start"
+        f"taking turns in each; median of the repeats (lowest–highest); load average {load_average()} at the start"
     )
     print(
         ROW.format(
