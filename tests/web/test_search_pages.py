@@ -179,3 +179,23 @@ def test_postgresql_reads_the_index_even_while_new_documents_wait_in_its_pending
     with database.engine.connect() as connection:
         plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + compiled))
     assert "search_docs_grams" in plan and "Seq Scan on search_docs" not in plan, plan
+
+
+def test_postgresql_s_generic_plan_lowers_the_search_pattern_once(database):
+    """psycopg prepares a statement run often, and PostgreSQL may then plan it once for any words: the LIKE
+    pattern must still be lower-cased once per search, not once per document."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    found, ticket_id = search_tickets(filtered_query({"status": "closed"}), "漏水了", database.engine.dialect)
+    compiled = found.with_only_columns(Ticket.id).order_by(ticket_id.desc()).limit(1001).compile(database.engine)
+    sql, values = str(compiled), list(compiled.params.values())
+    for number, name in enumerate(compiled.params, 1):
+        sql = sql.replace(f"%({name})s", f"${number}")
+    with database.engine.connect() as connection:
+        connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        connection.exec_driver_sql(f"PREPARE search AS {sql}")
+        literals = ", ".join(str(v) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'" for v in values)
+        explain = f"EXPLAIN EXECUTE search({literals})".replace("%", "%%")  # no placeholders: % is itself
+        plan = "\n".join(row[0] for row in connection.exec_driver_sql(explain))
+    like = [line for line in plan.splitlines() if "~~" in line]
+    assert like and not any("lower(" in line for line in like), plan
