@@ -217,8 +217,13 @@ def notices_for(who: Principal, query: Select[Any]) -> Select[Any]:
     role = role_of(who)
     if role is None:
         return query.where(false())
-    readable = ticket_scope(who).where(select(Ticket.id))
-    return query.where(Notice.role == role, or_(Notice.ticket_id.is_(None), Notice.ticket_id.in_(readable)))
+    query = query.where(Notice.role == role)
+    scope = ticket_scope(who)
+    if scope == TicketScope():
+        return query  # every ticket
+    # Correlated, per notice (few are unread): an IN over the readable tickets would list them all.
+    readable = scope.where(select(Ticket.id).where(Ticket.id == Notice.ticket_id)).exists()
+    return query.where(or_(Notice.ticket_id.is_(None), readable))
 
 
 def notice_access(who: Principal, notice: Notice) -> Access:
