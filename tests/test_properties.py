@@ -126,3 +126,17 @@ def test_a_property_keeps_its_own_follow_up_call_windows_and_refuses_bad_ones(se
 
     assert ivr(settings, "property", "create", "east", "--call-windows", "", "--days-off", "none").exit_code == 0
     assert "calls: 09:00-11:30,13:30-17:30,19:30-20:30*\tdays off: -\n" in ivr(settings, "property", "list").output
+
+
+def test_the_greeting_s_menu_is_under_each_app_s_own_public_url(settings):
+    from ivr import create_app
+    from tests.factories import call_params, signed_post
+
+    for public_url in ("https://one.example.test", "https://two.example.test"):
+        own = settings.replace(public_url=public_url)
+        app = create_app(own)
+        try:
+            answer = signed_post(app.test_client(), own, "/twilio/voice", call_params()).get_data(as_text=True)
+        finally:
+            app.extensions["ivr.database"].dispose()
+        assert f'action="{public_url}/twilio/menu"' in answer, answer

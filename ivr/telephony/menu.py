@@ -22,13 +22,14 @@ EMERGENCY_REASON = "来电选择了紧急情况(按9)"
 
 def answer_call(turn: Turn) -> VoiceResponse:
     """The number's Voice URL: greet at once (E1, E2) with the dialled property's name, and offer the menu."""
-    return greeting(line_of(turn))
+    return greeting(line_of(turn), turn.settings.public_url)
 
 
 @lru_cache(maxsize=256)
-def greeting(line: LineProperty) -> RenderedResponse:
-    """The greeting and menu, the same for every call to this property: built and rendered once (every
-    call starts here; building and rendering it was about 6 % of /twilio/voice's CPU)."""
+def greeting(line: LineProperty, public_url: str) -> RenderedResponse:
+    """The greeting and menu, the same for every call to this property at this address (the menu's URL is
+    under `public_url`): built and rendered once (every call starts here; building and rendering it was about
+    6 % of /twilio/voice's CPU)."""
     response = VoiceResponse()
     say_prompt(response, "greeting", property_name=line.name)
     ask_menu(response)
