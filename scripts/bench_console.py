@@ -128,9 +128,11 @@ def seed(url: str, count: int) -> float:
     rng = random.Random(11)
     now = datetime.now(UTC)
     rows = _rows(count, now, rng)
-    with Database(url).session() as session:
+    database = Database(url)
+    with database.session() as session:
         for number in range(1, PROPERTIES):  # the default property is there already
             save_property(session, f"p{number:02d}", name=f"小区{number:02d}", numbers=(f"+8621600{number:05d}",))
+    database.dispose()
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             connection.exec_driver_sql("PRAGMA synchronous=OFF")
