@@ -19,6 +19,7 @@ import cn2an
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ivr.csv_files import halfwidth, header_columns, is_blank, read_text
 from ivr.db import utcnow
 from ivr.models import DEFAULT_PROPERTY_ID, FeeItem
 
@@ -27,9 +28,6 @@ MAX_TEXT_LENGTH = 32  # fee_type and period columns are String(32)
 MAX_AMOUNT = Decimal("9999999999.99")  # Numeric(12, 2)
 CENT = Decimal("0.01")
 
-# Full-width ASCII (U+FF01..U+FF5E: digits, '－', '／', '．', '，', letters) typed with a Chinese IME.
-# Only this block is folded, not all of NFKC, so look-alikes such as '﹣' or '—' are still rejected.
-_HALFWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 _ROOM_RE = re.compile(r"[0-9]+-[0-9]+-[0-9]+")
 _AMOUNT_RE = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
 _DATE_RE = re.compile(r"([0-9]{4})([-/])([0-9]{1,2})\2([0-9]{1,2})")
@@ -99,20 +97,16 @@ class RoomBalance:
 # --- normalising single values ------------------------------------------------------------------
 
 
-def _halfwidth(text: str) -> str:
-    return text.translate(_HALFWIDTH)
-
-
 def normalise_room(text: str) -> str:
     """`楼栋-单元-房号` as ASCII digits and hyphens ('３－２－５０１ ' -> '3-2-501'); ValueError otherwise."""
-    room = "".join(_halfwidth(text).split())  # drops every space, the ideographic U+3000 too
+    room = "".join(halfwidth(text).split())  # drops every space, the ideographic U+3000 too
     if not _ROOM_RE.fullmatch(room):
         raise ValueError(f"room {text.strip()!r} is not 楼栋-单元-房号 digits like 3-2-501")
     return room
 
 
 def _parse_amount(text: str) -> Decimal:
-    value = _halfwidth(text).strip()
+    value = halfwidth(text).strip()
     if not value:
         raise ValueError("amount_due is empty")
     negative = value.startswith("-")
@@ -129,7 +123,7 @@ def _parse_amount(text: str) -> Decimal:
 
 
 def _parse_due_date(text: str) -> date:
-    value = _halfwidth(text).strip()
+    value = halfwidth(text).strip()
     if not value:
         raise ValueError("due_date is empty")
     match = _DATE_RE.fullmatch(value)
@@ -142,7 +136,7 @@ def _parse_due_date(text: str) -> date:
 
 
 def _parse_label(text: str, column: str, *, fold_width: bool) -> str:
-    value = (_halfwidth(text) if fold_width else text).strip()
+    value = (halfwidth(text) if fold_width else text).strip()
     if not value:
         raise ValueError(f"{column} is empty")
     if len(value) > MAX_TEXT_LENGTH:
@@ -153,47 +147,9 @@ def _parse_label(text: str, column: str, *, fold_width: bool) -> str:
 # --- the CSV ------------------------------------------------------------------------------------
 
 
-def _read_text(source: str | bytes | IO[str] | IO[bytes]) -> str:
-    """The file's text: bytes are tried as UTF-8 (with or without BOM), then GB18030 (covers GBK)."""
-    raw = source if isinstance(source, str | bytes) else source.read()
-    if isinstance(raw, str):
-        return raw.removeprefix("\ufeff")
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise FeeImportError([(1, "the file is neither UTF-8 nor GBK/GB18030 text")])
-
-
-def _is_blank(cells: Sequence[str]) -> bool:
-    # Excel writes trailing rows of bare commas; they are as empty as a blank line.
-    return all(not cell.strip() for cell in cells)
-
-
-def _header_columns(cells: Sequence[str]) -> tuple[dict[str, int] | None, str | None]:
-    names = [_halfwidth(cell).strip().lower() for cell in cells]
-    while names and not names[-1]:
-        names.pop()
-    missing = [column for column in CSV_COLUMNS if column not in names]
-    unknown = [name or "(empty)" for name in names if name not in CSV_COLUMNS]
-    repeated = sorted({name for name in names if name in CSV_COLUMNS and names.count(name) > 1})
-    if not (missing or unknown or repeated):
-        return {name: names.index(name) for name in CSV_COLUMNS}, None
-    details = []
-    if missing:
-        details.append("missing " + ", ".join(missing))
-    if unknown:
-        details.append("unknown " + ", ".join(unknown))
-    if repeated:
-        details.append("repeated " + ", ".join(repeated))
-    expected = ",".join(CSV_COLUMNS)
-    return None, f"header must be {expected} (any order): {'; '.join(details)}"
-
-
 def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[FeeRow | None, list[str]]:
     width = len(columns)
-    if len(cells) > width and _is_blank(cells[width:]):
+    if len(cells) > width and is_blank(cells[width:]):
         cells = cells[:width]
     if len(cells) != width:
         return None, [f"expected {width} fields, found {len(cells)}"]
@@ -219,7 +175,7 @@ def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[Fe
 
 def parse_fee_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[FeeRow]:
     """Parse and validate a whole fee CSV; raise FeeImportError listing every problem by line."""
-    text = _read_text(source)
+    text = read_text(source, FeeImportError)
     reader = csv.reader(io.StringIO(text, newline=""))
     problems: list[tuple[int, str]] = []
     rows: list[FeeRow] = []
@@ -231,12 +187,12 @@ def parse_fee_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[FeeRow]:
     try:
         for line, cells in enumerate(reader, start=1):
             if line == 1:
-                columns, problem = _header_columns(cells)
+                columns, problem = header_columns(cells, CSV_COLUMNS)
                 if problem:
                     problems.append((1, problem))
                     break
                 continue
-            if _is_blank(cells):
+            if is_blank(cells):
                 continue
             assert columns is not None
             row, messages = _parse_row(line, cells, columns)

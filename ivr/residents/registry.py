@@ -18,6 +18,7 @@ from typing import IO, TypeVar
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ivr.csv_files import halfwidth, header_columns, is_blank, read_text
 from ivr.fees.ledger import normalise_room
 from ivr.models import Call, Resident
 from ivr.tickets.rooms import parse_room_code
@@ -25,8 +26,6 @@ from ivr.tickets.rooms import parse_room_code
 CSV_COLUMNS = ("room", "name", "phone")
 MAX_NAME_LENGTH = 64  # Resident.name is String(64)
 
-# Full-width ASCII (digits, '－', '＋', '（）', letters) as a Chinese IME types them, folded to ASCII.
-_HALFWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")  # \s includes the ideographic space U+3000
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 # A mainland landline after its area code's 0: Beijing 10 and the 2X cities with 8-digit numbers, the
@@ -84,7 +83,7 @@ def normalise_phone(text: str) -> str:
     """A phone as Twilio sends it in `From` (E.164): 13912345678, 139 1234 5678 and +86 139-1234-5678 are
     +8613912345678, the landline 021-62345678 is +862162345678, a number with another country code is kept;
     ValueError for what cannot be a phone (a landline without its area code among them)."""
-    raw = text.translate(_HALFWIDTH).strip()
+    raw = halfwidth(text).strip()
     if not raw:
         raise ValueError("phone is empty")
     if "e+" in raw.lower():
@@ -153,46 +152,9 @@ def room_order(room: str) -> tuple[int, int, int, str]:
 # --- the CSV ------------------------------------------------------------------------------------
 
 
-def _read_text(source: str | bytes | IO[str] | IO[bytes]) -> str:
-    """The file's text: bytes are tried as UTF-8 (with or without BOM), then GB18030 (covers GBK)."""
-    raw = source if isinstance(source, str | bytes) else source.read()
-    if isinstance(raw, str):
-        return raw.removeprefix("\ufeff")
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise ResidentImportError([(1, "the file is neither UTF-8 nor GBK/GB18030 text")])
-
-
-def _is_blank(cells: Sequence[str]) -> bool:
-    # Excel writes trailing rows of bare commas; they are as empty as a blank line.
-    return all(not cell.strip() for cell in cells)
-
-
-def _header_columns(cells: Sequence[str]) -> tuple[dict[str, int] | None, str | None]:
-    names = [cell.translate(_HALFWIDTH).strip().lower() for cell in cells]
-    while names and not names[-1]:
-        names.pop()
-    missing = [column for column in CSV_COLUMNS if column not in names]
-    unknown = [name or "(empty)" for name in names if name not in CSV_COLUMNS]
-    repeated = sorted({name for name in names if name in CSV_COLUMNS and names.count(name) > 1})
-    if not (missing or unknown or repeated):
-        return {name: names.index(name) for name in CSV_COLUMNS}, None
-    details = []
-    if missing:
-        details.append("missing " + ", ".join(missing))
-    if unknown:
-        details.append("unknown " + ", ".join(unknown))
-    if repeated:
-        details.append("repeated " + ", ".join(repeated))
-    return None, f"header must be {','.join(CSV_COLUMNS)} (any order): {'; '.join(details)}"
-
-
 def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[ResidentRow | None, list[str]]:
     width = len(columns)
-    if len(cells) > width and _is_blank(cells[width:]):
+    if len(cells) > width and is_blank(cells[width:]):
         cells = cells[:width]
     if len(cells) != width:
         return None, [f"expected {width} fields, found {len(cells)}"]
@@ -217,7 +179,7 @@ def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[Re
 def parse_resident_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[ResidentRow]:
     """Parse and validate a whole registry CSV (room,name,phone; one line per room and phone); raise
     ResidentImportError listing every problem by line."""
-    text = _read_text(source)
+    text = read_text(source, ResidentImportError)
     reader = csv.reader(io.StringIO(text, newline=""))
     problems: list[tuple[int, str]] = []
     rows: list[ResidentRow] = []
@@ -228,12 +190,12 @@ def parse_resident_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[Reside
     try:
         for line, cells in enumerate(reader, start=1):
             if line == 1:
-                columns, problem = _header_columns(cells)
+                columns, problem = header_columns(cells, CSV_COLUMNS)
                 if problem:
                     problems.append((1, problem))
                     break
                 continue
-            if _is_blank(cells):
+            if is_blank(cells):
                 continue
             assert columns is not None
             row, messages = _parse_row(line, cells, columns)
