@@ -17,8 +17,8 @@ from ivr.models import FollowUp, FollowUpState, RecordingSource, RecordingState
 from ivr.properties import line_property
 from ivr.recordings.download import download_recording
 from ivr.telephony.prompts import prompt
-from ivr.telephony.steps import HANG_UP_GRACE_SECONDS, gather, retry_or_give_up
-from ivr.telephony.twiml import say, say_prompt, webhook_url
+from ivr.telephony.steps import HANG_UP_GRACE_SECONDS, gather, record_message, retry_or_give_up
+from ivr.telephony.twiml import say, say_prompt
 from ivr.telephony.webhook import Turn
 from ivr.tickets.operations import register_recording
 from ivr.tickets.procedure import CATEGORY_LABELS
@@ -81,16 +81,11 @@ def ask_satisfaction(response: VoiceResponse) -> None:
 def ask_comment(response: VoiceResponse) -> None:
     """An optional spoken comment: silence falls through to the goodbye."""
     say_prompt(response, "follow_up_ask_comment")
-    response.record(
-        action=webhook_url("outbound/comment"),
-        method="POST",
-        max_length=MAX_COMMENT_SECONDS,
-        timeout=5,
-        finish_on_key="#",
-        play_beep=True,
-        recording_status_callback=webhook_url("outbound/recording-status"),
-        recording_status_callback_method="POST",
-        recording_status_callback_event="completed absent",
+    record_message(
+        response,
+        "outbound/comment",
+        status_callback="outbound/recording-status",
+        max_seconds=MAX_COMMENT_SECONDS,
     )
     goodbye(response, prompt("follow_up_thanks"))
 

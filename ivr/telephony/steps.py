@@ -112,16 +112,22 @@ def stop_take_stream(turn: Turn, response: VoiceResponse) -> None:
         response.stop().stream(name=take_stream_name(take))
 
 
-def record_message(response: VoiceResponse, action: str) -> None:
+def record_message(
+    response: VoiceResponse,
+    action: str,
+    *,
+    status_callback: str = "recording-status",
+    max_seconds: int = MAX_MESSAGE_SECONDS,
+) -> None:
     """<Record> a message with a beep, # to finish, and the status callback that fetches the audio."""
     response.record(
         action=webhook_url(action),
         method="POST",
-        max_length=MAX_MESSAGE_SECONDS,
+        max_length=max_seconds,
         timeout=5,
         finish_on_key="#",
         play_beep=True,
-        recording_status_callback=webhook_url("recording-status"),
+        recording_status_callback=webhook_url(status_callback),
         recording_status_callback_method="POST",
         recording_status_callback_event="completed absent",
     )
