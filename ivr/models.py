@@ -98,6 +98,8 @@ class Property(Base):
     duty_numbers: Mapped[list[str]] = mapped_column(JSON, default=list)
     call_windows: Mapped[str | None] = mapped_column(Text)  # follow-up call windows; None: IVR_CALL_WINDOWS
     call_days_off: Mapped[str | None] = mapped_column(Text)  # None: IVR_CALL_DAYS_OFF
+    # Inbound calls end with a satisfaction question (after the ticket number, before 再见): off unless set.
+    ask_satisfaction: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -235,6 +237,7 @@ class Ticket(Base):
     followed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     follow_up_result: Mapped[str | None] = mapped_column(Text)
     satisfaction: Mapped[str | None] = mapped_column(String(16))
+    call_satisfaction: Mapped[int | None]  # 1–5 by keypad at the end of the call that reported it (per property)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Found at Twilio by reconciliation: the line never heard this message's webhooks.
     recovered: Mapped[bool] = mapped_column(default=False)
@@ -634,6 +637,41 @@ class FollowUpOptOut(Base):
     opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))  # asked on its call
     call_sid: Mapped[str | None] = mapped_column(String(64))
+
+
+class CallBackState(enum.StrEnum):
+    QUEUED = "queued"  # asked for on the console; the placement job dials the staff member's phone
+    CALLING_STAFF = "calling_staff"  # the staff member's phone is ringing
+    CALLING_RESIDENT = "calling_resident"  # the staff member answered; the resident's phone is ringing
+    DONE = "done"  # they talked (recorded, scored like a transfer)
+    FAILED = "failed"  # the staff member or the resident did not answer, or Twilio refused the call
+
+
+class CallBack(Base):
+    """A staff call-back from the console (回拨): Twilio rings the staff member's phone, then the resident, and
+    records both sides on separate channels (the staff member's leg first). Asked for outside the property's
+    call windows (meal times, night), it carries the reason the staff member gave."""
+
+    __tablename__ = "call_backs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    property_id: Mapped[int] = _property_column()  # the ticket's: its caller ID and its calendar
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    staff_phone: Mapped[str] = mapped_column(String(32))  # E.164: the staff member's phone, rung first
+    resident_phone: Mapped[str] = mapped_column(String(32))  # E.164: the ticket's caller
+    outside_window: Mapped[bool] = mapped_column(default=False)  # asked for at a meal time or at night
+    reason: Mapped[str | None] = mapped_column(Text)  # why, then (required outside a window)
+    state: Mapped[CallBackState] = mapped_column(_enum(CallBackState), default=CallBackState.QUEUED)
+    outcome: Mapped[str | None] = mapped_column(Text)  # what happened, in Chinese, for the ticket page
+    call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)  # the staff member's leg
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    ticket: Mapped[Ticket] = relationship()
+    user: Mapped[User] = relationship()
+    call: Mapped[Call | None] = relationship()
 
 
 # Every ticket written stamps its clocks (a mapper event in ivr.tickets.sla): import it with the models, so that
