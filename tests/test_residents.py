@@ -153,6 +153,13 @@ def test_a_name_too_long_for_the_registry_is_a_problem_of_its_line():
     ]
 
 
+def test_a_line_with_a_problem_is_not_what_a_later_line_duplicates():
+    # Only line 2's own problem: its room and phone were fine, but a refused line is not the one kept.
+    assert problems_of(f"room,name,phone\n3-2-501,{'张' * 65},13912345678\n3-2-501,张伟,13912345678\n") == [
+        (2, f"name '{'张' * 65}' is longer than 64 characters")
+    ]
+
+
 # --- importing ----------------------------------------------------------------------------------
 
 

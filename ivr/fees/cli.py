@@ -32,16 +32,14 @@ def import_fees(state: CliState, csv_file: Path, property_code: str) -> None:
     matches an existing (room, fee_type, period) of the property overwrites it.
     """
     # Imported here, not at the top, so `ivr --help` does not load the models and cn2an.
+    from ivr.csv_cli import refuse_import
     from ivr.fees.ledger import FeeImportError, import_fee_rows, parse_fee_csv
     from ivr.property_cli import property_id_of
 
     try:
         rows = parse_fee_csv(csv_file.read_bytes())
     except FeeImportError as exc:
-        for line, message in exc.problems:
-            click.echo(f"line {line}: {message}", err=True)
-        click.echo("nothing imported", err=True)
-        raise SystemExit(1) from None
+        refuse_import(exc.problems)
     with state.database.session() as session:
         summary = import_fee_rows(session, rows, property_id_of(session, property_code))
     click.echo(f"imported {summary.total} lines ({summary.inserted} new, {summary.updated} updated)")

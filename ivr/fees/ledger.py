@@ -6,20 +6,18 @@ commits once. No Flask imports.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import IO, TypeVar
+from typing import IO
 
 import cn2an
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.csv_files import halfwidth, header_columns, is_blank, read_text
+from ivr.csv_files import RowFields, halfwidth, parse_rows, read_text
 from ivr.db import utcnow
 from ivr.models import DEFAULT_PROPERTY_ID, FeeItem
 
@@ -31,7 +29,6 @@ CENT = Decimal("0.01")
 _ROOM_RE = re.compile(r"[0-9]+-[0-9]+-[0-9]+")
 _AMOUNT_RE = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
 _DATE_RE = re.compile(r"([0-9]{4})([-/])([0-9]{1,2})\2([0-9]{1,2})")
-T = TypeVar("T")
 _CHUNK = 500  # rooms per IN (...) query, well under SQLite's bound-parameter limit
 
 
@@ -147,78 +144,21 @@ def _parse_label(text: str, column: str, *, fold_width: bool) -> str:
 # --- the CSV ------------------------------------------------------------------------------------
 
 
-def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[FeeRow | None, list[str]]:
-    width = len(columns)
-    if len(cells) > width and is_blank(cells[width:]):
-        cells = cells[:width]
-    if len(cells) != width:
-        return None, [f"expected {width} fields, found {len(cells)}"]
-
-    messages: list[str] = []
-
-    def field(parse: Callable[[str], T], column: str) -> T | None:
-        try:
-            return parse(cells[columns[column]])
-        except ValueError as exc:
-            messages.append(str(exc))
-            return None
-
-    room = field(normalise_room, "room")
-    fee_type = field(lambda text: _parse_label(text, "fee_type", fold_width=False), "fee_type")
-    period = field(lambda text: _parse_label(text, "period", fold_width=True), "period")
-    amount_due = field(_parse_amount, "amount_due")
-    due_date = field(_parse_due_date, "due_date")
+def _parse_row(line: int, fields: RowFields) -> FeeRow | None:
+    room = fields.take("room", normalise_room)
+    fee_type = fields.take("fee_type", lambda text: _parse_label(text, "fee_type", fold_width=False))
+    period = fields.take("period", lambda text: _parse_label(text, "period", fold_width=True))
+    amount_due = fields.take("amount_due", _parse_amount)
+    due_date = fields.take("due_date", _parse_due_date)
     if room is None or fee_type is None or period is None or amount_due is None or due_date is None:
-        return None, messages
-    return FeeRow(line, room, fee_type, period, amount_due, due_date), []
+        return None
+    return FeeRow(line, room, fee_type, period, amount_due, due_date)
 
 
 def parse_fee_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[FeeRow]:
     """Parse and validate a whole fee CSV; raise FeeImportError listing every problem by line."""
     text = read_text(source, FeeImportError)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    problems: list[tuple[int, str]] = []
-    rows: list[FeeRow] = []
-    first_line_of: dict[tuple[str, str, str], int] = {}
-    columns: dict[str, int] | None = None
-
-    # Rows are numbered as a spreadsheet shows them: blank lines count, a quoted multi-line cell is
-    # one row. csv.reader yields one item per such record, [] for a blank line.
-    try:
-        for line, cells in enumerate(reader, start=1):
-            if line == 1:
-                columns, problem = header_columns(cells, CSV_COLUMNS)
-                if problem:
-                    problems.append((1, problem))
-                    break
-                continue
-            if is_blank(cells):
-                continue
-            assert columns is not None
-            row, messages = _parse_row(line, cells, columns)
-            problems.extend((line, message) for message in messages)
-            if row is None:
-                continue
-            if row.key in first_line_of:
-                problems.append(
-                    (
-                        line,
-                        f"duplicate of line {first_line_of[row.key]}: {row.room} {row.fee_type} {row.period}",
-                    )
-                )
-                continue
-            first_line_of[row.key] = line
-            rows.append(row)
-    except csv.Error as exc:
-        problems.append((reader.line_num, f"unreadable CSV: {exc}"))
-
-    if columns is None and not problems:
-        problems.append((1, f"the file is empty: expected a header {','.join(CSV_COLUMNS)}"))
-    elif not problems and not rows:
-        problems.append((1, "the file has a header but no fee lines"))
-    if problems:
-        raise FeeImportError(problems)
-    return rows
+    return parse_rows(text, CSV_COLUMNS, _parse_row, FeeImportError, nothing="fee lines")
 
 
 # --- the database -------------------------------------------------------------------------------

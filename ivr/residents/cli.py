@@ -37,16 +37,14 @@ def import_residents(state: CliState, csv_file: Path, property_code: str) -> Non
     its area code (021-62345678 is +862162345678). UTF-8 (with or without BOM) or GBK, as Excel saves it.
     """
     # Imported here, not at the top, so `ivr --help` does not load the models.
+    from ivr.csv_cli import refuse_import
     from ivr.property_cli import property_id_of
     from ivr.residents.registry import ResidentImportError, parse_resident_csv, replace_registry
 
     try:
         rows = parse_resident_csv(csv_file.read_bytes())
     except ResidentImportError as exc:
-        for line, message in exc.problems:
-            click.echo(f"line {line}: {message}", err=True)
-        click.echo("nothing imported", err=True)
-        raise SystemExit(1) from None
+        refuse_import(exc.problems)
     with state.database.session() as session:
         summary = replace_registry(session, property_id_of(session, property_code), rows)
     click.echo(

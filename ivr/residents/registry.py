@@ -8,17 +8,15 @@ it comes, in one query on the (property_id, phone) index.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ivr.csv_files import halfwidth, header_columns, is_blank, read_text
+from ivr.csv_files import RowFields, halfwidth, parse_rows, read_text
 from ivr.fees.ledger import normalise_room
 from ivr.models import Call, Resident
 from ivr.tickets.rooms import parse_room_code
@@ -32,7 +30,6 @@ _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 # three-digit area codes with 7 or 8; a local number never starts with 0 or 1.
 _LANDLINE = re.compile(r"(?:10|2[0-9])[2-9][0-9]{7}|[3-9][0-9]{2}[2-9][0-9]{6,7}")
 _E164_DIGITS = re.compile(r"[1-9][0-9]{7,14}")
-T = TypeVar("T")
 
 
 class ResidentImportError(Exception):
@@ -152,72 +149,20 @@ def room_order(room: str) -> tuple[int, int, int, str]:
 # --- the CSV ------------------------------------------------------------------------------------
 
 
-def _parse_row(line: int, cells: list[str], columns: dict[str, int]) -> tuple[ResidentRow | None, list[str]]:
-    width = len(columns)
-    if len(cells) > width and is_blank(cells[width:]):
-        cells = cells[:width]
-    if len(cells) != width:
-        return None, [f"expected {width} fields, found {len(cells)}"]
-
-    messages: list[str] = []
-
-    def field(parse: Callable[[str], T], column: str) -> tuple[T | None, bool]:
-        try:
-            return parse(cells[columns[column]]), True
-        except ValueError as exc:
-            messages.append(str(exc))
-            return None, False
-
-    room, room_ok = field(registry_room, "room")
-    name, name_ok = field(_parse_name, "name")
-    phone, phone_ok = field(normalise_phone, "phone")
-    if not (room_ok and name_ok and phone_ok) or room is None or phone is None:
-        return None, messages
-    return ResidentRow(line, room, name, phone), []
+def _parse_row(line: int, fields: RowFields) -> ResidentRow | None:
+    room = fields.take("room", registry_room)
+    name = fields.take("name", _parse_name)  # None for an empty name too; a bad one is in `fields.problems`
+    phone = fields.take("phone", normalise_phone)
+    if room is None or phone is None:
+        return None
+    return ResidentRow(line, room, name, phone)
 
 
 def parse_resident_csv(source: str | bytes | IO[str] | IO[bytes]) -> list[ResidentRow]:
     """Parse and validate a whole registry CSV (room,name,phone; one line per room and phone); raise
     ResidentImportError listing every problem by line."""
     text = read_text(source, ResidentImportError)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    problems: list[tuple[int, str]] = []
-    rows: list[ResidentRow] = []
-    first_line_of: dict[tuple[str, str], int] = {}
-    columns: dict[str, int] | None = None
-
-    # Rows are numbered as a spreadsheet shows them: blank lines count, a quoted multi-line cell is one row.
-    try:
-        for line, cells in enumerate(reader, start=1):
-            if line == 1:
-                columns, problem = header_columns(cells, CSV_COLUMNS)
-                if problem:
-                    problems.append((1, problem))
-                    break
-                continue
-            if is_blank(cells):
-                continue
-            assert columns is not None
-            row, messages = _parse_row(line, cells, columns)
-            problems.extend((line, message) for message in messages)
-            if row is None:
-                continue
-            if row.key in first_line_of:
-                problems.append((line, f"duplicate of line {first_line_of[row.key]}: {row.room} {row.phone}"))
-                continue
-            first_line_of[row.key] = line
-            rows.append(row)
-    except csv.Error as exc:
-        problems.append((reader.line_num, f"unreadable CSV: {exc}"))
-
-    if columns is None and not problems:
-        problems.append((1, f"the file is empty: expected a header {','.join(CSV_COLUMNS)}"))
-    elif not problems and not rows:
-        # Replacing the registry with nothing would forget every resident: surely not what was meant.
-        problems.append((1, "the file has a header but no residents"))
-    if problems:
-        raise ResidentImportError(problems)
-    return rows
+    return parse_rows(text, CSV_COLUMNS, _parse_row, ResidentImportError, nothing="residents")
 
 
 # --- the database -------------------------------------------------------------------------------
