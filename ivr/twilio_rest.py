@@ -1,8 +1,9 @@
 """Twilio's REST API at IVR_TWILIO_API_URL: the one place every REST call of the project is built.
 
 `twilio_client(settings)` is twilio-python's Client. With the default base (https://api.twilio.com) it is
-Twilio's own, unchanged; with another base (the dev phone, a test double, a proxy) every request the client
-would send to a `*.twilio.com` host goes to that base instead, with the same path and query.
+Twilio's own HTTP client; with another base (the dev phone, a test double, a proxy) every request the client
+would send to a `*.twilio.com` host goes to that base instead, with the same path and query. Either way its
+requests give up after CLIENT_TIMEOUT seconds of silence.
 
 `TwilioApi` makes the few plain GETs that reconciliation needs (Recordings and Calls of the 2010-04-01 API)
 with basic auth, following Twilio's paging, and turns every failure into a `TwilioApiError` that says what
@@ -30,6 +31,10 @@ DEFAULT_API_URL = "https://api.twilio.com"
 API_VERSION = "2010-04-01"
 # Connect / read timeouts of the plain GETs: a worker thread must never hang on a silent peer.
 REQUEST_TIMEOUT = (5.0, 60.0)
+# The Client's, for connecting and for each wait on the answer (twilio-python takes one number): without it a
+# silent Twilio would hold a job worker forever. Its calls (place a call, send an SMS, update a number) are
+# single small requests Twilio answers in about a second.
+CLIENT_TIMEOUT = 30.0
 # A guard against a peer whose next_page_uri never ends (1000 pages of 1000 is a million items).
 MAX_PAGES = 1000
 
@@ -47,8 +52,8 @@ def rebase_url(url: str, base_url: str) -> str:
 class RebasingHttpClient(TwilioHttpClient):
     """twilio-python's HTTP client, sending what it would send to *.twilio.com to another base URL."""
 
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
+    def __init__(self, base_url: str, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
         self.base_url = base_url.rstrip("/")
 
     def request(
@@ -68,14 +73,15 @@ class RebasingHttpClient(TwilioHttpClient):
 
 
 def twilio_client(settings: Settings) -> Client:
-    """twilio-python's Client for the configured account, talking to IVR_TWILIO_API_URL."""
+    """twilio-python's Client for the configured account, talking to IVR_TWILIO_API_URL, never waiting longer
+    than CLIENT_TIMEOUT for a connection or the answer (requests' Timeout, a RequestException, when it does)."""
     from twilio.rest import Client
 
     if settings.twilio_api_url.rstrip("/") == DEFAULT_API_URL:
-        return Client(settings.twilio_account_sid, settings.twilio_auth_token)
-    return Client(
-        settings.twilio_account_sid, settings.twilio_auth_token, http_client=RebasingHttpClient(settings.twilio_api_url)
-    )
+        http_client = TwilioHttpClient(timeout=CLIENT_TIMEOUT)
+    else:
+        http_client = RebasingHttpClient(settings.twilio_api_url, timeout=CLIENT_TIMEOUT)
+    return Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
 
 
 class TwilioApiError(Exception):
