@@ -191,6 +191,14 @@ def edit_access(who: Principal, ticket: Ticket) -> Access:
     return Access.ALLOWED if role in TICKET_WORKERS or role == Role.DEPARTMENT else Access.FORBIDDEN
 
 
+def call_back_access(who: Principal, ticket: Ticket) -> Access:
+    """Call the ticket's resident back from the console (回拨): the front desk, as for the follow-up step; the
+    call rings the staff member's own phone first, so only a staff account (not a token) can ask."""
+    if not ticket_access(who, ticket).allowed:
+        return Access.HIDDEN
+    return Access.ALLOWED if not isinstance(who, ServiceToken) and role_of(who) in TICKET_WORKERS else Access.FORBIDDEN
+
+
 def _company_admin(who: Principal, roles: frozenset[Role]) -> Access:
     return Access.ALLOWED if role_of(who) in roles and property_scope(who) is None else Access.FORBIDDEN
 

@@ -7,8 +7,9 @@ knows every kind; tests/test_jobs.py fails when a module that declares one is mi
 from __future__ import annotations
 
 from ivr import notifications
+from ivr.followup import call_back
 from ivr.followup import calls as follow_up_calls
 from ivr.qa import evaluations
 from ivr.recordings import download, reconcile, transcribe
 
-JOB_MODULES = (download, transcribe, evaluations, notifications, reconcile, follow_up_calls)
+JOB_MODULES = (download, transcribe, evaluations, notifications, reconcile, follow_up_calls, call_back)

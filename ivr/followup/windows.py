@@ -66,6 +66,20 @@ class CallCalendar:
         window = next(window for window in self.windows if window.start <= now < window.end)
         return datetime.combine(local.date(), window.end, tzinfo=zone).astimezone(UTC)
 
+    def why_not_now(self, moment: datetime) -> str | None:
+        """None when a call may be placed at `moment`; else why not, in Chinese for the console: a day off,
+        a meal time (a gap between two of the day's windows) or the night (before the first, after the last)."""
+        if self.within_window(moment):
+            return None
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        if self.is_day_off(local.date()):
+            return "今天是休息日,不宜打电话到居民住家"
+        now = local.time().replace(tzinfo=None)
+        for earlier, later in pairwise(self.windows):
+            if earlier.end <= now < later.start:
+                return f"现在是用餐时间({earlier.end:%H:%M}-{later.start:%H:%M}),打电话到居民住家应避免吃饭的时间"
+        return "现在是休息时间,不宜打电话到居民住家"
+
     def next_allowed(self, moment: datetime) -> datetime:
         """`moment` if a call may be placed then, else the start of the next window (UTC)."""
         if self.within_window(moment):

@@ -11,14 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.db import utcnow
+from ivr.followup.call_back import call_back_of
 from ivr.jobs import JobContext, job
-from ivr.models import Call, CallEvent, Evaluation, EvaluationStatus, Recording, User
+from ivr.models import Call, CallBack, CallEvent, Evaluation, EvaluationStatus, Recording, Ticket, User
 from ivr.properties import property_directory
 from ivr.qa.rules import RULES, CallFacts, EventFact
 from ivr.qa.scorecard import ANSWERS, Form, effective_answers, load_form, score
-from ivr.qa.speech import ChannelSpeech
+from ivr.qa.speech import CHANNEL_NAMES, ChannelSpeech
 
 STAFF_CHANNEL = 1  # record-from-answer-dual: the first channel is the caller's leg, the second the dialled one
+# A staff call-back (回拨) is the other way round: the staff member's leg called first, the resident was dialled.
+CALL_BACK_STAFF_CHANNEL = 0
+DIAL_RESULTS = ("dial-result", "call-back/dial-result")  # the Dial actions of a transfer and of a call-back
 
 
 class ReviewError(ValueError):
@@ -45,10 +49,20 @@ def evaluation_of_call(session: Session, call_id: int) -> Evaluation | None:
     return session.scalars(select(Evaluation).where(Evaluation.call_id == call_id)).first()
 
 
+def channel_names(session: Session, call: Call) -> dict[int, str]:
+    """Whose voice each channel of the call's recording is, for people reading the transcripts."""
+    if call_back_of(session, call.id) is not None:
+        return {CALL_BACK_STAFF_CHANNEL: "值班人员", 1 - CALL_BACK_STAFF_CHANNEL: "住户"}
+    return CHANNEL_NAMES
+
+
 def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFacts, str | None, User | None]:
     """What the rules need, plus the number that answered and its staff account. The centre's name is the
     call's property's (`property_name` when the property leaves it to the settings)."""
     property_name = property_directory(session).stored(call.property_id).name or property_name
+    call_back = call_back_of(session, call.id)
+    if call_back is not None:
+        return _call_back_facts(call, call_back, property_name), call_back.staff_phone, call_back.user
     started = call.started_at
     dial_events = [e for e in call.events if e.endpoint == "dial-status"]
     legs: dict[str, dict[str, CallEvent]] = {}
@@ -67,7 +81,7 @@ def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFa
             EventFact(f"开始响铃 {agent_number}", (_event_time(rang) - started).total_seconds()),
             EventFact(f"接听 {agent_number}", (_event_time(answered) - started).total_seconds()),
         ]
-    dial_result = next((e for e in reversed(call.events) if e.endpoint == "dial-result"), None)
+    dial_result = _dial_result(call)
     ended_by = ended_fact = None
     if dial_result is not None and dial_result.params.get("DialCallStatus") == "completed":
         caller_gone = dial_result.params.get("CallStatus") == "completed"
@@ -75,21 +89,11 @@ def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFa
         ended_fact = EventFact(
             "来电人挂断" if caller_gone else "值班人员挂断(来电人仍在线)", (dial_result.at - started).total_seconds()
         )
-    recording = transfer_recording(call)
-    channels = {
-        t.channel: ChannelSpeech.from_words(t.channel, t.words, t.corrected_text)
-        for t in (recording.transcripts if recording else [])
-    }
+    channels = _channels(call)
     agent = None
     if agent_number:
         agent = session.scalars(select(User).where(User.phone == agent_number)).first()
-    ticket = call.ticket
-    record = {
-        "room": bool(ticket and ticket.room),
-        "name": bool(ticket and ticket.caller_name),
-        "phone": bool(ticket and ticket.caller_number),
-        "matter": bool(ticket and ticket.text),
-    }
+    record = _on_ticket(call.ticket)
     facts = CallFacts(
         property_name=property_name,
         agent_name=(agent.display_name if agent else None),
@@ -103,6 +107,55 @@ def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFa
         record=record,
     )
     return facts, agent_number, agent
+
+
+def _on_ticket(ticket: Ticket | None) -> dict[str, bool]:
+    """What of the record (E3) the ticket holds."""
+    return {
+        "room": bool(ticket and ticket.room),
+        "name": bool(ticket and ticket.caller_name),
+        "phone": bool(ticket and ticket.caller_number),
+        "matter": bool(ticket and ticket.text),
+    }
+
+
+def _dial_result(call: Call) -> CallEvent | None:
+    return next((e for e in reversed(call.events) if e.endpoint in DIAL_RESULTS), None)
+
+
+def _channels(call: Call) -> dict[int, ChannelSpeech]:
+    recording = transfer_recording(call)
+    return {
+        t.channel: ChannelSpeech.from_words(t.channel, t.words, t.corrected_text)
+        for t in (recording.transcripts if recording else [])
+    }
+
+
+def _call_back_facts(call: Call, call_back: CallBack, property_name: str) -> CallFacts:
+    """A staff call-back: the staff member placed it (no ring to answer, E1 N/A), their leg is the first channel;
+    the call ended first by the resident when the Dial's action found the staff member still on the line."""
+    dial_result = _dial_result(call)
+    ended_by = ended_fact = None
+    if dial_result is not None and dial_result.params.get("DialCallStatus") == "completed":
+        staff_gone = dial_result.params.get("CallStatus") == "completed"
+        ended_by = "staff" if staff_gone else "caller"
+        ended_fact = EventFact(
+            "值班人员挂断(住户仍在线)" if staff_gone else "住户挂断", (dial_result.at - call.started_at).total_seconds()
+        )
+    channels = _channels(call)
+    ticket = call_back.ticket
+    return CallFacts(
+        property_name=property_name,
+        agent_name=call_back.user.display_name,
+        staff=channels.get(CALL_BACK_STAFF_CHANNEL),
+        caller=channels.get(1 - CALL_BACK_STAFF_CHANNEL),
+        transferred=True,
+        ring_seconds=None,
+        call_back=True,
+        ended_by=ended_by,  # type: ignore[arg-type]
+        ended_fact=ended_fact,
+        record=_on_ticket(ticket),
+    )
 
 
 def suggest(form: Form, facts: CallFacts) -> dict[str, Any]:

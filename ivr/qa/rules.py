@@ -52,6 +52,9 @@ class CallFacts:
     ended_by: Literal["caller", "staff"] | None = None
     ended_fact: EventFact | None = None
     record: dict[str, bool] = field(default_factory=dict)  # room/name/phone/matter present on the ticket
+    # A staff call-back (回拨): the staff member called the resident, so nothing rang for them to answer (E1)
+    # and the greeting is the outbound one (E2: 您好,这里是…物业服务中心, their name).
+    call_back: bool = False
 
 
 @dataclass
@@ -71,6 +74,8 @@ def _ev(items: list[Evidence]) -> list[dict[str, Any]]:
 def answered_within_three_rings(facts: CallFacts) -> Finding:
     """E1: ring time of the transfer from the Dial's status events."""
     events = [fact.as_dict() for fact in facts.ring_facts]
+    if facts.call_back:
+        return Finding("na", "值班人员回拨住户,无需接听", events)
     if not facts.transferred:
         return Finding("na", "未转接人工", events)
     if facts.ring_seconds is None:
@@ -85,18 +90,16 @@ def standard_greeting(facts: CallFacts) -> Finding:
     if facts.staff is None or not facts.staff.text:
         return Finding("no", "没有值班人员的语音转写", [])
     centre = f"{facts.property_name}物业服务中心"
-    wanted = [
-        ("您好", "您好", PHRASE_THRESHOLD),
-        ("中心名称", centre, PHRASE_THRESHOLD),
-        ("很高兴为您服务", "很高兴为您服务", PHRASE_THRESHOLD),
-    ]
+    wanted = [("您好", "您好", PHRASE_THRESHOLD), ("中心名称", centre, PHRASE_THRESHOLD)]
+    if not facts.call_back:  # calling a resident: 您好,这里是…物业服务中心,我是…, without 很高兴为您服务
+        wanted.append(("很高兴为您服务", "很高兴为您服务", PHRASE_THRESHOLD))
     if facts.property_name:
         # 物业服务中心 alone is most of the centre's name: the property's own name must be there too.
         wanted.append(("中心名称", facts.property_name, NAME_THRESHOLD))
     if facts.agent_name:
         wanted.append(("姓名", facts.agent_name, NAME_THRESHOLD))
     # The first sentence: the standard greeting's length, or GREETING_WINDOW_CHARS when that is longer.
-    longest = len("您好" + centre + "我是" + (facts.agent_name or "") + "很高兴为您服务")
+    longest = len("您好这里是" + centre + "我是" + (facts.agent_name or "") + "很高兴为您服务")
     opening = facts.staff.text[: max(GREETING_WINDOW_CHARS, longest + 8)]
     found: list[Evidence] = []
     missing: dict[str, float] = {}
@@ -115,8 +118,9 @@ def standard_greeting(facts: CallFacts) -> Finding:
             "问候缺少:" + "、".join(f"{label}(最接近{ratio:.0%})" for label, ratio in missing.items()),
             _ev(sorted(found, key=lambda e: e.start)),
         )
+    complete = "回拨问候完整" if facts.call_back else "问候完整"
     return Finding(
-        "yes", "问候完整" + (f"(近音:{'、'.join(near)})" if near else ""), _ev(sorted(found, key=lambda e: e.start))
+        "yes", complete + (f"(近音:{'、'.join(near)})" if near else ""), _ev(sorted(found, key=lambda e: e.start))
     )
 
 
@@ -177,7 +181,7 @@ def caller_hung_up_first(facts: CallFacts) -> Finding:
     if facts.ended_by is None:
         return Finding("na", "无法判断哪一方先挂断", evidence)
     if facts.ended_by == "caller":
-        return Finding("yes", "来电人先挂断", evidence)
+        return Finding("yes", "住户先挂断" if facts.call_back else "来电人先挂断", evidence)
     return Finding("no", "值班人员先挂断", evidence)
 
 

@@ -20,24 +20,33 @@ FINAL_CALL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
 CALL_BACK_CATEGORIES = {Category.REPAIR, Category.COMPLAINT, Category.EMERGENCY}
 
 
-def call_status_changed(turn: Turn) -> VoiceResponse:
-    """The number's status callback: note how the call ended; a caller who chose a matter is not lost."""
+def note_call_status(turn: Turn) -> tuple[str, bool]:
+    """A status callback's CallStatus noted on the call, with its end and duration the first time it is final.
+    Returns the status and whether the call ended with this callback (a retried one says False)."""
     status = turn.form.get("CallStatus", "")[:32]
     call = turn.call
     if status:
         call.status = status
-    if status in FINAL_CALL_STATUSES and call.ended_at is None:
-        call.ended_at = utcnow()
-        duration = turn.form.get("CallDuration", "")
-        call.duration = int(duration) if duration.isdigit() else None
-        if call.ticket is None and not call.recordings and call.category in CALL_BACK_CATEGORIES:
-            ensure_ticket(
-                turn.session,
-                call,
-                turn.settings.timezone,
-                note=ABANDONED_NOTE,
-                urgent=call.category == Category.EMERGENCY,
-            )
+    if status not in FINAL_CALL_STATUSES or call.ended_at is not None:
+        return status, False
+    call.ended_at = utcnow()
+    duration = turn.form.get("CallDuration", "")
+    call.duration = int(duration) if duration.isdigit() else None
+    return status, True
+
+
+def call_status_changed(turn: Turn) -> VoiceResponse:
+    """The number's status callback: note how the call ended; a caller who chose a matter is not lost."""
+    call = turn.call
+    ended = note_call_status(turn)[1]
+    if ended and call.ticket is None and not call.recordings and call.category in CALL_BACK_CATEGORIES:
+        ensure_ticket(
+            turn.session,
+            call,
+            turn.settings.timezone,
+            note=ABANDONED_NOTE,
+            urgent=call.category == Category.EMERGENCY,
+        )
     return VoiceResponse()
 
 

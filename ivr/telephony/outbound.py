@@ -16,6 +16,7 @@ from ivr.followup.results import attach_comment, record_answers
 from ivr.models import FollowUp, FollowUpState, RecordingSource, RecordingState
 from ivr.properties import line_property
 from ivr.recordings.download import download_recording
+from ivr.telephony.callbacks import note_call_status
 from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import HANG_UP_GRACE_SECONDS, gather, record_message, retry_or_give_up
 from ivr.telephony.twiml import say, say_prompt
@@ -210,16 +211,10 @@ def comment_recording_status(turn: Turn) -> VoiceResponse:
 def follow_up_call_status(turn: Turn) -> VoiceResponse:
     """The outbound call's status callback: how the attempt ended. Nobody answered the questions (no answer,
     busy, failed, a machine, a hang-up first) → tried again later or, after the last attempt, by hand."""
-    status = turn.form.get("CallStatus", "")[:32]
+    status, _ = note_call_status(turn)
     call = turn.call
-    if status:
-        call.status = status
     if status not in FINAL_CALL_STATUSES:
         return VoiceResponse()
-    if call.ended_at is None:
-        call.ended_at = utcnow()
-        duration = turn.form.get("CallDuration", "")
-        call.duration = int(duration) if duration.isdigit() else None
     follow_up = follow_up_of(turn)
     if follow_up is None or follow_up.state != FollowUpState.CALLING or follow_up.call_sid != call.call_sid:
         return VoiceResponse()  # answered already, or a late callback of an earlier attempt

@@ -13,9 +13,8 @@ from ivr.tickets.operations import register_recording
 ANSWERED = "completed"
 
 
-def dial_finished(turn: Turn) -> VoiceResponse:
-    """The Dial action: the transfer ended (talked) or failed (no answer, busy, failed, canceled)."""
-    response = VoiceResponse()
+def keep_dial_recording(turn: Turn) -> None:
+    """A Dial action names the dual-channel recording of the talk, when there was one: keep it on the call."""
     sid = turn.form.get("RecordingSid", "").strip()
     if sid:
         register_recording(
@@ -25,6 +24,12 @@ def dial_finished(turn: Turn) -> VoiceResponse:
             source=RecordingSource.DIAL,
             source_url=turn.form.get("RecordingUrl") or None,
         )
+
+
+def dial_finished(turn: Turn) -> VoiceResponse:
+    """The Dial action: the transfer ended (talked) or failed (no answer, busy, failed, canceled)."""
+    response = VoiceResponse()
+    keep_dial_recording(turn)
     if turn.form.get("DialCallStatus") == ANSWERED:
         goodbye(response)
         return response

@@ -26,11 +26,10 @@ from ivr.audit import READ_EVALUATION, record_read
 from ivr.corrections import NothingToCorrect, correct_transcript
 from ivr.db import utcnow
 from ivr.models import Call, Evaluation, User
-from ivr.qa.evaluations import ReviewError, respond, review, transfer_recording
+from ivr.qa.evaluations import ReviewError, channel_names, respond, review, transfer_recording
 from ivr.qa.reports import WeekError, week_bounds
 from ivr.qa.scorecard import ANSWER_LABELS, ANSWERS, effective_answers, load_form
 from ivr.qa.selection import EVALUATION_STATUS_LABELS, daily_sample, evaluations_query
-from ivr.qa.speech import CHANNEL_NAMES
 from ivr.runtime import current_settings, request_transaction
 from ivr.web.access import console_evaluation_scope, enforce, roles_required
 from ivr.web.audit import console_reader
@@ -171,7 +170,7 @@ def qa_call(call_sid: str) -> ResponseReturnValue:
             answer_labels=ANSWER_LABELS,
             answers=ANSWERS,
             status_labels=EVALUATION_STATUS_LABELS,
-            channel_names=CHANNEL_NAMES,
+            channel_names=channel_names(session, evaluation.call),
             can_review=review_access(current_user, evaluation).allowed,
             can_correct=recording is not None and correction_access(current_user, recording, evaluation).allowed,
             can_respond=respond_access(current_user, evaluation).allowed,
@@ -252,5 +251,6 @@ def qa_correct_transcript(call_sid: str, channel: int) -> ResponseReturnValue:
         except NothingToCorrect:
             abort(404)
         score = evaluation.final_score
-    flash(f"{CHANNEL_NAMES.get(channel, channel)}转写已保存并重新评分,最终得分 {'—' if score is None else score}", "ok")
+        speaker = channel_names(session, evaluation.call).get(channel, str(channel))
+    flash(f"{speaker}转写已保存并重新评分,最终得分 {'—' if score is None else score}", "ok")
     return _back(call_sid, f"#channel-{channel}")

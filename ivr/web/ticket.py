@@ -9,8 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.access import (
+    call_back_access,
     correction_access,
     edit_access,
+    evaluation_access,
     notice_access,
     recording_access,
     step_access,
@@ -20,7 +22,10 @@ from ivr.access import (
 from ivr.audit import READ_TICKET, record_listen, record_read
 from ivr.corrections import correct_transcript, correction_target
 from ivr.db import utcnow
-from ivr.models import Notice, Recording, Ticket
+from ivr.followup import call_back
+from ivr.followup.call_back import call_back_offer, calls_back_on
+from ivr.models import CallBack, Notice, Recording, Ticket, User
+from ivr.properties import line_property
 from ivr.qa.evaluations import evaluation_of_call
 from ivr.recordings.serving import stored_recording_response
 from ivr.residents.caller_card import caller_card
@@ -68,7 +73,48 @@ def show_ticket(ticket_id: int) -> ResponseReturnValue:
             else None,
             internal_notes=[n for n in ticket.notes if not n.told_caller],
             caller_notes=[n for n in ticket.notes if n.told_caller],
+            call_back=call_back_offer(session, ticket, _staff(session), current_settings(), utcnow())
+            if call_back_access(current_user, ticket).allowed
+            else None,
+            call_backs=[(each, _scored_call(session, each)) for each in calls_back_on(session, ticket)],
+            call_back_states=call_back.STATE_LABELS,
+            property_name=line_property(session, ticket.property_id, current_settings()).name,
         )
+
+
+def _scored_call(session: Session, each: CallBack) -> str | None:
+    """The call-back's call, when it was scored and this staff member may read the evaluation."""
+    if each.call is None:
+        return None
+    evaluation = evaluation_of_call(session, each.call.id)
+    if evaluation is None or not evaluation_access(current_user, evaluation).allowed:
+        return None
+    return each.call.call_sid
+
+
+def _staff(session: Session) -> User:
+    user = session.get(User, current_user.id)
+    assert user is not None  # the log-in's account
+    return user
+
+
+@blueprint.post("/tickets/<int:ticket_id>/call-back")
+@login_required
+def call_back_resident(ticket_id: int) -> ResponseReturnValue:
+    """回拨: ring the staff member's phone, then the resident; at meal times or at night only with a reason."""
+    try:
+        with request_transaction() as session:
+            ticket = _ticket_or_404(session, ticket_id)
+            enforce(call_back_access(current_user, ticket))
+            placed = call_back.request_call_back(
+                session, ticket, _staff(session), current_settings(), utcnow(), request.form.get("reason", "")
+            )
+            staff_phone = placed.staff_phone
+    except call_back.CallBackRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"正在拨打您的电话 {staff_phone},接听后为您接通住户", "ok")
+    return redirect(url_for("console.show_ticket", ticket_id=ticket_id) + "#call-back")
 
 
 def _run_step(session: Session, ticket: Ticket, step: str, form: dict[str, str]) -> None:

@@ -155,6 +155,28 @@ def test_e2_the_own_name_is_not_asked_for_when_the_agent_is_unknown():
     assert texts(finding.evidence) == ["您好", "幸福家园物业服务中心", "很高兴为您服务"]
 
 
+@pytest.mark.parametrize(
+    ("said", "answer", "note"),
+    [
+        ("您好,这里是幸福家园物业服务中心,我是王芳,回访您反映的漏水问题。", "yes", "回拨问候完整"),
+        ("您好,幸福家园物业服务中心,我是王芳,很高兴为您服务。", "yes", "回拨问候完整"),
+        ("喂,我是物业的王芳,你家漏水修好了吗?", "no", "问候缺少:您好"),
+        ("您好,这里是幸福家园物业服务中心,回访您反映的漏水问题。", "no", "问候缺少:姓名"),
+    ],
+)
+def test_e2_a_call_back_is_held_to_the_outbound_greeting(said, answer, note):
+    """Calling a resident back: 您好, the centre and one's name; 很高兴为您服务 is for answering a call."""
+    finding = standard_greeting(call(said, call_back=True))
+    assert finding.answer == answer and finding.note.startswith(note), finding.note
+    inbound = standard_greeting(call("您好,这里是幸福家园物业服务中心,我是王芳,回访您反映的漏水问题。"))
+    assert inbound.answer == "no" and "很高兴为您服务" in inbound.note
+
+
+def test_e1_does_not_apply_to_a_call_back():
+    finding = answered_within_three_rings(call(call_back=True, ring_seconds=None))
+    assert (finding.answer, finding.note) == ("na", "值班人员回拨住户,无需接听")
+
+
 def test_e2_a_greeting_said_after_other_talk_is_not_the_first_sentence():
     chatter = "喂喂听得到吗刚才信号不太好我这边正在处理另外一位业主的报修单子稍等一下好了现在可以了"
     assert len(chatter) >= 40
