@@ -48,6 +48,7 @@ class StoredProperty:
     numbers: tuple[str, ...]
     call_windows: str | None = None
     call_days_off: str | None = None
+    ask_satisfaction: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class LineProperty:
     numbers: tuple[str, ...]
     call_windows: str = ""  # when its residents may be called back (回访), e.g. 09:00-11:30,13:30-17:30
     call_days_off: str = ""  # weekdays and dates nobody is called
+    ask_satisfaction: bool = False  # inbound calls end with the satisfaction question (ivr.telephony.satisfaction)
 
     @property
     def is_default(self) -> bool:
@@ -81,6 +83,7 @@ def with_settings(stored: StoredProperty, settings: Settings) -> LineProperty:
         numbers=stored.numbers,
         call_windows=stored.call_windows if stored.call_windows is not None else settings.call_windows,
         call_days_off=stored.call_days_off if stored.call_days_off is not None else settings.call_days_off,
+        ask_satisfaction=stored.ask_satisfaction,
     )
 
 
@@ -120,6 +123,7 @@ class PropertyDirectory:
                     tuple(number.number for number in row.numbers),
                     row.call_windows,
                     row.call_days_off,
+                    row.ask_satisfaction,
                 )
                 for row in rows
             }
@@ -224,11 +228,13 @@ def save_property(
     timezone: str | None = None,
     call_windows: str | None = None,
     call_days_off: str | None = None,
+    ask_satisfaction: bool | None = None,
 ) -> Property:
     """Create the property `code`, or change what is given of it (numbers and duty numbers are replaced as a
     whole). A number another property already has is refused, naming that property. Call windows and days
     off are checked as the follow-up calls read them; an empty text clears the property's own (the settings'
-    apply again), days off "none" means every day may be called. Flushes only."""
+    apply again), days off "none" means every day may be called. `ask_satisfaction` None keeps what is stored.
+    Flushes only."""
     code = _check_code(code)
     found = session.scalars(
         select(Property).where(Property.code == code).options(selectinload(Property.numbers))
@@ -254,6 +260,8 @@ def save_property(
     if call_days_off is not None:
         none = call_days_off.strip().lower() == NO_DAYS_OFF
         found.call_days_off = "" if none else _check_calendar_text(call_days_off, "--days-off", _check_days_off)
+    if ask_satisfaction is not None:
+        found.ask_satisfaction = ask_satisfaction
     if duty_numbers is not None:
         found.duty_numbers = [_check_number(number, "duty number") for number in duty_numbers]
     if numbers is not None:

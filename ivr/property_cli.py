@@ -25,6 +25,11 @@ def property_id_of(session: Session, code: str) -> int:
     return found
 
 
+def on_off(asked: bool) -> str:
+    """Whether the property asks the satisfaction question, as the commands print it."""
+    return "on" if asked else "off"
+
+
 @click.group("property")
 def property_group() -> None:
     """Properties (小区): each with its own numbers, name in the greeting, duty phones and time zone."""
@@ -55,6 +60,12 @@ def property_group() -> None:
     help='Weekdays and dates nobody is called back, e.g. "sun,2027-02-17" ("none": every day; "" clears: '
     "IVR_CALL_DAYS_OFF).",
 )
+@click.option(
+    "--ask-satisfaction/--no-ask-satisfaction",
+    default=None,
+    help="Whether its inbound calls end with the satisfaction question (1–5 by keypad, after the ticket number); "
+    "new properties do not ask; left out, an update keeps what it had.",
+)
 @click.pass_obj
 def create_property(
     state: CliState,
@@ -65,6 +76,7 @@ def create_property(
     timezone: str | None,
     call_windows: str | None,
     call_days_off: str | None,
+    ask_satisfaction: bool | None,
 ) -> None:
     """Create the property CODE, or update it: what is given replaces what it had (all its numbers, or all
     its duty numbers), the rest stays. A call to one of its numbers belongs to it; a number no property has
@@ -83,8 +95,12 @@ def create_property(
                 timezone=timezone,
                 call_windows=call_windows,
                 call_days_off=call_days_off,
+                ask_satisfaction=ask_satisfaction,
             )
-            summary = f"property {saved.code!r} saved: {len(saved.numbers)} number(s), {len(saved.duty_numbers)} duty"
+            summary = (
+                f"property {saved.code!r} saved: {len(saved.numbers)} number(s), {len(saved.duty_numbers)} duty, "
+                f"satisfaction question: {on_off(saved.ask_satisfaction)}"
+            )
     except PropertyError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(summary)
@@ -93,8 +109,8 @@ def create_property(
 @property_group.command("list")
 @click.pass_obj
 def list_properties(state: CliState) -> None:
-    """Show every property with its name, numbers, duty phones, time zone and follow-up call windows and days
-    off (settings' values marked *)."""
+    """Show every property with its name, numbers, duty phones, time zone, whether its calls end with the
+    satisfaction question, and its follow-up call windows and days off (settings' values marked *)."""
     from ivr.properties import all_properties, property_directory
 
     with state.database.session(read_only=True) as session:
@@ -113,6 +129,7 @@ def list_properties(state: CliState) -> None:
             f"numbers: {', '.join(line.numbers) or '-'}\t"
             f"duty: {mark(', '.join(line.duty_numbers) or '-', own.duty_numbers)}\t"
             f"{mark(line.timezone, own.timezone)}\t"
+            f"satisfaction question: {on_off(line.ask_satisfaction)}\t"
             f"calls: {mark(line.call_windows, own.call_windows is not None)}\t"
             f"days off: {mark(line.call_days_off or '-', own.call_days_off is not None)}"
         )

@@ -148,6 +148,7 @@ def ticket_json(session: Session, ticket: Ticket) -> dict[str, Any]:
         "created_at_local": ticket.created_at.astimezone(zone).isoformat(),
         "transcript": ticket.text,  # derived: the latest message take's corrected text, else its machine text
         "note": ticket.note,
+        "call_satisfaction": ticket.call_satisfaction,  # 1–5 keyed at the end of the call; null: not asked or not keyed
         "recordings": [recording_json(r) for r in ticket.recordings],
     }
 

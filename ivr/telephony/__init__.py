@@ -8,7 +8,7 @@ from flask import Blueprint, Flask
 from flask_sock import Sock
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.telephony import callbacks, fees, media, menu, message, outbound, person, resident, room
+from ivr.telephony import callbacks, fees, media, menu, message, outbound, person, resident, room, satisfaction
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import Turn, twilio_webhook
 
@@ -33,6 +33,7 @@ STEPS: dict[str, tuple[Step, str] | tuple[Step, str, OnError]] = {
     "record/empty": (message.message_empty, "CallSid"),
     "read-back": (message.read_back_when_ready, "CallSid"),
     "confirm": (message.confirm_message, "CallSid"),
+    "satisfaction": (satisfaction.rate_the_call, "CallSid", satisfaction.trouble_response),
     "dial-result": (person.dial_finished, "CallSid"),
     "dial-status": (person.dial_progress, "ParentCallSid"),
     "status": (callbacks.call_status_changed, "CallSid"),

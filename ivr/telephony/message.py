@@ -1,4 +1,5 @@
-"""The message: <Record>, the read-back (E4) and confirmation with a ticket number."""
+"""The message: <Record>, the read-back (E4) and confirmation with a ticket number (then, for a property that
+asks, the satisfaction question: ivr.telephony.satisfaction)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ivr.telephony.media import live_pool
 from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import (
     MAX_RETRIES,
+    after_ticket_number,
     ask_message,
     connect_person,
     current_take_number,
@@ -152,14 +154,16 @@ def message_empty(turn: Turn) -> VoiceResponse:
 
 
 def confirm_message(turn: Turn) -> VoiceResponse:
-    """1 = the read-back is right (ticket number, next steps, goodbye), 2 = record again, 0 = a person."""
+    """1 = the read-back is right (ticket number, next steps, the satisfaction question when the property asks,
+    goodbye), 2 = record again, 0 = a person."""
     response = VoiceResponse()
     ticket = turn.call.ticket
     if ticket is None:  # a stray request before any message: take one
         ask_message(turn, response)
     elif turn.digits == "1":
         confirm_ticket(turn.session, ticket)
-        goodbye(
+        after_ticket_number(
+            turn,
             response,
             prompt(
                 "confirmed",
@@ -173,6 +177,8 @@ def confirm_message(turn: Turn) -> VoiceResponse:
         connect_person(turn, response)
     else:
         spoken = ticket_number_spoken(ticket.number)
+        # Kept unconfirmed, and no satisfaction question even where the property asks: the caller has just
+        # missed the keypad three times, and one more keypad question would nag them.
         retry_or_give_up(
             turn,
             response,

@@ -198,6 +198,21 @@ def what_happens_next(category: Category) -> str:
     return prompt(f"what_happens_next_{category.value}")
 
 
+def after_ticket_number(turn: Turn, response: VoiceResponse, told: str) -> None:
+    """After the ticket number (`told`, said in full first): the satisfaction question when the call's property
+    asks, else the goodbye, as a property that does not ask has always ended the call."""
+    if line_of(turn).ask_satisfaction:
+        say(response, told)
+        ask_call_satisfaction(response)
+    else:
+        goodbye(response, told)
+
+
+def ask_call_satisfaction(response: VoiceResponse) -> None:
+    """The satisfaction question, 1–5 by keypad (ivr.telephony.satisfaction); silence reaches it too."""
+    say_prompt(gather(response, "satisfaction"), "ask_call_satisfaction")
+
+
 def goodbye(response: VoiceResponse, lead: str | None = None) -> None:
     """Thank, say 再见, then wait so the caller hangs up first (E6)."""
     if lead:

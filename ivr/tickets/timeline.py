@@ -25,6 +25,7 @@ EVENT_LABELS = {
     "flagged": "报告经理",
     "record_updated": "修改来电记录",
     "notified": "通知责任部门",  # e.g. a follow-up call found it not resolved
+    "call_satisfaction": "来电人评价本次服务",  # 1–5 keyed at the end of the call (ivr.tickets.call_satisfaction)
     # Follow-up calls (回访, ivr.followup): scheduled, each attempt, how it ended
     "follow_up_scheduled": "安排回访电话",
     "follow_up_call": "拨出回访电话",
