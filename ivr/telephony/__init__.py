@@ -8,7 +8,19 @@ from flask import Blueprint, Flask
 from flask_sock import Sock
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.telephony import callbacks, fees, media, menu, message, outbound, person, resident, room, satisfaction
+from ivr.telephony import (
+    call_back,
+    callbacks,
+    fees,
+    media,
+    menu,
+    message,
+    outbound,
+    person,
+    resident,
+    room,
+    satisfaction,
+)
 from ivr.telephony.security import require_twilio_signature
 from ivr.telephony.webhook import Turn, twilio_webhook
 
@@ -46,6 +58,10 @@ STEPS: dict[str, tuple[Step, str] | tuple[Step, str, OnError]] = {
     "outbound/comment": (outbound.comment_recorded, "CallSid", outbound.trouble_response),
     "outbound/recording-status": (outbound.comment_recording_status, "CallSid", outbound.trouble_response),
     "outbound/status": (outbound.follow_up_call_status, "CallSid", outbound.trouble_response),
+    # A staff call-back from the console (回拨, ivr.followup.call_back): the staff member's leg, then the resident
+    "call-back/staff": (call_back.staff_answered, "CallSid", call_back.trouble_response),
+    "call-back/dial-result": (call_back.resident_dial_finished, "CallSid", call_back.trouble_response),
+    "call-back/status": (call_back.staff_call_status, "CallSid", call_back.trouble_response),
 }
 
 for path, (step, sid_param, *own_error) in STEPS.items():

@@ -36,6 +36,10 @@ EVENT_LABELS = {
     "follow_up_opted_out": "住户不再接收回访",
     "follow_up_unreachable": "回访未能完成,需人工回访",
     "follow_up_cancelled": "回访取消",
+    # Staff call-backs from the console (回拨, ivr.followup.call_back)
+    "call_back_requested": "回拨住户",
+    "call_back_done": "回拨通话结束",
+    "call_back_failed": "回拨未接通",
 }
 # What of a webhook's parameters the timeline shows.
 SHOWN_PARAMS = ("Digits", "CallStatus", "DialCallStatus", "RecordingStatus")

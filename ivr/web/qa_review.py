@@ -25,6 +25,7 @@ from ivr.access import (
 from ivr.audit import READ_EVALUATION, record_read
 from ivr.corrections import NothingToCorrect, correct_transcript
 from ivr.db import utcnow
+from ivr.followup.call_back import call_back_of
 from ivr.models import Call, Evaluation, User
 from ivr.qa.evaluations import ReviewError, channel_names, respond, review, transfer_recording
 from ivr.qa.reports import WeekError, week_bounds
@@ -171,6 +172,7 @@ def qa_call(call_sid: str) -> ResponseReturnValue:
             answers=ANSWERS,
             status_labels=EVALUATION_STATUS_LABELS,
             channel_names=channel_names(session, evaluation.call),
+            call_back=call_back_of(session, evaluation.call.id),
             can_review=review_access(current_user, evaluation).allowed,
             can_correct=recording is not None and correction_access(current_user, recording, evaluation).allowed,
             can_respond=respond_access(current_user, evaluation).allowed,

@@ -327,4 +327,5 @@ def test_a_call_back_is_scored_like_a_transfer_with_the_outbound_greeting(
     shown = console.get(f"/console/tickets/{ticket_id}").get_data(as_text=True)
     assert f"/console/qa/calls/{result.call_sid}" in shown  # the staff member may read their own call's score
     qa_page = console.get(f"/console/qa/calls/{result.call_sid}").get_data(as_text=True)
-    assert "住户" in qa_page
+    assert "回拨通话质检" in qa_page and f"回拨住户</dt><dd>{RESIDENT}" in qa_page
+    assert qa_page.index("<h3>值班人员</h3>") < qa_page.index("<h3>住户</h3>")  # channel 0 is the staff member's
