@@ -13,6 +13,7 @@ from ivr.models import Ticket
 from ivr.tickets.events import record_event
 
 SCORES = range(1, 6)  # 1 非常不满意 … 5 非常满意
+SCORE_LABELS = {5: "非常满意", 4: "满意", 3: "一般", 2: "不满意", 1: "非常不满意"}  # as the question says them
 EVENT_KIND = "call_satisfaction"
 
 

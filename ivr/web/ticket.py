@@ -31,6 +31,7 @@ from ivr.recordings.serving import stored_recording_response
 from ivr.residents.caller_card import caller_card
 from ivr.runtime import current_settings, request_transaction
 from ivr.tickets import procedure
+from ivr.tickets.call_satisfaction import SCORE_LABELS
 from ivr.tickets.operations import mark_notice_read
 from ivr.tickets.procedure import DEPARTMENTS, SATISFACTION, ProcedureError
 from ivr.tickets.sla import clocks
@@ -78,6 +79,7 @@ def show_ticket(ticket_id: int) -> ResponseReturnValue:
             else None,
             call_backs=[(each, _scored_call(session, each)) for each in calls_back_on(session, ticket)],
             call_back_states=call_back.STATE_LABELS,
+            call_satisfaction_labels=SCORE_LABELS,
             property_name=line_property(session, ticket.property_id, current_settings()).name,
         )
 

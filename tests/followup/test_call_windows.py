@@ -22,6 +22,22 @@ def calendar():
 
 
 @pytest.mark.parametrize(
+    ("moment", "why"),
+    [
+        ("2026-12-01 10:00", None),
+        ("2026-12-01 11:30", "现在是用餐时间(11:30-13:30),打电话到居民住家应避免吃饭的时间"),
+        ("2026-12-01 18:00", "现在是用餐时间(17:30-19:30),打电话到居民住家应避免吃饭的时间"),
+        ("2026-12-01 07:00", "现在是休息时间,不宜打电话到居民住家"),
+        ("2026-12-01 22:00", "现在是休息时间,不宜打电话到居民住家"),
+        ("2026-12-06 10:00", "今天是休息日,不宜打电话到居民住家"),
+    ],
+)
+def test_why_a_resident_should_not_be_called_now(calendar, moment, why):
+    """What the console's call-back button warns (meal times, night, days off)."""
+    assert calendar.why_not_now(local(moment)) == why
+
+
+@pytest.mark.parametrize(
     ("moment", "allowed"),
     [
         ("2026-12-01 08:59", False),  # before the morning

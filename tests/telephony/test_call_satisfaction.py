@@ -15,10 +15,11 @@ from ivr.devphone.callers import HANGUP, SILENCE, Message
 from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Property, Ticket, TicketEvent
+from ivr.staff import create_user
 from ivr.telephony.prompts import prompt
 from ivr.telephony.spool import replay_spool
 from ivr.tickets.timeline import timeline
-from tests.factories import HELLO_WAV, call_params, signed_post, ticket_for
+from tests.factories import HELLO_WAV, PASSWORD, call_params, login, signed_post, ticket_for
 
 ASKING_LINE = "+862160000001"  # 东方花园, which asks
 QUESTION = prompt("ask_call_satisfaction")
@@ -200,6 +201,18 @@ def test_the_api_ticket_carries_the_call_satisfaction(phone, asking, client, api
         [ticket] = client.get(f"/api/tickets?call_sid={result.call_sid}", headers=headers).get_json()["tickets"]
         assert ticket["call_satisfaction"] == expected
         assert client.get(f"/api/tickets/{ticket['id']}", headers=headers).get_json()["call_satisfaction"] == expected
+
+
+def test_the_ticket_page_shows_the_callers_score(phone, asking, client, database):
+    scored = phone.call([*UP_TO_THE_TICKET_NUMBER, "2"], to=ASKING_LINE).raise_for_errors()
+    unasked = phone.call(UP_TO_THE_TICKET_NUMBER).raise_for_errors()
+    with database.session() as session:
+        create_user(session, "wang", PASSWORD, "night_shift")
+    login(client, "wang")
+    shown = client.get(f"/console/tickets/{ticket_for(database, scored.call_sid).id}").get_data(as_text=True)
+    assert '<dd id="call-satisfaction">2分(不满意)</dd>' in shown
+    shown = client.get(f"/console/tickets/{ticket_for(database, unasked.call_sid).id}").get_data(as_text=True)
+    assert "call-satisfaction" not in shown
 
 
 def test_property_create_turns_the_question_on_and_off_and_an_update_keeps_it(settings, database):
