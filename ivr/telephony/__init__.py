@@ -60,6 +60,7 @@ STEPS: dict[str, tuple[Step, str] | tuple[Step, str, OnError]] = {
     "outbound/status": (outbound.follow_up_call_status, "CallSid", outbound.trouble_response),
     # A staff call-back from the console (回拨, ivr.followup.call_back): the staff member's leg, then the resident
     "call-back/staff": (call_back.staff_answered, "CallSid", call_back.trouble_response),
+    "call-back/connect": (call_back.staff_confirmed, "CallSid", call_back.trouble_response),
     "call-back/dial-result": (call_back.resident_dial_finished, "CallSid", call_back.trouble_response),
     "call-back/status": (call_back.staff_call_status, "CallSid", call_back.trouble_response),
 }

@@ -20,11 +20,13 @@ from ivr.models import CallBack, CallBackState
 from ivr.properties import line_property
 from ivr.telephony.callbacks import FINAL_CALL_STATUSES, note_call_status
 from ivr.telephony.person import ANSWERED, keep_dial_recording
-from ivr.telephony.steps import ticket_number_spoken
+from ivr.telephony.steps import gather, ticket_number_spoken
 from ivr.telephony.twiml import say_prompt, webhook_url
 from ivr.telephony.webhook import Turn
 
 RESIDENT_RING_SECONDS = 30  # the resident is at home, not at a desk: give them time to reach the phone
+CONFIRM_SECONDS = 8
+CONNECT_KEY = "1"
 
 
 def trouble_response(form: dict[str, str]) -> VoiceResponse:
@@ -42,26 +44,42 @@ def _over(response: VoiceResponse) -> VoiceResponse:
 
 
 def staff_answered(turn: Turn) -> VoiceResponse:
-    """The staff member answered: say which ticket, then dial the resident, recording both sides."""
+    """The staff member's phone answered: say which ticket and wait for 1 before dialling the resident — a
+    voicemail that picks up the staff member's phone must not be put through to a resident."""
     response = VoiceResponse()
     call_back = call_back_of_call(turn.session, turn.call.call_sid, request.args.get("call_back", ""))
     if call_back is None or call_back.state != CallBackState.CALLING_STAFF:
         return _over(response)  # a retried or late answer of a call-back that is over
     call_back.call_id = turn.call.id
     turn.call.property_id = call_back.property_id  # the call rang a staff phone, not one of the property's numbers
+    ticket = call_back.ticket
+    say_prompt(
+        gather(response, "call-back/connect", timeout=CONFIRM_SECONDS),
+        "call_back_press_one",
+        ticket_number_spoken=ticket_number_spoken(ticket.number),
+        room=ticket.room or "来电",
+    )
+    return response
+
+
+def staff_confirmed(turn: Turn) -> VoiceResponse:
+    """1: dial the resident, recording both sides; anything else (silence: a voicemail) cancels the call-back."""
+    response = VoiceResponse()
+    call_back = call_back_of(turn.session, turn.call.id)
+    if call_back is None or call_back.state != CallBackState.CALLING_STAFF:
+        return _over(response)
+    if turn.digits != CONNECT_KEY:
+        end_call_back(turn.session, call_back, CallBackState.FAILED, "您未按1确认,回拨已取消")
+        say_prompt(response, "call_back_cancelled")
+        response.hangup()
+        return response
     line = line_property(turn.session, call_back.property_id, turn.settings)
     from_ = caller_id(line, turn.settings)
     if from_ is None:  # the property's number was removed since the request
         end_call_back(turn.session, call_back, CallBackState.FAILED, "物业没有外呼号码,回拨未拨出")
         return _over(response)
     call_back.state = CallBackState.CALLING_RESIDENT
-    ticket = call_back.ticket
-    say_prompt(
-        response,
-        "call_back_connecting",
-        ticket_number_spoken=ticket_number_spoken(ticket.number),
-        room=ticket.room or "来电",
-    )
+    say_prompt(response, "call_back_connecting")
     dial = Dial(
         action=webhook_url("call-back/dial-result"),
         method="POST",
@@ -116,7 +134,7 @@ def staff_call_status(turn: Turn) -> VoiceResponse:
     if call_back is None:
         return VoiceResponse()
     if call_back.state == CallBackState.CALLING_STAFF:
-        outcome = STAFF_OUTCOMES.get(status, "您接听后回拨未能继续")
+        outcome = STAFF_OUTCOMES.get(status, "您接听后未接通住户即挂断")
         end_call_back(turn.session, call_back, CallBackState.FAILED, outcome)
     elif call_back.state == CallBackState.CALLING_RESIDENT:
         end_call_back(turn.session, call_back, CallBackState.FAILED, DIAL_OUTCOMES["canceled"])

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from ivr import create_app
 from ivr.db import frozen_clock
-from ivr.devphone.callers import DialOutcome
+from ivr.devphone.callers import SILENCE, DialOutcome
 from ivr.devphone.emulator import TwilioEmulator
 from ivr.devphone.transport import FlaskClientTransport
 from ivr.followup.call_back import NOT_REACHED, place_call_back
@@ -131,15 +131,18 @@ def test_a_call_back_rings_the_staff_member_then_the_resident_and_records_both_s
     phone = dev_phone(line_app, line_settings, recording_server)
     outcome = DialOutcome("completed", ring_seconds=8, talk_seconds=40, hangup_by="callee")
     with frozen_clock(at("10:01")):
-        result = phone.answer_outbound(placed, [outcome]).raise_for_errors()
+        result = phone.answer_outbound(placed, ["1", outcome]).raise_for_errors()
 
     with database.session(read_only=True) as session:
         number = session.get(Ticket, ticket_id).number
     spoken = ticket_number_spoken(number)
-    assert result.said[0] == prompt("call_back_connecting", ticket_number_spoken=spoken, room="3-2-501")
+    assert result.said[:2] == [
+        prompt("call_back_press_one", ticket_number_spoken=spoken, room="3-2-501"),
+        prompt("call_back_connecting"),
+    ]
     dial = result.last("dial")
     assert dial.params["DialCallStatus"] == "completed"
-    document = result.requests_of("answer")[0].body
+    document = result.requests_of("gather")[0].body
     assert f'callerId="{LINE_NUMBER}"' in document and 'record="record-from-answer-dual"' in document
     assert f">{RESIDENT}</Number>" in document
     assert result.said[-1] == prompt("call_back_resident_gone")  # the resident hung up; the staff member is told
@@ -198,7 +201,7 @@ def test_a_call_back_that_does_not_connect_says_why(
     [placed] = recording_server.placed_calls
     phone = dev_phone(line_app, line_settings, recording_server)
     with frozen_clock(at("10:01")):
-        result = phone.answer_outbound(placed, [dial] if dial else [], outcome=staff_outcome).raise_for_errors()
+        result = phone.answer_outbound(placed, ["1", dial] if dial else [], outcome=staff_outcome).raise_for_errors()
     [call_back] = call_backs(database)
     assert (call_back.state, call_back.outcome) == (CallBackState.FAILED, state_text)
     if staff_hears:
@@ -206,6 +209,22 @@ def test_a_call_back_that_does_not_connect_says_why(
     with frozen_clock(at("10:02")):
         shown = page(console, ticket_id)
     assert f"未接通({state_text})" in words(shown) and 'action="/console/tickets/' in shown  # may be asked again
+
+
+def test_a_voicemail_that_answers_the_staff_phone_is_not_put_through_to_the_resident(
+    console, database, recording_server, line_settings, line_app
+):
+    ticket_id = create_ticket(database, caller=RESIDENT)
+    with frozen_clock(at("10:00")):
+        ask(console, ticket_id)
+        place(line_settings, database)
+    [placed] = recording_server.placed_calls
+    phone = dev_phone(line_app, line_settings, recording_server)
+    with frozen_clock(at("10:01")):
+        result = phone.answer_outbound(placed, [SILENCE]).raise_for_errors()  # a voicemail greeting, no key
+    assert result.requests_of("dial") == [] and result.said[-1] == prompt("call_back_cancelled")
+    [call_back] = call_backs(database)
+    assert (call_back.state, call_back.outcome) == (CallBackState.FAILED, "您未按1确认,回拨已取消")
 
 
 def test_a_call_back_needs_the_staff_members_phone_and_a_callable_resident(console, line_app, database):
@@ -263,7 +282,7 @@ def test_a_late_answer_of_a_call_back_that_is_over_hangs_up(
     [placed] = recording_server.placed_calls
     phone = dev_phone(line_app, line_settings, recording_server)
     with frozen_clock(at("10:01")):
-        phone.answer_outbound(placed, [DialOutcome("completed", talk_seconds=5)]).raise_for_errors()
+        phone.answer_outbound(placed, ["1", DialOutcome("completed", talk_seconds=5)]).raise_for_errors()
         again = phone.answer_outbound(placed, []).raise_for_errors()  # Twilio retried the answer webhook
     assert again.said == [prompt("call_back_over")]
     assert len(recording_server.placed_calls) == 1 and call_backs(database)[0].state == CallBackState.DONE
@@ -296,7 +315,7 @@ def test_a_call_back_is_scored_like_a_transfer_with_the_outbound_greeting(
     [placed] = recording_server.placed_calls
     phone = dev_phone(qa_line_app, line_settings, recording_server)
     outcome = DialOutcome("completed", ring_seconds=6, talk_seconds=4, recording_wav=DUAL_SPEECH, hangup_by=hangup_by)
-    result = phone.answer_outbound(placed, [outcome]).raise_for_errors()
+    result = phone.answer_outbound(placed, ["1", outcome]).raise_for_errors()
     assert qa_line_app.extensions["ivr.queue"].wait_idle(timeout=90)
 
     with database.session() as session:
