@@ -3,10 +3,15 @@ pin down Twilio's behaviour as emulated, independent of our menus."""
 
 from __future__ import annotations
 
+import _thread
+import os
 import re
 import shutil
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -35,8 +40,9 @@ from ivr.devphone import (
     RecordingServer,
     TwilioEmulator,
 )
-from ivr.devphone.cli import parse_keys
+from ivr.devphone.cli import DEFAULT_API_PORT, outbound_api_port, parse_keys
 from ivr.devphone.net import free_port
+from ivr.twilio_rest import twilio_client
 
 PUBLIC_URL = "https://ivr.example.test"
 ACCOUNT_SID = "AC" + "1" * 32
@@ -588,17 +594,26 @@ def test_the_loop_guard_stops_a_redirect_loop(phone: Phone) -> None:
 # --- over HTTP and from the command line ---------------------------------------------------------------
 
 
-@pytest.fixture
-def served_app() -> Iterator[tuple[str, Flask]]:
-    """The menu app on a real local HTTP server."""
-    app = make_app(menu_handlers())
+@contextmanager
+def serving_app(handlers: Mapping[str, Handler]) -> Iterator[tuple[str, Flask]]:
+    """An app answering `handlers` on a real local HTTP server: its URL and the app."""
+    app = make_app(handlers)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", app
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def served_app() -> Iterator[tuple[str, Flask]]:
+    """The menu app on a real local HTTP server."""
+    with serving_app(menu_handlers()) as served:
+        yield served
 
 
 def test_http_transport_sends_to_the_server_but_signs_the_public_url(
@@ -694,3 +709,166 @@ def test_ivr_call_reports_an_application_error(cli_state: CliState) -> None:
 
     assert result.exit_code == 1
     assert "11200 HTTP retrieval failure" in result.output
+
+
+# --- `ivr call --answer-outbound`: the line's follow-up calls ring the terminal -------------------------
+
+RESIDENT = "+8613900001111"
+LINE_NUMBER = "+861062345678"
+RING = "来电 +861062345678 (回访) — 按回车接听,输入 n 拒接"
+
+
+def follow_up_handlers() -> dict[str, Handler]:
+    """A follow-up call as the line makes one: a question, then thanks."""
+
+    def answer(form: dict[str, str]) -> VoiceResponse:
+        response = VoiceResponse()
+        gather = response.gather(num_digits=1, action="/twilio/outbound/resolved", timeout=5)
+        gather.say("您好，这里是幸福家园物业回访。问题已解决请按1，未解决请按2。", language="cmn-CN")
+        return response
+
+    def resolved(form: dict[str, str]) -> VoiceResponse:
+        response = say(f"您按的是{form['Digits']}。谢谢，再见。")
+        response.hangup()
+        return response
+
+    return {"/twilio/outbound/answer": answer, "/twilio/outbound/resolved": resolved}
+
+
+@pytest.fixture
+def follow_up_app() -> Iterator[tuple[str, Flask]]:
+    with serving_app(follow_up_handlers()) as served:
+        yield served
+
+
+def place_follow_up_call_when_listening(
+    cli_state: CliState, port: int, failures: list[Exception], waiting: threading.Event
+) -> threading.Thread:
+    """The line's side, in a thread: once the dev phone listens on `port`, place a follow-up call there with
+    twilio-python, as the placement job does with IVR_TWILIO_API_URL pointing at it. A failure is kept in
+    `failures` and interrupts the command (Ctrl-C) while it is `waiting`: it would wait for the call forever."""
+
+    def place() -> None:
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            client = twilio_client(cli_state.settings.replace(twilio_api_url=f"http://127.0.0.1:{port}"))
+            client.calls.create(
+                to=RESIDENT,
+                from_=LINE_NUMBER,
+                url=f"{PUBLIC_URL}/twilio/outbound/answer?follow_up=7&attempt=1",
+                status_callback=f"{PUBLIC_URL}/twilio/outbound/status?follow_up=7&attempt=1",
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                machine_detection="Enable",
+            )
+        except Exception as exc:
+            failures.append(exc)
+            if waiting.is_set():
+                _thread.interrupt_main()
+
+    thread = threading.Thread(target=place, daemon=True)
+    thread.start()
+    return thread
+
+
+def answer_outbound(server_url: str, cli_state: CliState, *args: str, input: Any) -> Any:
+    """`ivr call --answer-outbound` for one follow-up call the line places while it waits (interrupted after
+    20 s: a dev phone still waiting then fails the test instead of hanging it)."""
+    port = free_port()
+    failures: list[Exception] = []
+    waiting = threading.Event()
+    waiting.set()
+    line = place_follow_up_call_when_listening(cli_state, port, failures, waiting)
+    command = ["call", "--answer-outbound", "--server", server_url, "--api-port", str(port), "--calls", "1"]
+    watchdog = threading.Timer(20, _thread.interrupt_main)
+    watchdog.start()
+    try:
+        result = CliRunner().invoke(main, [*command, "--linger", "0", *args], obj=cli_state, input=input)
+    finally:
+        waiting.clear()
+        watchdog.cancel()
+    line.join(timeout=5)
+    assert failures == [], f"the line could not place its call: {failures}"
+    return result
+
+
+def call_statuses(app: Flask) -> list[str]:
+    return [r.form["CallStatus"] for r in received(app) if r.path == "/twilio/outbound/status"]
+
+
+def test_ivr_call_answers_a_follow_up_call_from_the_terminal(
+    follow_up_app: tuple[str, Flask], cli_state: CliState
+) -> None:
+    server_url, app = follow_up_app
+    result = answer_outbound(server_url, cli_state, input="\n1\n")  # Enter answers, then 1 at the question
+
+    assert result.exit_code == 0, result.output
+    assert RING in result.output
+    assert "☎ 您好，这里是幸福家园物业回访。问题已解决请按1，未解决请按2。" in result.output
+    assert "⌨ 1\n" in result.output and "☎ 您按的是1。谢谢，再见。" in result.output
+    [answered] = [r for r in received(app) if r.path == "/twilio/outbound/answer"]
+    assert answered.form["Direction"] == "outbound-api" and answered.form["AnsweredBy"] == "human"
+    assert (answered.form["From"], answered.form["To"], answered.args["follow_up"]) == (LINE_NUMBER, RESIDENT, "7")
+    assert [r.form["Digits"] for r in received(app) if r.path == "/twilio/outbound/resolved"] == ["1"]
+    assert call_statuses(app) == ["initiated", "ringing", "in-progress", "completed"]
+    assert all(r.signature_ok for r in received(app))
+
+
+def test_ivr_call_refuses_a_follow_up_call_as_busy(follow_up_app: tuple[str, Flask], cli_state: CliState) -> None:
+    server_url, app = follow_up_app
+    result = answer_outbound(server_url, cli_state, input="n\n")
+
+    assert result.exit_code == 0, result.output
+    assert RING in result.output and "拒接 (busy)" in result.output
+    assert [r.path for r in received(app) if r.path != "/twilio/outbound/status"] == []  # never answered
+    assert call_statuses(app) == ["initiated", "ringing", "busy"]
+
+
+def test_a_follow_up_call_nobody_reacts_to_rings_out_as_no_answer(
+    follow_up_app: tuple[str, Flask], cli_state: CliState
+) -> None:
+    server_url, app = follow_up_app
+    read_end, write_end = os.pipe()
+    keyboard = os.fdopen(read_end, "rb")  # nothing is typed, and the input does not end either
+    try:
+        started = time.monotonic()
+        result = answer_outbound(server_url, cli_state, "--ring-seconds", "0.5", input=keyboard)
+        took = time.monotonic() - started
+    finally:
+        os.close(write_end)
+        keyboard.close()
+
+    assert result.exit_code == 0, result.output
+    assert RING in result.output and "未接听 (no-answer after 0.5s)" in result.output
+    assert took >= 0.5
+    assert call_statuses(app) == ["initiated", "ringing", "no-answer"]
+
+
+def test_ivr_call_answers_follow_up_calls_with_a_script(follow_up_app: tuple[str, Flask], cli_state: CliState) -> None:
+    server_url, app = follow_up_app
+    result = answer_outbound(server_url, cli_state, "--keys", "2", input="")
+
+    assert result.exit_code == 0, result.output
+    assert RING not in result.output  # a scripted resident answers at once
+    assert "☎ 您按的是2。谢谢，再见。" in result.output
+    assert call_statuses(app) == ["initiated", "ringing", "in-progress", "completed"]
+
+
+@pytest.mark.parametrize(
+    ("api_url", "port"),
+    [
+        ("http://127.0.0.1:5077", 5077),  # .env points the line and the dev phone at the same place
+        ("http://localhost:5078/", 5078),
+        ("https://api.twilio.com", DEFAULT_API_PORT),
+        ("http://10.0.0.5:5077", DEFAULT_API_PORT),  # not this machine's: the dev phone listens on 127.0.0.1
+    ],
+)
+def test_the_dev_phone_listens_where_ivr_twilio_api_url_points(cli_state: CliState, api_url: str, port: int) -> None:
+    assert outbound_api_port(cli_state.settings.replace(twilio_api_url=api_url.rstrip("/"))) == port

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
 
 import click
 
@@ -34,15 +35,19 @@ from ivr.devphone.callers import (
     Speech,
     Step,
 )
-from ivr.devphone.emulator import TwilioEmulator
+from ivr.devphone.emulator import OutboundOutcome, TwilioEmulator
 from ivr.devphone.recording_server import RecordingServer
 from ivr.devphone.results import CallResult
+from ivr.devphone.ringing import Keyboard, answer_outbound_calls
 from ivr.devphone.transport import HttpTransport
 
 if TYPE_CHECKING:
     from ivr.cli_state import CliState
+    from ivr.config import Settings
 
 DIAL_OUTCOMES = ("completed", "no-answer", "busy", "failed")
+OUTBOUND_OUTCOMES = DIAL_OUTCOMES  # the same four ends of a ringing phone
+DEFAULT_API_PORT = 5055
 KEYS = set("0123456789*#")
 
 
@@ -181,6 +186,15 @@ def parse_stream_speed(ctx: click.Context, param: click.Parameter, value: str) -
     return speed
 
 
+def outbound_api_port(settings: Settings) -> int:
+    """Where the line is expected to place its calls: the port of IVR_TWILIO_API_URL when that is this
+    machine's http (as .env may set it for both the server and the dev phone), else DEFAULT_API_PORT."""
+    parts = urlsplit(settings.twilio_api_url)
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        return parts.port
+    return DEFAULT_API_PORT
+
+
 def _ask(prompt: str) -> str:
     """One line from the terminal; Ctrl-C / Ctrl-D hang up (EOFError) instead of aborting the command."""
     try:
@@ -221,6 +235,38 @@ def _ask(prompt: str) -> str:
     show_default=True,
     help="After the call, keep serving recordings until fetched, up to this many seconds.",
 )
+@click.option(
+    "--answer-outbound",
+    is_flag=True,
+    help="Instead of calling the line, wait for the calls it places (回访) and ring this terminal (see above).",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    help=f"Port on 127.0.0.1 of the dev phone's Twilio REST API (Calls.json, recordings). Default with "
+    f"--answer-outbound: the port of IVR_TWILIO_API_URL when it is http://127.0.0.1:PORT, else {DEFAULT_API_PORT}; "
+    "otherwise a free port.",
+)
+@click.option(
+    "--ring-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="--answer-outbound: how long a call rings before it is no-answer.",
+)
+@click.option(
+    "--outbound-outcome",
+    type=click.Choice(OUTBOUND_OUTCOMES),
+    help="--answer-outbound: what happens to every call without ringing (completed = answered; "
+    "default: asked at the ring, or answered by the --keys script).",
+)
+@click.option(
+    "--calls",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="--answer-outbound: stop after this many calls (0: at Ctrl-C, or when the input ends).",
+)
 @click.pass_obj
 def call(
     state: CliState,
@@ -233,24 +279,50 @@ def call(
     speak: bool,
     stream_speed: float,
     linger: float,
+    answer_outbound: bool,
+    api_port: int | None,
+    ring_seconds: float,
+    outbound_outcome: str | None,
+    calls: int,
 ) -> None:
     """Place a call to the running server through the Twilio emulator (the dev phone). Outside production
     it signs with the development server's generated secrets (IVR_ENV defaults to development here).
-    Media Streams the line starts are opened to the same server (wss://PUBLIC_HOST/... goes to --server)."""
+    Media Streams the line starts are opened to the same server (wss://PUBLIC_HOST/... goes to --server).
+
+    With --answer-outbound it answers the calls the line places instead (follow-ups 回访). The line places
+    them through Twilio's REST API at IVR_TWILIO_API_URL: run the server with that set to the dev phone's
+    (IVR_TWILIO_API_URL=http://127.0.0.1:5055 ./scripts/run, or in .env, which this command reads too), and
+    the dev phone serves POST Calls.json there. Each call rings here (来电 …: Enter answers and the call runs
+    as an inbound one does, n refuses it as busy, no reaction within --ring-seconds is no-answer); with --keys
+    a scripted resident answers every call. Calls are taken one at a time, in the order placed.
+    """
     settings = state.dev_settings
     steps = parse_keys(keys) if keys is not None else None
     speaker = espeak_speaker(click.echo) if speak else None
+    port = api_port if api_port is not None else (outbound_api_port(settings) if answer_outbound else 0)
     with contextlib.ExitStack() as stack:
         if message is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devphone-")))
             message = write_tone_wav(folder / "message.wav")
         outcome = DialOutcome(cast(DialStatus, dial_outcome)) if dial_outcome else None
-        inner: Caller
-        if steps is not None:
-            inner = CallerScript(steps, message=Message(message), dial_outcome=outcome or DialOutcome())
-        else:
-            inner = InteractiveCaller(message, ask=_ask, dial_outcome=outcome)
-        recordings = stack.enter_context(RecordingServer(settings.twilio_account_sid, settings.twilio_auth_token))
+        keyboard = Keyboard() if answer_outbound and steps is None else None
+        spoken = Message(message)
+
+        def phone() -> TerminalPhone:
+            """Who is on the phone for one call: the script, or the person at the keyboard."""
+            inner: Caller
+            if steps is not None:
+                inner = CallerScript(steps, message=spoken, dial_outcome=outcome or DialOutcome())
+            else:
+                inner = InteractiveCaller(message, ask=keyboard.ask if keyboard else _ask, dial_outcome=outcome)
+            return TerminalPhone(inner, speaker)
+
+        try:
+            recordings = stack.enter_context(
+                RecordingServer(settings.twilio_account_sid, settings.twilio_auth_token, port=port)
+            )
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on 127.0.0.1:{port} ({exc}): choose another --api-port") from exc
         emulator = TwilioEmulator(
             HttpTransport(server, settings.public_url),
             settings.public_url,
@@ -259,10 +331,31 @@ def call(
             recordings,
             stream_speed=stream_speed,
         )
-        click.echo(f"calling {settings.public_url} (via {server}) from {from_}")
-        result = emulator.call(TerminalPhone(inner, speaker), from_=from_, to=to)
-        for line in summary(result, recordings):
-            click.echo(line)
-        wait_for_fetches(recordings, list(result.recordings), linger)
-    if result.errors:
-        raise click.ClickException(f"the call had {len(result.errors)} error(s): {result.errors[0]}")
+        if answer_outbound:
+            click.echo(
+                f"answering the line's outbound calls to {settings.public_url} (via {server}): the server must run "
+                f"with IVR_TWILIO_API_URL={recordings.base_url} (Ctrl-C to stop)"
+            )
+            results: list[CallResult] = []
+            with contextlib.suppress(KeyboardInterrupt):
+                for result in answer_outbound_calls(
+                    emulator,
+                    recordings,
+                    phone,
+                    keyboard=keyboard,
+                    outcome=cast(OutboundOutcome | None, outbound_outcome),
+                    ring_seconds=ring_seconds,
+                    calls=calls,
+                ):
+                    results.append(result)
+                    for line in summary(result, recordings):
+                        click.echo(line)
+        else:
+            click.echo(f"calling {settings.public_url} (via {server}) from {from_}")
+            results = [emulator.call(phone(), from_=from_, to=to)]
+            for line in summary(results[0], recordings):
+                click.echo(line)
+        wait_for_fetches(recordings, [sid for result in results for sid in result.recordings], linger)
+    errors = [error for result in results for error in result.errors]
+    if errors:
+        raise click.ClickException(f"the call had {len(errors)} error(s): {errors[0]}")

@@ -9,8 +9,9 @@ Under `/2010-04-01/Accounts/{AccountSid}/`:
   `DateCreated=…`, day granularity in GMT) and `CallSid`;
 - `Calls/{CallSid}.json` is the Call resource (from, to, start time…) of a call the server knows (the
   emulator registers each call that makes a recording), and `Calls.json` lists them;
-- `POST Calls.json` places an outbound call: the request is kept (`placed_calls`, a `PlacedCall` each) and
-  answered 201 with the new Call resource (status `queued`); the emulator's `answer_outbound` then plays it.
+- `POST Calls.json` places an outbound call: the request is kept (`placed_calls`, a `PlacedCall` each; waited
+  for with `next_placed_call`) and answered 201 with the new Call resource (status `queued`); the emulator's
+  `answer_outbound` then plays it.
 
 Requests need HTTP basic auth with the account SID and auth token (401 otherwise); an unknown SID is a 404.
 Tests can make the next requests of a recording, a call or a list fail, and count fetches per SID.
@@ -134,6 +135,7 @@ class RecordingServer:
         self.log: list[FetchLog] = []
         self.placed_calls: list[PlacedCall] = []
         self._lock = threading.Lock()
+        self._placed = threading.Condition(self._lock)  # notified at each placed call
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         # While set, every request is answered 503: Twilio's media host having an outage.
@@ -232,6 +234,12 @@ class RecordingServer:
                 end_time,
                 duration,
             )
+
+    def next_placed_call(self, index: int, timeout: float) -> PlacedCall | None:
+        """`placed_calls[index]`, waiting up to `timeout` seconds for the line to place it; None if it did not."""
+        with self._placed:
+            self._placed.wait_for(lambda: len(self.placed_calls) > index, timeout)
+            return self.placed_calls[index] if len(self.placed_calls) > index else None
 
     def get_call(self, call_sid: str) -> StoredCall | None:
         with self._lock:
@@ -344,6 +352,7 @@ class RecordingServer:
         self.add_call(sid, from_=placed.from_, to=placed.to, direction="outbound-api", status="queued")
         with self._lock:
             self.placed_calls.append(placed)
+            self._placed.notify_all()
             call = self._calls[sid]
         return 201, "application/json", json.dumps(self._call_resource(call)).encode(), {}
 
