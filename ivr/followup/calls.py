@@ -266,6 +266,19 @@ def place_follow_up_call(context: JobContext, follow_up_id: int) -> None:
             return
         _release(context, follow_up_id)
         raise TwilioNotReached(f"Twilio did not take the call ({exc.status} {exc.code}): {exc.msg}") from exc
+    except requests.ReadTimeout:
+        # The request went out and Twilio did not answer in time: the call may well be ringing. Placing it again
+        # could ring the resident twice, so the attempt stays "calling": if it was placed, its webhooks find it by
+        # the signed URL's follow_up and attempt; if not, the sweep counts it as lost after STUCK_AFTER and it
+        # is tried again in a later window. A fault delays the follow-up; it never doubles the call.
+        log.warning(
+            "follow-up %d: Twilio did not answer the call request in time; waiting for its webhooks", follow_up_id
+        )
+        with context.database.session() as session:
+            follow_up = session.get(FollowUp, follow_up_id)
+            assert follow_up is not None
+            record_event(session, follow_up.ticket, "follow_up_call", None, attempt=follow_up.attempts, call_sid=None)
+        return
     except requests.RequestException as exc:
         _release(context, follow_up_id)
         raise TwilioNotReached(f"could not reach Twilio ({type(exc).__name__}): {exc}") from exc

@@ -81,14 +81,7 @@ def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFa
             EventFact(f"开始响铃 {agent_number}", (_event_time(rang) - started).total_seconds()),
             EventFact(f"接听 {agent_number}", (_event_time(answered) - started).total_seconds()),
         ]
-    dial_result = _dial_result(call)
-    ended_by = ended_fact = None
-    if dial_result is not None and dial_result.params.get("DialCallStatus") == "completed":
-        caller_gone = dial_result.params.get("CallStatus") == "completed"
-        ended_by = "caller" if caller_gone else "staff"
-        ended_fact = EventFact(
-            "来电人挂断" if caller_gone else "值班人员挂断(来电人仍在线)", (dial_result.at - started).total_seconds()
-        )
+    ended_by, ended_fact = _who_ended(call, call_back=False)
     channels = _channels(call)
     agent = None
     if agent_number:
@@ -99,7 +92,7 @@ def call_facts(session: Session, call: Call, property_name: str) -> tuple[CallFa
         agent_name=(agent.display_name if agent else None),
         staff=channels.get(STAFF_CHANNEL),
         caller=channels.get(0),
-        transferred=bool(dial_events or dial_result),
+        transferred=bool(dial_events or _dial_result(call)),
         ring_seconds=ring_seconds,
         ring_facts=ring_facts,
         ended_by=ended_by,  # type: ignore[arg-type]
@@ -123,6 +116,24 @@ def _dial_result(call: Call) -> CallEvent | None:
     return next((e for e in reversed(call.events) if e.endpoint in DIAL_RESULTS), None)
 
 
+# Who hung up first, by whether the first leg was gone when the Dial's action came: (transfer, call-back)
+ENDED = {
+    True: (("caller", "来电人挂断"), ("staff", "值班人员挂断(住户仍在线)")),
+    False: (("staff", "值班人员挂断(来电人仍在线)"), ("caller", "住户挂断")),
+}
+
+
+def _who_ended(call: Call, *, call_back: bool) -> tuple[str | None, EventFact | None]:
+    """Which side ended a talk, from the Dial's action: CallStatus is the first leg's, still on the line when the
+    dialled side hung up. A transfer's first leg is the caller's; a call-back's, the staff member's."""
+    dial_result = _dial_result(call)
+    if dial_result is None or dial_result.params.get("DialCallStatus") != "completed":
+        return None, None
+    first_gone = dial_result.params.get("CallStatus") == "completed"
+    ended_by, what = ENDED[first_gone][call_back]
+    return ended_by, EventFact(what, (dial_result.at - call.started_at).total_seconds())
+
+
 def _channels(call: Call) -> dict[int, ChannelSpeech]:
     recording = transfer_recording(call)
     return {
@@ -134,14 +145,7 @@ def _channels(call: Call) -> dict[int, ChannelSpeech]:
 def _call_back_facts(call: Call, call_back: CallBack, property_name: str) -> CallFacts:
     """A staff call-back: the staff member placed it (no ring to answer, E1 N/A), their leg is the first channel;
     the call ended first by the resident when the Dial's action found the staff member still on the line."""
-    dial_result = _dial_result(call)
-    ended_by = ended_fact = None
-    if dial_result is not None and dial_result.params.get("DialCallStatus") == "completed":
-        staff_gone = dial_result.params.get("CallStatus") == "completed"
-        ended_by = "staff" if staff_gone else "caller"
-        ended_fact = EventFact(
-            "值班人员挂断(住户仍在线)" if staff_gone else "住户挂断", (dial_result.at - call.started_at).total_seconds()
-        )
+    ended_by, ended_fact = _who_ended(call, call_back=True)
     channels = _channels(call)
     ticket = call_back.ticket
     return CallFacts(

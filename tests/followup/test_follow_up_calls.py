@@ -342,6 +342,39 @@ def test_a_call_that_never_reports_back_counts_as_an_attempt(context, database, 
     assert len(recording_server.placed_calls) == 2
 
 
+def test_a_call_request_twilio_took_but_did_not_answer_is_not_placed_twice(
+    context, database, recording_server, monkeypatch
+):
+    """A read timeout: the call may be ringing. It is not placed again at once (the resident would be rung
+    twice); its webhooks still find it by the signed URL, or the sweep counts it lost and calls in a later window."""
+    import requests
+
+    from ivr import twilio_rest
+
+    real_client = twilio_rest.twilio_client
+
+    def slow_twilio(settings):
+        client = real_client(settings)
+        real_create = client.calls.create
+
+        def create(**params):
+            real_create(**params)  # Twilio placed it…
+            raise requests.ReadTimeout("read timed out")  # …and its answer never came back
+
+        monkeypatch.setattr(client.calls, "create", create)
+        return client
+
+    monkeypatch.setattr(twilio_rest, "twilio_client", slow_twilio)
+    ticket_id = resolved_ticket(database, "09:00")
+    work(context, "09:00")  # no exception: the job is done, not retried
+    follow_up = follow_up_of(database, ticket_id)
+    assert (follow_up.state, follow_up.attempts, follow_up.call_sid) == (FollowUpState.CALLING, 1, None)
+    work(context, "09:10")
+    assert len(recording_server.placed_calls) == 1
+    work(context, "10:05")
+    assert follow_up_of(database, ticket_id).last_outcome == "lost"
+
+
 def test_a_number_twilio_refuses_goes_to_the_by_hand_list_at_once(context, database, recording_server):
     ticket_id = resolved_ticket(database, "09:00")
     recording_server.fail_next("Calls", status=400)
