@@ -1,47 +1,82 @@
 """The weekly follow-up report (回访周报) per property and department: how many tickets were due a follow-up,
 how many were followed up, how many the line could not reach, the residents' average score and how many said
-"not resolved". No Flask here.
+"not resolved", and the callers' own score of the inbound call that reported a ticket. No Flask here.
 
 A week's row counts the follow-ups that became due that week (created when the ticket was resolved, or a
 complaint replied to), whatever became of them since: a follow-up due on Sunday and answered on Monday is in
 Sunday's week as done. Done is answered on the call, or followed up by hand on the ticket since (the ticket's
 回访 step); unreachable is the line giving up (attempts used up, no number to call, a refused number), whether
-or not someone called back by hand since; the average is of the keypad scores (1–5) of the week's calls.
+or not someone called back by hand since; the average is of the keypad scores (1–5) of the week's calls. The
+inbound score (`Ticket.call_satisfaction`, asked at the end of the call that reported the ticket) is counted in
+the week the ticket was created, under the ticket's department now.
+
+Weeks are each property's own: Monday 00:00 to Monday 00:00 in its time zone (its own, else IVR_TIMEZONE), so a
+follow-up at 23:30 on a Sunday in Shanghai is in that week there and in the next one for a property an hour
+ahead. The counting is done in the database, grouped by week, property and department, so the console reads a
+few dozen rows however many follow-ups there are. A local week is not portable SQL (SQLite and PostgreSQL have
+no common time-zone arithmetic), so Python computes each zone's week boundaries as UTC moments and the query
+numbers the weeks with a CASE over them (`created_at < boundary THEN week`), one set of boundaries per time zone
+in use: properties in IVR_TIMEZONE (all of them today) share the default set and add no condition of their own.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ivr.access import TicketScope
+from ivr.config import Settings
+from ivr.db import utcnow
 from ivr.models import FollowUp, FollowUpState, Ticket
-from ivr.qa.reports import week_of
+from ivr.properties import all_properties
+from ivr.qa.reports import WeekError, week_bounds, week_of
 
 UNDISPATCHED = "未派单"  # the department of a ticket resolved without being forwarded
+MAX_WEEKS = 106  # the longest span one report counts (two years and some): each week is a CASE branch
+
+
+class ReportSpanError(WeekError):
+    """A span of more weeks than one report counts."""
 
 
 @dataclass
 class FollowUpTally:
-    """One week of one property's department."""
+    """One week of one property's department (or a sum of them)."""
 
     due: int = 0
     done: int = 0
     unreachable: int = 0
     opted_out: int = 0
     not_resolved: int = 0
-    scores: int = 0  # how many calls gave a score
+    scores: int = 0  # how many follow-up calls gave a score
     score_total: int = 0
+    call_scores: int = 0  # how many of the week's tickets got a score at the end of the inbound call
+    call_score_total: int = 0
+
+    @property
+    def to_do(self) -> int:
+        """Due and not followed up yet, on the call or by hand (unreachable and opted out included)."""
+        return self.due - self.done
 
     @property
     def average_satisfaction(self) -> float | None:
-        """The average keypad score (1–5, one decimal), None when no call gave one."""
+        """The follow-up calls' average keypad score (1–5, one decimal), None when no call gave one."""
         return round(self.score_total / self.scores, 1) if self.scores else None
+
+    @property
+    def average_call_satisfaction(self) -> float | None:
+        """The inbound calls' average score (1–5, one decimal), None when no caller gave one."""
+        return round(self.call_score_total / self.call_scores, 1) if self.call_scores else None
+
+    def add(self, other: FollowUpTally) -> None:
+        """Count `other` in too (a week's total over properties and departments)."""
+        for counted in fields(FollowUpTally):
+            setattr(self, counted.name, getattr(self, counted.name) + getattr(other, counted.name))
 
 
 @dataclass(frozen=True)
@@ -52,34 +87,196 @@ class FollowUpReportRow:
     tally: FollowUpTally
 
 
-def follow_up_report(
-    session: Session, begin: datetime, end: datetime, timezone: str, scope: TicketScope | None = None
-) -> list[FollowUpReportRow]:
-    """The rows for the follow-ups due from `begin` to `end` (UTC, end excluded), by local ISO week in
-    `timezone`, property and department, in that order; `scope` narrows to the tickets someone may see."""
-    query: Select[Any] = (
-        select(FollowUp)
+@dataclass(frozen=True)
+class PropertyZones:
+    """The time zone of each property's weeks: `default` (IVR_TIMEZONE) for every property not in `others`."""
+
+    default: str
+    others: Mapping[int, str] = field(default_factory=dict)  # property id -> a zone other than the default
+
+
+def property_zones(session: Session, settings: Settings) -> PropertyZones:
+    """Each property's zone as the line uses it (its own, else the settings'), from the property directory."""
+    return PropertyZones(
+        settings.timezone,
+        {line.id: line.timezone for line in all_properties(session, settings) if line.timezone != settings.timezone},
+    )
+
+
+def current_week(timezone: str) -> str:
+    """This week's ISO week in the console's time zone (each property then counts it in its own)."""
+    return week_of(utcnow(), timezone)
+
+
+def report_weeks(first: str, last: str) -> list[str]:
+    """The ISO weeks from `first` to `last`, both included (none when `last` is before `first`); WeekError for a
+    week not written as one, ReportSpanError for more than MAX_WEEKS."""
+    try:
+        first_year, first_number = first.split("-W")
+        last_year, last_number = last.split("-W")
+        monday = date.fromisocalendar(int(first_year), int(first_number), 1)
+        last_monday = date.fromisocalendar(int(last_year), int(last_number), 1)
+    except ValueError as exc:
+        raise WeekError(f"周的格式应为 2024-W10,收到 {first!r} 至 {last!r}") from exc
+    count = (last_monday - monday).days // 7 + 1
+    if count > MAX_WEEKS:
+        raise ReportSpanError(f"一次最多统计 {MAX_WEEKS} 周,{first} 至 {last} 共 {count} 周")
+    weeks = [monday + timedelta(weeks=n) for n in range(max(count, 0))]
+    return [f"{day.isocalendar()[0]}-W{day.isocalendar()[1]:02d}" for day in weeks]
+
+
+def _zone_weeks(
+    created: InstrumentedAttribute[Any], weeks: Sequence[str], zone: str
+) -> tuple[ColumnElement[Any], ColumnElement[bool]]:
+    """For rows in `zone`: the index in `weeks` of the local week `created` falls in, and the condition that it
+    falls in one of them."""
+    starts = [week_bounds(week, zone)[0] for week in weeks]
+    end = week_bounds(weeks[-1], zone)[1]
+    index: ColumnElement[Any] = literal(0)
+    if len(weeks) > 1:
+        index = case(*((created < start, number) for number, start in enumerate(starts[1:])), else_=len(weeks) - 1)
+    return index, and_(created >= starts[0], created < end)
+
+
+def _local_week(
+    created: InstrumentedAttribute[Any],
+    property_id: InstrumentedAttribute[int],
+    weeks: Sequence[str],
+    zones: PropertyZones,
+) -> tuple[ColumnElement[Any], ColumnElement[bool]]:
+    """The index in `weeks` of the week a row falls in, in its property's zone, and the condition that it falls
+    in one: the default zone's boundaries for most properties, each other zone's for its own."""
+    by_zone: dict[str, list[int]] = {}
+    for prop, zone in zones.others.items():
+        if zone != zones.default:
+            by_zone.setdefault(zone, []).append(prop)
+    index, within = _zone_weeks(created, weeks, zones.default)
+    if not by_zone:
+        return index, within
+    branches, conditions = [], []
+    for zone, props in sorted(by_zone.items()):
+        in_zone = property_id.in_(sorted(props))
+        zone_index, zone_within = _zone_weeks(created, weeks, zone)
+        branches.append((in_zone, zone_index))
+        conditions.append(and_(in_zone, zone_within))
+    others = property_id.not_in(sorted(prop for props in by_zone.values() for prop in props))
+    # The span of every zone's weeks first: one range for an index on `created` to read, the zones' then sift it.
+    edges = [week_bounds(week, zone) for zone in (zones.default, *by_zone) for week in (weeks[0], weeks[-1])]
+    span = and_(created >= min(start for start, _ in edges), created < max(end for _, end in edges))
+    return case(*branches, else_=index), and_(span, or_(*conditions, and_(others, within)))
+
+
+def follow_up_counts(weeks: Sequence[str], zones: PropertyZones, scope: TicketScope | None) -> Select[Any]:
+    """Per week (its index), property and department: due, done, unreachable, opted out, not resolved, how
+    many scores and their sum, over the follow-ups that became due in the weeks."""
+    week, within = _local_week(FollowUp.created_at, FollowUp.property_id, weeks, zones)
+    rows: Select[Any] = (
+        select(
+            week.label("week"),
+            FollowUp.property_id,
+            Ticket.department,
+            FollowUp.state,
+            FollowUp.resolved,
+            FollowUp.satisfaction,
+            FollowUp.created_at,
+            Ticket.followed_up_at,
+        )
         .join(FollowUp.ticket)
-        .where(FollowUp.created_at >= begin, FollowUp.created_at < end)
-        .options(contains_eager(FollowUp.ticket).load_only(Ticket.department, Ticket.followed_up_at))
+        .where(within)
     )
     if scope is not None:
-        query = scope.where(query)
-    tallies: defaultdict[tuple[str, int, str], FollowUpTally] = defaultdict(FollowUpTally)
-    for follow_up in session.scalars(query):
-        ticket = follow_up.ticket
-        week = week_of(follow_up.created_at, timezone)
-        tally = tallies[(week, follow_up.property_id, ticket.department or UNDISPATCHED)]
-        tally.due += 1
-        by_hand = ticket.followed_up_at is not None and ticket.followed_up_at >= follow_up.created_at
-        tally.done += follow_up.state == FollowUpState.DONE or by_hand
-        tally.unreachable += follow_up.state == FollowUpState.UNREACHABLE
-        tally.opted_out += follow_up.state == FollowUpState.OPTED_OUT
-        tally.not_resolved += follow_up.resolved is False
-        if follow_up.satisfaction is not None:
-            tally.scores += 1
-            tally.score_total += follow_up.satisfaction
+        rows = scope.where(rows)
+    # Grouped outside: PostgreSQL would not match a GROUP BY CASE with its own parameters to the selected one.
+    found = rows.subquery("due_follow_ups")
+    return select(
+        found.c.week,
+        found.c.property_id,
+        found.c.department,
+        func.count(),
+        func.count().filter(or_(found.c.state == FollowUpState.DONE, found.c.followed_up_at >= found.c.created_at)),
+        func.count().filter(found.c.state == FollowUpState.UNREACHABLE),
+        func.count().filter(found.c.state == FollowUpState.OPTED_OUT),
+        func.count().filter(found.c.resolved.is_(False)),
+        func.count(found.c.satisfaction),
+        func.coalesce(func.sum(found.c.satisfaction), 0),
+    ).group_by(found.c.week, found.c.property_id, found.c.department)
+
+
+def call_satisfaction_counts(weeks: Sequence[str], zones: PropertyZones, scope: TicketScope | None) -> Select[Any]:
+    """Per week (its index), property and department: how many tickets created that week got an inbound score,
+    and their sum."""
+    week, within = _local_week(Ticket.created_at, Ticket.property_id, weeks, zones)
+    rows: Select[Any] = select(
+        week.label("week"), Ticket.property_id, Ticket.department, Ticket.call_satisfaction
+    ).where(within, Ticket.call_satisfaction.is_not(None))
+    if scope is not None:
+        rows = scope.where(rows)
+    found = rows.subquery("scored_tickets")
+    return select(
+        found.c.week,
+        found.c.property_id,
+        found.c.department,
+        func.count(),
+        func.sum(found.c.call_satisfaction),
+    ).group_by(found.c.week, found.c.property_id, found.c.department)
+
+
+Key = tuple[int, int, str]  # week index, property id, department
+
+
+def _tallies(
+    session: Session, weeks: Sequence[str], zones: PropertyZones, scope: TicketScope | None, *, inbound: bool
+) -> dict[Key, FollowUpTally]:
+    tallies: dict[Key, FollowUpTally] = {}
+
+    def tally(week: int, prop: int, department: str | None) -> FollowUpTally:
+        return tallies.setdefault((int(week), prop, department or UNDISPATCHED), FollowUpTally())
+
+    if not weeks:
+        return tallies
+    for week, prop, department, due, done, unreachable, opted_out, not_resolved, scores, total in session.execute(
+        follow_up_counts(weeks, zones, scope)
+    ):
+        found = FollowUpTally(due, done, unreachable, opted_out, not_resolved, scores, int(total))
+        tally(week, prop, department).add(found)  # added: a department literally named 未派单 meets None's
+    if inbound:
+        for week, prop, department, scores, total in session.execute(call_satisfaction_counts(weeks, zones, scope)):
+            kept = tally(week, prop, department)
+            kept.call_scores += int(scores)
+            kept.call_score_total += int(total)
+    return tallies
+
+
+def follow_up_report(
+    session: Session, first: str, last: str, zones: PropertyZones, scope: TicketScope | None = None
+) -> list[FollowUpReportRow]:
+    """The rows from ISO week `first` to `last` (both included), each property's weeks in its own zone, by week,
+    property and department in that order; `scope` narrows to the tickets someone may see. Two queries: the
+    follow-ups, the inbound scores. WeekError for a week that is not one or a span too long."""
+    weeks = report_weeks(first, last)
+    tallies = _tallies(session, weeks, zones, scope, inbound=True)
     return [
-        FollowUpReportRow(week, prop, department, tallies[(week, prop, department)])
+        FollowUpReportRow(weeks[week], prop, department, tallies[(week, prop, department)])
         for week, prop, department in sorted(tallies)
     ]
+
+
+def week_follow_ups(
+    session: Session, week: str, zones: PropertyZones, scope: TicketScope | None = None
+) -> FollowUpTally:
+    """The week's follow-ups over every property and department in `scope` (the overview's 本周待回访): one
+    query, no inbound scores."""
+    total = FollowUpTally()
+    for tally in _tallies(session, report_weeks(week, week), zones, scope, inbound=False).values():
+        total.add(tally)
+    return total
+
+
+def weekly_totals(rows: Iterable[FollowUpReportRow], weeks: Sequence[str]) -> list[tuple[str, FollowUpTally]]:
+    """Each of `weeks` with its rows summed over properties and departments (an empty tally for a week with
+    none): the chart's figures."""
+    totals = {week: FollowUpTally() for week in weeks}
+    for row in rows:
+        if row.week in totals:
+            totals[row.week].add(row.tally)
+    return list(totals.items())

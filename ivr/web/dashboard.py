@@ -1,5 +1,5 @@
-"""The overview: tickets by category and state, overdue counts on both clocks, this week's follow-ups, and for
-managers and admins the background jobs that finally failed."""
+"""The overview: tickets by category and state, overdue counts on both clocks, this week's follow-ups (the weekly
+follow-up report's figures), and for managers and admins the background jobs that finally failed."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ivr.access import TicketScope
+from ivr.access import TICKET_WORKERS, TicketScope, has_role
 from ivr.db import utcnow
+from ivr.followup.report import FollowUpTally, PropertyZones, current_week, property_zones, week_follow_ups
 from ivr.models import Category, Job, JobState, Ticket, TicketStatus
-from ivr.runtime import request_session
+from ivr.runtime import current_settings, request_session
 from ivr.tickets.procedure import CATEGORY_LABELS, STATUS_LABELS
 from ivr.tickets.sla import (
     AWAITING_FOLLOW_UP,
@@ -47,13 +48,10 @@ class Overview:
     overdue_dispatch: int
     overdue_resolve: int
     due_soon: int
-    follow_ups_due: list[Ticket]  # the first FOLLOW_UPS_SHOWN, longest waiting first
-    follow_ups_total: int
+    follow_up_week: str  # this week (ISO, the console's time zone)
+    follow_ups: FollowUpTally  # its follow-ups, as the 回访 page's report counts them
     urgent_open: int
     total_open: int
-
-
-FOLLOW_UPS_SHOWN = 50
 
 
 def _due_soon(due: InstrumentedAttribute[datetime | None], now: datetime, warning: timedelta) -> ColumnElement[bool]:
@@ -67,7 +65,7 @@ def _following_up() -> ColumnElement[bool]:
 
 def open_counts(now: datetime) -> Select[Any]:
     """One pass over the open tickets (the open-queue index): per category and state, how many, and of those
-    how many are urgent, overdue on either clock, due soon, and awaiting their follow-up call."""
+    how many are urgent, overdue on either clock, and due soon."""
     registered = Ticket.status == TicketStatus.REGISTERED
     resolving = Ticket.status.in_([status.value for status in BEFORE_RESOLVED])
     following_up = _following_up()
@@ -87,7 +85,6 @@ def open_counts(now: datetime) -> Select[Any]:
             func.count().filter(registered, Ticket.dispatch_due < now),
             func.count().filter(resolving, Ticket.resolve_due < now),
             func.count().filter(due_soon),
-            func.count().filter(following_up),
         )
         .where(open_tickets())
         .group_by(Ticket.category, Ticket.status),
@@ -99,9 +96,10 @@ def closed_count() -> Select[Any]:
     return select(func.count()).select_from(Ticket).where(Ticket.status == TicketStatus.CLOSED)
 
 
-def overview(session: Session, scope: TicketScope) -> Overview:
+def overview(session: Session, scope: TicketScope, zones: PropertyZones, week: str) -> Overview:
     """Counts for the dashboard over the tickets the user may see, as SQL aggregates over the stored clocks:
-    the open tickets in one pass of the open-queue index, the closed ones counted in another."""
+    the open tickets in one pass of the open-queue index, the closed ones counted in another, and the week's
+    follow-ups grouped as the weekly report groups them (each property's week in its own time zone)."""
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
         # Each count takes tens of milliseconds on its own; parallel workers cost more to start than they save
@@ -109,28 +107,21 @@ def overview(session: Session, scope: TicketScope) -> Overview:
         session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     categories: Counter[Category] = Counter()
     statuses: Counter[TicketStatus] = Counter()
-    totals = [0] * 6  # open, urgent, overdue dispatch, overdue resolve, due soon, awaiting follow-up
+    totals = [0] * 5  # open, urgent, overdue dispatch, overdue resolve, due soon
     for category, status, *counts in session.execute(scope.where(open_counts(now))):
         categories[category] += counts[0]
         statuses[status] += counts[0]
         totals = [total + int(count) for total, count in zip(totals, counts, strict=True)]
     statuses[TicketStatus.CLOSED] = session.scalar(scope.where(closed_count())) or 0
-    total_open, urgent_open, overdue_dispatch, overdue_resolve, due_soon, follow_ups_total = totals
-    follow_ups = list(
-        session.scalars(
-            scope.where(select(Ticket).where(open_tickets(), _following_up()))
-            .order_by(Ticket.resolved_at, Ticket.id)
-            .limit(FOLLOW_UPS_SHOWN)
-        )
-    )
+    total_open, urgent_open, overdue_dispatch, overdue_resolve, due_soon = totals
     return Overview(
         by_category=[Bar(CATEGORY_LABELS[c], categories[c], c.value) for c in Category],
         by_status=[Bar(STATUS_LABELS[s], statuses[s], s.value) for s in TicketStatus],
         overdue_dispatch=overdue_dispatch,
         overdue_resolve=overdue_resolve,
         due_soon=due_soon,
-        follow_ups_due=follow_ups,
-        follow_ups_total=follow_ups_total,
+        follow_up_week=week,
+        follow_ups=week_follow_ups(session, week, zones, scope),
         urgent_open=urgent_open,
         total_open=total_open,
     )
@@ -143,6 +134,12 @@ def dashboard() -> ResponseReturnValue:
     failed_jobs = None
     if current_user.role in SEE_FAILED_JOBS:
         failed_jobs = session.scalar(select(func.count()).select_from(Job).where(Job.state == JobState.FAILED))
+    settings = current_settings()
     return render_template(
-        "dashboard.html", overview=overview(session, console_ticket_scope()), failed_jobs=failed_jobs
+        "dashboard.html",
+        overview=overview(
+            session, console_ticket_scope(), property_zones(session, settings), current_week(settings.timezone)
+        ),
+        failed_jobs=failed_jobs,
+        follow_up_page=has_role(current_user, TICKET_WORKERS),
     )

@@ -1,7 +1,7 @@
 """The 回访 page for the night shift, managers and admins: follow-up calls scheduled (when due, which attempt),
 calling now, and the tickets to call back by hand (unreachable, a refused number, opted out), each linking to
-its ticket and each list paged; this week's follow-up report and the weekly report as CSV. Only the follow-ups
-of tickets in the account's scope (its properties)."""
+its ticket and each list paged; this week's follow-up report, a chart of the last weeks and the weekly report
+as CSV. Only the follow-ups of tickets in the account's scope (its properties)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,18 +21,35 @@ from sqlalchemy.orm import Session, selectinload
 from ivr.access import TICKET_WORKERS
 from ivr.db import utcnow
 from ivr.followup.calls import MAX_ATTEMPTS, OUTCOME_LABELS, call_back_by_hand_query
-from ivr.followup.report import FollowUpReportRow, follow_up_report
+from ivr.followup.report import FollowUpReportRow, follow_up_report, property_zones, report_weeks, weekly_totals
 from ivr.models import FollowUp, FollowUpState
 from ivr.properties import all_properties
-from ivr.qa.reports import WeekError, recent_weeks, week_bounds, week_of
+from ivr.qa.reports import WeekError, recent_weeks
 from ivr.runtime import current_settings, request_session
 from ivr.web.access import console_ticket_scope, roles_required
 from ivr.web.blueprint import blueprint
+from ivr.web.charts import follow_up_chart
 from ivr.web.paging import PAGE_SIZE, Page, last_page, offset, page, requested_page
 
 # Each list of the page and the query argument that pages it.
 LISTS = {"scheduled": "scheduled_page", "calling": "calling_page", "by_hand": "by_hand_page"}
-REPORT_WEEKS = 8  # the CSV's default span, ending with this week
+REPORT_WEEKS = 8  # the chart's weeks and the CSV's default span, ending with this week
+# The CSV's columns: the follow-ups' counts, then each satisfaction as how many scores and their average (so a
+# spreadsheet can weigh rows together): the follow-up calls' (回访) and the inbound calls' (来电).
+CSV_HEADER = (
+    "周",
+    "小区",
+    "部门",
+    "应回访",
+    "已回访",
+    "未接通",
+    "不再接收回访",
+    "未解决",
+    "回访评分数",
+    "回访平均满意度",
+    "来电评分数",
+    "来电平均满意度",
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,9 @@ def follow_ups() -> ResponseReturnValue:
         "calling": _paged(session, _in_state(FollowUpState.CALLING, FollowUp.last_attempt_at), "calling", url),
         "by_hand": _paged(session, call_back_by_hand_query(), "by_hand", url),
     }
-    this_week, _ = recent_weeks(_today(), 1)
+    first_week, this_week = recent_weeks(_today(), REPORT_WEEKS)
+    rows = _report(session, first_week, this_week)  # the chart's weeks; the table is this week's rows
+    weekly = weekly_totals(rows, report_weeks(first_week, this_week))
     return render_template(
         "follow_ups.html",
         lists=lists,
@@ -85,7 +104,9 @@ def follow_ups() -> ResponseReturnValue:
         max_attempts=MAX_ATTEMPTS,
         outcomes=OUTCOME_LABELS,
         week=this_week,
-        report=_report(session, this_week, this_week),
+        report=[row for row in rows if row.week == this_week],
+        weekly=weekly,
+        chart=follow_up_chart(weekly),
         report_weeks=REPORT_WEEKS,
     )
 
@@ -100,15 +121,19 @@ def _property_names(session: Session) -> dict[int, str]:
 
 
 def _report(session: Session, start: str, end: str) -> list[FollowUpReportRow]:
-    """The weekly report from ISO week `start` to `end` (both included) over the account's tickets; 400 for a
-    week that is not one."""
-    timezone = current_settings().timezone
+    """The weekly report from ISO week `start` to `end` (both included) over the account's tickets, each
+    property's weeks in its own time zone; 400 for a week that is not one or a span too long."""
     try:
-        begin, _ = week_bounds(start, timezone)
-        _, finish = week_bounds(end, timezone)
+        return follow_up_report(
+            session, start, end, property_zones(session, current_settings()), console_ticket_scope()
+        )
     except WeekError as exc:
         abort(400, str(exc))
-    return follow_up_report(session, begin, finish, timezone, console_ticket_scope())
+
+
+def _blank(average: float | None) -> float | str:
+    """An average, or an empty cell when nobody gave a score (not 0: that would read as a score)."""
+    return "" if average is None else average
 
 
 def _cell(value: object) -> object:
@@ -127,16 +152,13 @@ def follow_up_report_csv() -> ResponseReturnValue:
     default_start, default_end = recent_weeks(_today(), REPORT_WEEKS)
     start, end = request.args.get("start", "") or default_start, request.args.get("end", "") or default_end
     rows = _report(session, start, end)
-    timezone = current_settings().timezone
-    start = week_of(week_bounds(start, timezone)[0], timezone)  # canonical, for the file name
-    end = week_of(week_bounds(end, timezone)[1] - timedelta(seconds=1), timezone)
+    start, end = report_weeks(start, start)[0], report_weeks(end, end)[0]  # canonical, for the file name
     names = _property_names(session)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["周", "小区", "部门", "应回访", "已回访", "未接通", "不再接收回访", "平均满意度", "未解决"])
+    writer.writerow(CSV_HEADER)
     for row in rows:
         tally = row.tally
-        average = tally.average_satisfaction
         cells = (
             row.week,
             names.get(row.property_id, str(row.property_id)),
@@ -145,8 +167,11 @@ def follow_up_report_csv() -> ResponseReturnValue:
             tally.done,
             tally.unreachable,
             tally.opted_out,
-            "" if average is None else average,
             tally.not_resolved,
+            tally.scores,
+            _blank(tally.average_satisfaction),
+            tally.call_scores,
+            _blank(tally.average_call_satisfaction),
         )
         writer.writerow([_cell(value) for value in cells])
     return Response(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ivr.db import frozen_clock
-from ivr.models import FollowUp, FollowUpState, TicketStatus
+from ivr.models import FollowUp, FollowUpState, Ticket, TicketStatus
 from ivr.properties import property_directory, save_property
 from ivr.staff import create_user
 from tests.factories import PASSWORD, create_staff, create_ticket, login
@@ -164,6 +164,14 @@ def test_the_weekly_report_on_the_page_and_as_csv_keeps_to_the_accounts_properti
         with database.session() as session:
             session.get(FollowUp, row).ticket.department = "工程部"
     follow_up(database, FollowUpState.UNREACHABLE, property_id=east, created_at=at("10:00", "2026-11-20"))  # W47
+    for score in (5, 4):  # the callers' own score at the end of the calls that reported two tickets
+        create_ticket(
+            database,
+            property_id=east,
+            department="工程部",
+            created_at=at("09:00", "2026-12-02"),
+            call_satisfaction=score,
+        )
 
     company = app.test_client()
     login(company, "hq")
@@ -172,16 +180,21 @@ def test_the_weekly_report_on_the_page_and_as_csv_keeps_to_the_accounts_properti
     report = section(page, "report")
     assert "本周回访统计(2026-W49)" in report
     assert "<td>东方花园</td><td>工程部</td>" in report and "<td>3.0</td>" in report
+    assert '<td class="call-satisfaction">4.5(2)</td>' in report
     assert 'href="/console/follow-ups/report.csv"' in report
     csv = company.get("/console/follow-ups/report.csv?start=2026-W47&end=2026-W52")
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
     assert 'filename="follow-up-report-2026-W47-2026-W52.csv"' in csv.headers["Content-Disposition"]
-    lines = csv.get_data(as_text=True).removeprefix("\ufeff").splitlines()
-    assert lines[0] == "周,小区,部门,应回访,已回访,未接通,不再接收回访,平均满意度,未解决"
+    body = csv.get_data(as_text=True)
+    assert body.startswith("\ufeff")  # for Excel
+    lines = body.removeprefix("\ufeff").splitlines()
+    assert lines[0] == (
+        "周,小区,部门,应回访,已回访,未接通,不再接收回访,未解决,回访评分数,回访平均满意度,来电评分数,来电平均满意度"
+    )
     assert lines[1:] == [
-        "2026-W47,东方花园,未派单,1,0,1,0,,0",
-        "2026-W49,东方花园,工程部,2,2,0,0,3.0,1",
-        "2026-W49,'=西城花园,工程部,1,1,0,0,5.0,0",  # no formula for a spreadsheet to run
+        "2026-W47,东方花园,未派单,1,0,1,0,0,0,,0,",  # no score: empty, not 0
+        "2026-W49,东方花园,工程部,2,2,0,0,1,2,3.0,2,4.5",
+        "2026-W49,'=西城花园,工程部,1,1,0,0,0,1,5.0,0,",  # no formula for a spreadsheet to run
     ]
 
     east_manager = app.test_client()
@@ -192,3 +205,122 @@ def test_the_weekly_report_on_the_page_and_as_csv_keeps_to_the_accounts_properti
         own_page = east_manager.get("/console/follow-ups").get_data(as_text=True)
     assert "东方花园" in section(own_page, "report") and "西城花园" not in section(own_page, "report")
     assert east_manager.get("/console/follow-ups/report.csv?start=2026-49").status_code == 400
+    too_long = east_manager.get("/console/follow-ups/report.csv?start=2000-W01&end=2026-W49")
+    assert too_long.status_code == 400 and "最多统计" in too_long.get_data(as_text=True)
+
+
+# The chart of the last 8 weeks and the overview's 本周待回访 ------------------------------------------------
+
+
+def week_bars(page: str, week: str) -> dict[str, float]:
+    """The heights of one week's bars in the chart, by series."""
+    group = re.search(rf'<g class="week" data-week="{week}">(.*?)</g>', page, re.S).group(1)
+    return {css: float(height) for height, css in re.findall(r'height="([\d.]+)" class="bar (\w+)"', group)}
+
+
+def two_properties(app, database) -> tuple[int, int]:
+    """东方花园 (east) and 西城花园 (west); accounts: e-wang (night shift, east), hq (company-wide manager), gong
+    (工程部, company-wide)."""
+    with database.session() as session:
+        east = save_property(session, "east", name="东方花园", numbers=("+862160000001",)).id
+        west = save_property(session, "west", name="西城花园", numbers=("+862160000002",)).id
+        create_user(session, "e-wang", PASSWORD, "night_shift", property_codes=("east",))
+        create_user(session, "hq", PASSWORD, "manager")
+        create_user(session, "gong", PASSWORD, "department", department="工程部")
+    with app.extensions["ivr.database"].session() as session:
+        property_directory(session).reload()
+    return east, west
+
+
+def logged_in(app, username: str):
+    client = app.test_client()
+    assert login(client, username).status_code == 302
+    return client
+
+
+def test_the_chart_has_a_week_s_bars_scaled_to_the_largest_and_its_satisfaction(app, database):
+    east, west = two_properties(app, database)
+    for property_id, state, score in (
+        (east, FollowUpState.DONE, 4),
+        (east, FollowUpState.DONE, 2),
+        (west, FollowUpState.DONE, 5),
+    ):
+        follow_up(database, state, property_id=property_id, satisfaction=score, created_at=at("10:00"))  # W49
+    follow_up(database, FollowUpState.UNREACHABLE, property_id=east, created_at=at("10:00", "2026-11-20"))  # W47
+    create_ticket(database, property_id=west, created_at=at("09:00"), call_satisfaction=1)
+
+    with frozen_clock(at("12:00")):
+        page = logged_in(app, "hq").get("/console/follow-ups")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    html = page.get_data(as_text=True)
+    chart = section(html, "report-weeks")
+    assert re.search(
+        r'<svg viewBox="0 0 640 240" role="img" aria-labelledby="report-chart-title report-chart-desc">', chart
+    )
+    assert '<title id="report-chart-title">最近8周回访' in chart
+    assert re.findall(r'data-week="(2026-W\d+)"', chart) == [f"2026-W{n}" for n in range(42, 50)] * 2  # bars, table
+    # The largest figure (3 due in W49) is the axis's top: the plot's full 192 units; W47's one is a third.
+    assert week_bars(chart, "2026-W49") == {"due": 192.0, "done": 192.0, "unreachable": 0.0}
+    assert week_bars(chart, "2026-W47") == {"due": 64.0, "done": 0.0, "unreachable": 64.0}
+    assert week_bars(chart, "2026-W45") == {"due": 0.0, "done": 0.0, "unreachable": 0.0}
+    assert "<title>回访满意度:3.7</title>" in chart and "<title>来电满意度:1.0</title>" in chart
+    assert '<tr data-week="2026-W49">\n      <td>2026-W49</td><td>3</td><td>3</td><td>0</td><td>0</td>' in chart
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # nothing inline for the CSP to refuse
+
+    with frozen_clock(at("12:00")):  # an account of east: only east's follow-ups, in the chart too
+        own = section(logged_in(app, "e-wang").get("/console/follow-ups").get_data(as_text=True), "report-weeks")
+    assert week_bars(own, "2026-W49") == {"due": 192.0, "done": 192.0, "unreachable": 0.0}  # 2 of 2
+    assert "<title>回访满意度:3.0</title>" in own and "来电满意度:" not in own  # west's caller is not theirs
+
+
+def overview_figures(client, query: str = "") -> dict[str, int]:
+    with frozen_clock(at("12:00")):  # 2026-W49
+        page = client.get(f"/console/dashboard{query}").get_data(as_text=True)
+    card = page[page.index('id="follow-ups-week"') : page.index("</section>", page.index('id="follow-ups-week"'))]
+    assert "本周待回访(2026-W49)" in card
+    figures = dict(re.findall(r'id="follow-ups-([a-z-]+)"><span class="big">(\d+)</span>', card))
+    return {name: int(value) for name, value in figures.items()} | {"linked": 'href="/console/follow-ups' in card}
+
+
+def test_the_overview_s_follow_ups_this_week_are_the_report_s_for_the_account_s_properties(app, database):
+    east, west = two_properties(app, database)
+    for state in (FollowUpState.DONE, FollowUpState.SCHEDULED, FollowUpState.UNREACHABLE):
+        follow_up(database, state, property_id=east, created_at=at("10:00"))
+    for state in (FollowUpState.UNREACHABLE, FollowUpState.DONE, FollowUpState.OPTED_OUT):
+        follow_up(database, state, property_id=west, created_at=at("10:00"))
+    follow_up(database, FollowUpState.SCHEDULED, property_id=east, created_at=at("10:00", "2026-11-27"))  # W48
+    engineering, _ = follow_up(database, FollowUpState.DONE, property_id=west, created_at=at("11:00"))
+    with database.session() as session:  # one of west's tickets is 工程部's
+        session.get(Ticket, engineering).department = "工程部"
+
+    hq = logged_in(app, "hq")
+    assert overview_figures(hq) == {"due": 7, "done": 3, "to-do": 4, "unreachable": 2, "linked": True}
+    assert overview_figures(hq, "?property=west") == {"due": 4, "done": 2, "to-do": 2, "unreachable": 1, "linked": True}
+    east_night = logged_in(app, "e-wang")
+    assert overview_figures(east_night) == {"due": 3, "done": 1, "to-do": 2, "unreachable": 1, "linked": True}
+    assert overview_figures(east_night, "?property=west") == {
+        "due": 0,
+        "done": 0,
+        "to-do": 0,
+        "unreachable": 0,
+        "linked": True,
+    }
+    with frozen_clock(at("12:00")):
+        link = re.search(
+            r'href="(/console/follow-ups[^"]*)"', section_of(east_night.get("/console/dashboard?property=east"))
+        ).group(1)
+    assert link == "/console/follow-ups?property=east#report"
+    # A department sees its own tickets' figures, and no link to a page it may not open.
+    assert overview_figures(logged_in(app, "gong")) == {
+        "due": 1,
+        "done": 1,
+        "to-do": 0,
+        "unreachable": 0,
+        "linked": False,
+    }
+
+
+def section_of(response) -> str:
+    page = response.get_data(as_text=True)
+    start = page.index('id="follow-ups-week"')
+    return page[start : page.index("</section>", start)]
