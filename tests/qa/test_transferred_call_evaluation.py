@@ -9,13 +9,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from ivr import create_app
 from ivr.devphone.callers import DialOutcome
-from ivr.devphone.emulator import TwilioEmulator
-from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Evaluation, Recording
 from ivr.staff import create_token, create_user
-from tests.factories import FIXTURES, korean_model_path
+from tests.factories import FIXTURES, dev_phone, speech_line
 
 DUAL_SPEECH = FIXTURES / "speech" / "ko_dual_8k.wav"
 AGENT_NUMBER = "+8613800000001"
@@ -31,23 +28,14 @@ RUDE_CALL = "喂。什么?再说一遍!你是谁?等着!"
 def qa_app(settings, database):
     with database.session() as session:
         create_user(session, "wangfang", "agent-password", "night_shift", display_name="王芳", phone=AGENT_NUMBER)
-    app = create_app(settings.replace(speech_model=str(korean_model_path())), retry_base_seconds=0.05)
-    app.extensions["ivr.queue"].start_embedded(workers=2)
-    yield app
-    app.extensions["ivr.queue"].stop_embedded()
-    app.extensions["ivr.database"].dispose()
+    with speech_line(settings, retry_base_seconds=0.05) as app:
+        yield app
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("hangup_by", ["caller", "callee"])
 def test_a_transferred_call_is_scored_with_evidence(qa_app, settings, recording_server, database, hangup_by):
-    phone = TwilioEmulator(
-        FlaskClientTransport(qa_app, settings.public_url),
-        settings.public_url,
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        recording_server,
-    )
+    phone = dev_phone(qa_app, settings, recording_server)
     outcome = DialOutcome("completed", ring_seconds=6, talk_seconds=4, recording_wav=DUAL_SPEECH, hangup_by=hangup_by)
     result = phone.call(["0", outcome]).raise_for_errors()
     assert qa_app.extensions["ivr.queue"].wait_idle(timeout=90)

@@ -8,13 +8,11 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from ivr import create_app
 from ivr.devphone.callers import Message
 from ivr.devphone.emulator import TwilioEmulator
-from ivr.devphone.transport import FlaskClientTransport
 from ivr.models import Recording
 from ivr.speech.read_back import spoken_numbers
-from tests.factories import FIXTURES, HELLO_WAV, korean_model_path, ticket_for
+from tests.factories import FIXTURES, HELLO_WAV, dev_phone, speech_line, ticket_for
 
 KOREAN_SPEECH = FIXTURES / "speech" / "ko_8k.wav"
 
@@ -22,23 +20,12 @@ KOREAN_SPEECH = FIXTURES / "speech" / "ko_8k.wav"
 @pytest.fixture
 def speech_app(settings, recording_server):
     """The app with the real engine configured (IVR_VOSK_MODEL = the Korean model's folder)."""
-    app = create_app(settings.replace(speech_model=str(korean_model_path())), retry_base_seconds=0.05)
-    queue = app.extensions["ivr.queue"]
-    queue.start_embedded(workers=2)
-    yield app
-    queue.stop_embedded()
-    app.extensions["ivr.database"].dispose()
+    with speech_line(settings, retry_base_seconds=0.05) as app:
+        yield app
 
 
 def real_time_phone(app, settings, recording_server) -> TwilioEmulator:
-    return TwilioEmulator(
-        FlaskClientTransport(app, settings.public_url),
-        settings.public_url,
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        recording_server,
-        real_pauses_up_to=2,
-    )
+    return dev_phone(app, settings, recording_server, real_pauses_up_to=2)
 
 
 @pytest.mark.slow
@@ -107,13 +94,7 @@ def test_the_wait_for_a_transcript_is_bounded(speech_app, settings, recording_se
         call_over.wait(timeout=60)
 
     declare_job("transcribe_recording", never_finishes, replacing=True)
-    phone = TwilioEmulator(
-        FlaskClientTransport(speech_app, settings.public_url),
-        settings.public_url,
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        recording_server,
-    )
+    phone = dev_phone(speech_app, settings, recording_server)
     try:
         result = phone.call(["1", "3*2*501#", "1", Message(HELLO_WAV), "1"]).raise_for_errors()
         assert transcribing.wait(timeout=20), "the stand-in transcription never ran"
