@@ -75,6 +75,11 @@ class FollowUpChart:
     lines: list[ScoreLine]
 
     @property
+    def axis_title_y(self) -> int:
+        """Where the axes' titles (工单数 left, 满意度 right) sit: above the plot, at its outer edges."""
+        return self.top - 12
+
+    @property
     def legend(self) -> list[tuple[str, str]]:
         """Each bar and line: its CSS class (its colour) and label."""
         return [(css, label) for css, label, _ in BAR_SERIES] + [(line.css, line.label) for line in self.lines]
@@ -94,7 +99,7 @@ def count_step(largest: int) -> int:
 def follow_up_chart(weeks: Sequence[tuple[str, FollowUpTally]], width: int = 640, height: int = 240) -> FollowUpChart:
     """Coordinates (SVG user units, one decimal) for the weeks in order: three bars a week, scaled to the count
     axis (0 to a whole number of steps above the largest figure), and a marker per average on the 0–5 axis."""
-    left, right_margin, top, bottom = 40, 40, 12, 36
+    left, right_margin, top, bottom = 40, 40, 28, 36  # room for the axes' labels and titles
     right, baseline = width - right_margin, height - bottom
     plot_w, plot_h = right - left, baseline - top
     largest = max((figure(tally) for _, tally in weeks for _, _, figure in BAR_SERIES), default=0)

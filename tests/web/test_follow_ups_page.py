@@ -259,9 +259,9 @@ def test_the_chart_has_a_week_s_bars_scaled_to_the_largest_and_its_satisfaction(
     )
     assert '<title id="report-chart-title">最近8周回访' in chart
     assert re.findall(r'data-week="(2026-W\d+)"', chart) == [f"2026-W{n}" for n in range(42, 50)] * 2  # bars, table
-    # The largest figure (3 due in W49) is the axis's top: the plot's full 192 units; W47's one is a third.
-    assert week_bars(chart, "2026-W49") == {"due": 192.0, "done": 192.0, "unreachable": 0.0}
-    assert week_bars(chart, "2026-W47") == {"due": 64.0, "done": 0.0, "unreachable": 64.0}
+    # The largest figure (3 due in W49) is the axis's top: the plot's full 176 units; W47's one is a third.
+    assert week_bars(chart, "2026-W49") == {"due": 176.0, "done": 176.0, "unreachable": 0.0}
+    assert week_bars(chart, "2026-W47") == {"due": 58.7, "done": 0.0, "unreachable": 58.7}
     assert week_bars(chart, "2026-W45") == {"due": 0.0, "done": 0.0, "unreachable": 0.0}
     assert "<title>回访满意度:3.7</title>" in chart and "<title>来电满意度:1.0</title>" in chart
     assert '<tr data-week="2026-W49">\n      <td>2026-W49</td><td>3</td><td>3</td><td>0</td><td>0</td>' in chart
@@ -269,7 +269,7 @@ def test_the_chart_has_a_week_s_bars_scaled_to_the_largest_and_its_satisfaction(
 
     with frozen_clock(at("12:00")):  # an account of east: only east's follow-ups, in the chart too
         own = section(logged_in(app, "e-wang").get("/console/follow-ups").get_data(as_text=True), "report-weeks")
-    assert week_bars(own, "2026-W49") == {"due": 192.0, "done": 192.0, "unreachable": 0.0}  # 2 of 2
+    assert week_bars(own, "2026-W49") == {"due": 176.0, "done": 176.0, "unreachable": 0.0}  # 2 of 2
     assert "<title>回访满意度:3.0</title>" in own and "来电满意度:" not in own  # west's caller is not theirs
 
 
