@@ -273,10 +273,16 @@ def test_the_chart_has_a_week_s_bars_scaled_to_the_largest_and_its_satisfaction(
     assert "<title>回访满意度:3.0</title>" in own and "来电满意度:" not in own  # west's caller is not theirs
 
 
-def overview_figures(client, query: str = "") -> dict[str, int]:
-    with frozen_clock(at("12:00")):  # 2026-W49
+def follow_ups_card(client, query: str = "") -> str:
+    """The overview's 本周待回访 card, on Tuesday of 2026-W49."""
+    with frozen_clock(at("12:00")):
         page = client.get(f"/console/dashboard{query}").get_data(as_text=True)
-    card = page[page.index('id="follow-ups-week"') : page.index("</section>", page.index('id="follow-ups-week"'))]
+    start = page.index('id="follow-ups-week"')
+    return page[start : page.index("</section>", start)]
+
+
+def overview_figures(client, query: str = "") -> dict[str, int]:
+    card = follow_ups_card(client, query)
     assert "本周待回访(2026-W49)" in card
     figures = dict(re.findall(r'id="follow-ups-([a-z-]+)"><span class="big">(\d+)</span>', card))
     return {name: int(value) for name, value in figures.items()} | {"linked": 'href="/console/follow-ups' in card}
@@ -305,10 +311,7 @@ def test_the_overview_s_follow_ups_this_week_are_the_report_s_for_the_account_s_
         "unreachable": 0,
         "linked": True,
     }
-    with frozen_clock(at("12:00")):
-        link = re.search(
-            r'href="(/console/follow-ups[^"]*)"', section_of(east_night.get("/console/dashboard?property=east"))
-        ).group(1)
+    link = re.search(r'href="(/console/follow-ups[^"]*)"', follow_ups_card(east_night, "?property=east")).group(1)
     assert link == "/console/follow-ups?property=east#report"
     # A department sees its own tickets' figures, and no link to a page it may not open.
     assert overview_figures(logged_in(app, "gong")) == {
@@ -318,9 +321,3 @@ def test_the_overview_s_follow_ups_this_week_are_the_report_s_for_the_account_s_
         "unreachable": 0,
         "linked": False,
     }
-
-
-def section_of(response) -> str:
-    page = response.get_data(as_text=True)
-    start = page.index('id="follow-ups-week"')
-    return page[start : page.index("</section>", start)]
