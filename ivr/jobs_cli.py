@@ -23,6 +23,7 @@ SUBJECTS = {
     "evaluate_call": "call",
     "notify_sms": "notice",
     "place_follow_up_call": "follow-up",
+    "place_call_back": "call-back",
 }
 ERROR_WIDTH = 70
 _EXCEPTION_MODULE = re.compile(r"^(?:[a-z_][\w]*\.)+(?=[A-Z]\w*: )")
