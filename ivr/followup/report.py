@@ -181,7 +181,9 @@ def follow_up_counts(weeks: Sequence[str], zones: PropertyZones, scope: TicketSc
             FollowUp.created_at,
             Ticket.followed_up_at,
         )
-        .join(FollowUp.ticket)
+        # "+ 0": each follow-up finds its ticket by id, rather than SQLite reading a property's (or a department's)
+        # tickets through their index and looking up each one's follow-ups: a week has far fewer follow-ups.
+        .join(Ticket, Ticket.id == FollowUp.ticket_id + 0)
         .where(within)
     )
     if scope is not None:
