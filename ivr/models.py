@@ -600,7 +600,10 @@ class FollowUp(Base):
     """A follow-up call (回访) of a resolved ticket: when it is due, its attempts, what the resident answered."""
 
     __tablename__ = "follow_ups"
-    __table_args__ = (Index("ix_follow_ups_state_due_at", "state", "due_at"),)
+    __table_args__ = (
+        Index("ix_follow_ups_state_due_at", "state", "due_at"),
+        Index("ix_follow_ups_created_at", "created_at"),  # the weekly report and the overview count by week due
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
