@@ -13,9 +13,11 @@ With --reuse a database that already holds --tickets tickets (a previous run's -
 The seed is bulk Core inserts (the migration's triggers and indexes keep search current as they go): a
 year of calls and tickets with a realistic mix (most closed; the last days open in every state; ~3% urgent;
 categories weighted to repairs), a message take with a transcript on nine in ten tickets, a correction on some,
-notes on a third, rooms over 40 buildings, the tickets spread over 20 properties. The night-shift member works for
-the whole company (one night desk for every 小区: it sees all 200,000); "queue, one property" is its queue narrowed
-to one of them (?property=). Each page is requested --repeat times; median and p95 in ms.
+notes on a third, rooms over 40 buildings, the tickets spread over 20 properties, a follow-up call (回访) for every
+resolved ticket (mostly answered with a score, some unreachable or opted out) and the caller's own score on 30%.
+The night-shift member works for the whole company (one night desk for every 小区: it sees all 200,000);
+"queue, one property" is its queue narrowed to one of them (?property=). Each page is requested --repeat times;
+median and p95 in ms.
 Target: median ≤ 100 ms and p95 ≤ 200 ms for every page on both databases.
 """
 
@@ -40,7 +42,7 @@ from ivr import create_app
 from ivr.config import load_settings
 from ivr.db import Database
 from ivr.migrate import upgrade_database
-from ivr.models import DEFAULT_PROPERTY_ID, Call, Recording, Ticket, TicketNote, Transcript, User
+from ivr.models import DEFAULT_PROPERTY_ID, Call, FollowUp, Recording, Ticket, TicketNote, Transcript, User
 from ivr.properties import save_property
 from ivr.tickets.sla import stamp_clocks
 
@@ -70,6 +72,7 @@ STATUSES_CLOSED_MIX = ["closed"] * 97 + ["followed_up"] * 2 + ["replied"]
 OPEN_MIX = ["registered"] * 3 + ["dispatched"] * 3 + ["in_progress"] * 2 + ["analysed", "resolved", "replied"]
 CATEGORIES = ["repair"] * 55 + ["complaint"] * 20 + ["fee"] * 12 + ["other"] * 10 + ["emergency"] * 3
 DEPARTMENTS = ("工程部", "秩序维护部", "环境部", "绿化", "客服部", "财务")
+FOLLOW_UP_MIX = ["done"] * 8 + ["unreachable", "opted_out"]  # each resolved ticket's follow-up call (回访)
 PROPERTIES = 20  # 小区 of one company, the tickets spread over them (the default property is one of them)
 
 
@@ -106,6 +109,9 @@ def _rows(count: int, now: datetime, rng: random.Random) -> Iterator[dict[str, A
             "corrected": said.replace("了", "啦") if rng.random() < 0.05 else None,
             "note": rng.choice(NOTES) if rng.random() < 0.33 else None,
             "property_id": DEFAULT_PROPERTY_ID + index % PROPERTIES,
+            "call_satisfaction": rng.randint(1, 5) if rng.random() < 0.3 else None,
+            "follow_up": rng.choice(FOLLOW_UP_MIX) if resolved is not None else None,
+            "score": rng.randint(1, 5),
         }
 
 
@@ -138,7 +144,7 @@ def seed(url: str, count: int) -> float:
             connection.exec_driver_sql("PRAGMA synchronous=OFF")
         while batch := [row for _, row in zip(range(BATCH), rows, strict=False)]:
             first = batch[0]["index"] + 1
-            calls, tickets, takes, transcripts, notes = [], [], [], [], []
+            calls, tickets, takes, transcripts, notes, follow_ups = [], [], [], [], [], []
             for row in batch:
                 ident = row["index"] + 1
                 calls.append(
@@ -172,6 +178,7 @@ def seed(url: str, count: int) -> float:
                         "resolved_at": row["resolved_at"],
                         "major": False,
                         "recovered": False,
+                        "call_satisfaction": row["call_satisfaction"],
                         **{
                             name: getattr(clock, name)
                             for name in ("dispatch_due", "resolve_due", "follow_up_due", "sla_due", "sla_warn_at")
@@ -204,6 +211,22 @@ def seed(url: str, count: int) -> float:
                             "corrected_text": row["corrected"],
                         }
                     )
+                if row["follow_up"] is not None:
+                    done = row["follow_up"] == "done"
+                    follow_ups.append(
+                        {
+                            "ticket_id": ident,
+                            "property_id": row["property_id"],
+                            "phone": row["caller"],
+                            "state": row["follow_up"],
+                            "attempts": 1 if done else 3,
+                            "due_at": row["resolved_at"],
+                            "resolved": True if done else None,
+                            "satisfaction": row["score"] if done else None,
+                            "created_at": row["resolved_at"],
+                            "updated_at": row["resolved_at"],
+                        }
+                    )
                 if row["note"] is not None:
                     notes.append(
                         {
@@ -220,12 +243,13 @@ def seed(url: str, count: int) -> float:
                 (Recording, takes),
                 (Transcript, transcripts),
                 (TicketNote, notes),
+                (FollowUp, follow_ups),
             ):
                 if values:
                     connection.execute(insert(table.__table__), values)
             print(f"  seeded {first + len(batch) - 1:>7} tickets ({time.perf_counter() - began:.0f} s)", flush=True)
         if engine.dialect.name == "postgresql":
-            for table in ("calls", "tickets", "recordings", "transcripts", "ticket_notes"):
+            for table in ("calls", "tickets", "recordings", "transcripts", "ticket_notes", "follow_ups"):
                 connection.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -294,6 +318,7 @@ PAGES: list[tuple[str, str]] = [
     ("room filter", "/console/?room=3-2&status=closed"),
     ("overview", "/console/dashboard"),
     ("ticket page", "/console/tickets/{ticket}"),
+    ("回访 page (report, chart)", "/console/follow-ups"),
 ]
 
 
