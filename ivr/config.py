@@ -55,6 +55,7 @@ class Settings:
     read_back_min_confidence: float = 0.0  # IVR_READ_BACK_MIN_CONFIDENCE: below it, a summary is read back
     call_windows: str = "09:00-11:30,13:30-17:30,19:30-20:30"  # IVR_CALL_WINDOWS: when residents may be called
     call_days_off: str = ""  # IVR_CALL_DAYS_OFF: weekdays and dates no resident is called
+    follow_up_delay_minutes: int = 0  # IVR_FOLLOW_UP_DELAY_MINUTES: a follow-up call waits this long after the resolve
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -101,6 +102,23 @@ def _trusted_proxies(environ: Mapping[str, str]) -> int:
         raise ConfigError(
             f"IVR_TRUSTED_PROXIES must be a whole number from 0 to {MAX_TRUSTED_PROXIES} "
             f"(the reverse proxies in front of the line), not {raw!r}"
+        )
+    return int(raw)
+
+
+MAX_FOLLOW_UP_DELAY_MINUTES = 7 * 24 * 60  # the standard follows complaints up weekly
+
+
+def _follow_up_delay(environ: Mapping[str, str]) -> int:
+    """IVR_FOLLOW_UP_DELAY_MINUTES: how long after a ticket is resolved (or a complaint replied to) its follow-up
+    call may be placed, e.g. 1440 to let the resident live with a repair for a day first; 0: at once."""
+    raw = environ.get("IVR_FOLLOW_UP_DELAY_MINUTES", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) > MAX_FOLLOW_UP_DELAY_MINUTES:
+        raise ConfigError(
+            f"IVR_FOLLOW_UP_DELAY_MINUTES must be a whole number of minutes from 0 to {MAX_FOLLOW_UP_DELAY_MINUTES} "
+            f"(a week), not {raw!r}"
         )
     return int(raw)
 
@@ -306,6 +324,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         read_back_min_confidence=_read_back_min_confidence(environ),
         call_windows=call_windows,
         call_days_off=call_days_off,
+        follow_up_delay_minutes=_follow_up_delay(environ),
         warnings=tuple(warnings),
     )
     return settings.replace(**overrides) if overrides else settings

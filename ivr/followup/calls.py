@@ -179,9 +179,12 @@ def plan_attempt(
         return None
     line = line_property(session, follow_up.property_id, settings)
     calendar = follow_up_calendar(line)
-    if not calendar.within_window(now):
+    earliest = now
+    if follow_up.attempts == 0:  # the first call waits IVR_FOLLOW_UP_DELAY_MINUTES after the resolve
+        earliest = max(now, follow_up.created_at + timedelta(minutes=settings.follow_up_delay_minutes))
+    if earliest > now or not calendar.within_window(now):
         # Whatever made it due: no call outside a window. The sweep queues it again at the next one.
-        follow_up.due_at = calendar.next_allowed(now)
+        follow_up.due_at = calendar.next_allowed(earliest)
         return None
     if follow_up.due_at > now:
         return None  # not due yet; the sweep queues it when it is

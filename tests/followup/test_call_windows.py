@@ -112,3 +112,13 @@ def test_the_settings_refuse_windows_that_cannot_be_used(settings_environ):
         load_settings({**settings_environ, "IVR_CALL_WINDOWS": "09:00-12:00,11:00-13:00"})
     with pytest.raises(ConfigError, match="neither a weekday"):
         load_settings({**settings_environ, "IVR_CALL_DAYS_OFF": "someday"})
+
+
+def test_the_follow_up_delay_is_whole_minutes_up_to_a_week(settings_environ):
+    from ivr.config import ConfigError, load_settings
+
+    assert load_settings(settings_environ).follow_up_delay_minutes == 0
+    assert load_settings({**settings_environ, "IVR_FOLLOW_UP_DELAY_MINUTES": "1440"}).follow_up_delay_minutes == 1440
+    for bad in ("-5", "1.5", "10081", "a day"):
+        with pytest.raises(ConfigError, match="IVR_FOLLOW_UP_DELAY_MINUTES must be a whole number"):
+            load_settings({**settings_environ, "IVR_FOLLOW_UP_DELAY_MINUTES": bad})

@@ -129,6 +129,20 @@ def test_a_call_due_at_noon_goes_out_at_half_past_one(context, database, recordi
     assert follow_up.last_attempt_at == at("13:30")
 
 
+def test_a_follow_up_delay_lets_the_resident_live_with_the_repair_first(context, database, recording_server):
+    """IVR_FOLLOW_UP_DELAY_MINUTES=1440: resolved at 10:00, called the next day at 10:00 (a window), not at once;
+    a retry is not delayed again."""
+    day_later = JobContext(replace(context.settings, follow_up_delay_minutes=1440), context.database)
+    ticket_id = resolved_ticket(database, "10:00")
+    work(day_later, "10:00")
+    assert recording_server.placed_calls == []
+    assert follow_up_of(database, ticket_id).due_at == at("10:00", "2026-12-02")
+    work(day_later, "09:59", "2026-12-02")
+    assert recording_server.placed_calls == []
+    work(day_later, "10:00", "2026-12-02")
+    assert len(recording_server.placed_calls) == 1
+
+
 @pytest.mark.parametrize(
     ("now", "moved_to"),
     [
