@@ -318,7 +318,8 @@ PAGES: list[tuple[str, str]] = [
     ("room filter", "/console/?room=3-2&status=closed"),
     ("overview", "/console/dashboard"),
     ("ticket page", "/console/tickets/{ticket}"),
-    ("回访 page (report, chart)", "/console/follow-ups"),
+    ("回访 page (lists)", "/console/follow-ups"),
+    ("回访周报 (week, chart)", "/console/follow-ups/report"),
 ]
 
 

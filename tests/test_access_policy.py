@@ -103,6 +103,7 @@ ROUTES = [
     console("POST", "/residents/{resident}", 302, 403, 403, 403, 403, 302, action="rename", name="张伟"),
     console("GET", "/follow-ups", 302, 200, 403, 403, 200, 200),
     console("GET", "/follow-ups/report.csv", 302, 200, 403, 403, 200, 200),
+    console("GET", "/follow-ups/report", 302, 200, 403, 403, 200, 200),
     #                                                    anon night   qa  dept   mgr admin service
     api("GET", "/tickets", 401, 200, 200, 200, 200, 200, 200),
     api("GET", "/tickets/{ticket}", 401, 200, 200, 200, 200, 200, 200),

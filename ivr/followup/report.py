@@ -190,18 +190,44 @@ def follow_up_counts(weeks: Sequence[str], zones: PropertyZones, scope: TicketSc
         rows = scope.where(rows)
     # Grouped outside: PostgreSQL would not match a GROUP BY CASE with its own parameters to the selected one.
     found = rows.subquery("due_follow_ups")
-    return select(
-        found.c.week,
-        found.c.property_id,
-        found.c.department,
+    done = or_(found.c.state == FollowUpState.DONE, found.c.followed_up_at >= found.c.created_at)
+    return select(found.c.week, found.c.property_id, found.c.department, *_tally_columns(found, done)).group_by(
+        found.c.week, found.c.property_id, found.c.department
+    )
+
+
+def weekly_follow_up_counts(
+    weeks: Sequence[str], zones: PropertyZones, properties: frozenset[int] | None
+) -> Select[Any]:
+    """Per week (its index) over every department: the counts of `follow_up_counts` without reading each
+    follow-up's ticket for its department (the chart's figures). Only a follow-up not answered on the call looks
+    at its ticket, for a follow-up by hand since; `properties` narrows (None: every property)."""
+    week, within = _local_week(FollowUp.created_at, FollowUp.property_id, weeks, zones)
+    by_hand = (
+        select(Ticket.id).where(Ticket.id == FollowUp.ticket_id, Ticket.followed_up_at >= FollowUp.created_at).exists()
+    )
+    done = case((FollowUp.state == FollowUpState.DONE, literal(1)), (by_hand, literal(1)), else_=literal(0))
+    rows: Select[Any] = select(
+        week.label("week"), FollowUp.state, FollowUp.resolved, FollowUp.satisfaction, done.label("done")
+    ).where(within)
+    if properties is not None:
+        rows = rows.where(FollowUp.property_id.in_(sorted(properties)))
+    found = rows.subquery("due_follow_ups")
+    return select(found.c.week, *_tally_columns(found, found.c.done == 1)).group_by(found.c.week)
+
+
+def _tally_columns(found: Any, done: ColumnElement[bool]) -> list[ColumnElement[Any]]:
+    """A FollowUpTally's counts (due, done, unreachable, opted out, not resolved, scores, their sum) over the rows
+    of `found`, a subquery with the follow-ups' state, resolved and satisfaction."""
+    return [
         func.count(),
-        func.count().filter(or_(found.c.state == FollowUpState.DONE, found.c.followed_up_at >= found.c.created_at)),
+        func.count().filter(done),
         func.count().filter(found.c.state == FollowUpState.UNREACHABLE),
         func.count().filter(found.c.state == FollowUpState.OPTED_OUT),
         func.count().filter(found.c.resolved.is_(False)),
         func.count(found.c.satisfaction),
         func.coalesce(func.sum(found.c.satisfaction), 0),
-    ).group_by(found.c.week, found.c.property_id, found.c.department)
+    ]
 
 
 def call_satisfaction_counts(weeks: Sequence[str], zones: PropertyZones, scope: TicketScope | None) -> Select[Any]:
@@ -272,6 +298,29 @@ def week_follow_ups(
     for tally in _tallies(session, report_weeks(week, week), zones, scope, inbound=False).values():
         total.add(tally)
     return total
+
+
+def weekly_report(
+    session: Session, first: str, last: str, zones: PropertyZones, scope: TicketScope | None = None
+) -> list[tuple[str, FollowUpTally]]:
+    """Each week from `first` to `last` summed over properties and departments (the chart's figures): the
+    follow-ups counted by week alone (`weekly_follow_up_counts`: no ticket read for its department), the inbound
+    scores summed from their query. A scope of some departments counts through the report's rows instead."""
+    weeks = report_weeks(first, last)
+    if scope is not None and scope.departments is not None:
+        return weekly_totals(follow_up_report(session, first, last, zones, scope), weeks)
+    totals = [(week, FollowUpTally()) for week in weeks]
+    if not weeks:
+        return totals
+    properties = scope.properties if scope is not None else None
+    for week, *counts in session.execute(weekly_follow_up_counts(weeks, zones, properties)):
+        due, done, unreachable, opted_out, not_resolved, scores, total = (int(count) for count in counts)
+        totals[int(week)][1].add(FollowUpTally(due, done, unreachable, opted_out, not_resolved, scores, total))
+    for week, _, _, scores, total in session.execute(call_satisfaction_counts(weeks, zones, scope)):
+        tally = totals[int(week)][1]
+        tally.call_scores += int(scores)
+        tally.call_score_total += int(total)
+    return totals
 
 
 def weekly_totals(rows: Iterable[FollowUpReportRow], weeks: Sequence[str]) -> list[tuple[str, FollowUpTally]]:

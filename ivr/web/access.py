@@ -77,6 +77,7 @@ PROPERTY_FILTERED_PAGES = frozenset(
         "console.qa_mine",
         "console.qa_reports",
         "console.follow_ups",
+        "console.follow_up_report_page",
     }
 )
 

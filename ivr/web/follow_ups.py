@@ -1,7 +1,7 @@
 """The 回访 page for the night shift, managers and admins: follow-up calls scheduled (when due, which attempt),
 calling now, and the tickets to call back by hand (unreachable, a refused number, opted out), each linking to
-its ticket and each list paged; this week's follow-up report, a chart of the last weeks and the weekly report
-as CSV. Only the follow-ups of tickets in the account's scope (its properties)."""
+its ticket and each list paged; and the 回访周报 page: this week's follow-up report, a chart of the last weeks,
+and the weekly report as CSV. Only the follow-ups of tickets in the account's scope (its properties)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from ivr.access import TICKET_WORKERS
 from ivr.db import utcnow
 from ivr.followup.calls import MAX_ATTEMPTS, OUTCOME_LABELS, call_back_by_hand_query
-from ivr.followup.report import FollowUpReportRow, follow_up_report, property_zones, report_weeks, weekly_totals
+from ivr.followup.report import FollowUpReportRow, follow_up_report, property_zones, report_weeks, weekly_report
 from ivr.models import FollowUp, FollowUpState
 from ivr.properties import all_properties
 from ivr.qa.reports import WeekError, recent_weeks
@@ -94,17 +94,31 @@ def follow_ups() -> ResponseReturnValue:
         "calling": _paged(session, _in_state(FollowUpState.CALLING, FollowUp.last_attempt_at), "calling", url),
         "by_hand": _paged(session, call_back_by_hand_query(), "by_hand", url),
     }
-    first_week, this_week = recent_weeks(_today(), REPORT_WEEKS)
-    rows = _report(session, first_week, this_week)  # the chart's weeks; the table is this week's rows
-    weekly = weekly_totals(rows, report_weeks(first_week, this_week))
     return render_template(
         "follow_ups.html",
         lists=lists,
         property_names=_property_names(session),
         max_attempts=MAX_ATTEMPTS,
         outcomes=OUTCOME_LABELS,
+        report_weeks=REPORT_WEEKS,
+    )
+
+
+@blueprint.get("/follow-ups/report")
+@roles_required(*TICKET_WORKERS)
+def follow_up_report_page() -> ResponseReturnValue:
+    """回访周报: this week per property and department, and a chart of the last REPORT_WEEKS weeks with their
+    totals — the supervisor's page, apart from the night shift's lists so that each stays fast; `?property=CODE`
+    narrows."""
+    session = request_session()  # reads only
+    first_week, this_week = recent_weeks(_today(), REPORT_WEEKS)
+    zones = property_zones(session, current_settings())
+    weekly = weekly_report(session, first_week, this_week, zones, console_ticket_scope())  # the chart's weeks
+    return render_template(
+        "follow_up_report.html",
+        property_names=_property_names(session),
         week=this_week,
-        report=[row for row in rows if row.week == this_week],
+        report=_report(session, this_week, this_week),
         weekly=weekly,
         chart=follow_up_chart(weekly),
         report_weeks=REPORT_WEEKS,

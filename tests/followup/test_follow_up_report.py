@@ -20,6 +20,7 @@ from ivr.followup.report import (
     property_zones,
     report_weeks,
     week_follow_ups,
+    weekly_report,
     weekly_totals,
 )
 from ivr.models import Category, FollowUp, FollowUpState, Ticket, TicketStatus
@@ -304,4 +305,9 @@ def test_the_counts_in_sql_are_those_of_each_follow_up_counted_one_by_one(databa
         expected = counted_one_by_one(database, zones, scope)
         assert found == expected
         assert [(row.week, row.property_id, row.department) for row in rows] == sorted(expected)
+        # The chart's weekly figures, counted without the tickets' departments, are the rows summed.
+        with database.session(read_only=True) as session:
+            weekly = weekly_report(session, *SPAN, zones, scope)
+        assert weekly == weekly_totals(rows, report_weeks(*SPAN))
+        assert sum(tally.due for _, tally in weekly) == sum(counts[0] for counts in expected.values())
     assert sum(row[0] for row in counted_one_by_one(database, zones, TicketScope()).values()) > 150

@@ -71,6 +71,8 @@ def test_the_night_shift_sees_what_is_due_calling_and_to_call_back_by_hand(datab
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert '<a href="/console/follow-ups">回访</a>' in page  # in the menu
+    # The weekly report and its chart are the 回访周报 page's, linked from here: the night shift's lists stay fast.
+    assert 'href="/console/follow-ups/report"' in section(page, "report-link") and "<svg" not in page
 
     scheduled = section(page, "scheduled")
     assert linked_tickets(scheduled) == [due]
@@ -176,7 +178,7 @@ def test_the_weekly_report_on_the_page_and_as_csv_keeps_to_the_accounts_properti
     company = app.test_client()
     login(company, "hq")
     with frozen_clock(at("12:00")):  # this week: 2026-W49
-        page = company.get("/console/follow-ups").get_data(as_text=True)
+        page = company.get("/console/follow-ups/report").get_data(as_text=True)
     report = section(page, "report")
     assert "本周回访统计(2026-W49)" in report
     assert "<td>东方花园</td><td>工程部</td>" in report and "<td>3.0</td>" in report
@@ -202,7 +204,7 @@ def test_the_weekly_report_on_the_page_and_as_csv_keeps_to_the_accounts_properti
     own = east_manager.get("/console/follow-ups/report.csv?start=2026-W47&end=2026-W52").get_data(as_text=True)
     assert "东方花园" in own and "西城花园" not in own
     with frozen_clock(at("12:00")):
-        own_page = east_manager.get("/console/follow-ups").get_data(as_text=True)
+        own_page = east_manager.get("/console/follow-ups/report").get_data(as_text=True)
     assert "东方花园" in section(own_page, "report") and "西城花园" not in section(own_page, "report")
     assert east_manager.get("/console/follow-ups/report.csv?start=2026-49").status_code == 400
     too_long = east_manager.get("/console/follow-ups/report.csv?start=2000-W01&end=2026-W49")
@@ -250,7 +252,7 @@ def test_the_chart_has_a_week_s_bars_scaled_to_the_largest_and_its_satisfaction(
     create_ticket(database, property_id=west, created_at=at("09:00"), call_satisfaction=1)
 
     with frozen_clock(at("12:00")):
-        page = logged_in(app, "hq").get("/console/follow-ups")
+        page = logged_in(app, "hq").get("/console/follow-ups/report")
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     html = page.get_data(as_text=True)
     chart = section(html, "report-weeks")
@@ -268,7 +270,7 @@ def test_the_chart_has_a_week_s_bars_scaled_to_the_largest_and_its_satisfaction(
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # nothing inline for the CSP to refuse
 
     with frozen_clock(at("12:00")):  # an account of east: only east's follow-ups, in the chart too
-        own = section(logged_in(app, "e-wang").get("/console/follow-ups").get_data(as_text=True), "report-weeks")
+        own = section(logged_in(app, "e-wang").get("/console/follow-ups/report").get_data(as_text=True), "report-weeks")
     assert week_bars(own, "2026-W49") == {"due": 176.0, "done": 176.0, "unreachable": 0.0}  # 2 of 2
     assert "<title>回访满意度:3.0</title>" in own and "来电满意度:" not in own  # west's caller is not theirs
 
@@ -312,7 +314,7 @@ def test_the_overview_s_follow_ups_this_week_are_the_report_s_for_the_account_s_
         "linked": True,
     }
     link = re.search(r'href="(/console/follow-ups[^"]*)"', follow_ups_card(east_night, "?property=east")).group(1)
-    assert link == "/console/follow-ups?property=east#report"
+    assert link == "/console/follow-ups/report?property=east"
     # A department sees its own tickets' figures, and no link to a page it may not open.
     assert overview_figures(logged_in(app, "gong")) == {
         "due": 1,
