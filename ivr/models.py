@@ -656,6 +656,16 @@ class CallBack(Base):
     call windows (meal times, night), it carries the reason the staff member gave."""
 
     __tablename__ = "call_backs"
+    # One call-back under way per ticket, whatever the race (two clicks, two staff members at once).
+    __table_args__ = (
+        Index(
+            "uq_call_backs_under_way",
+            "ticket_id",
+            unique=True,
+            sqlite_where=sql_text("state IN ('queued', 'calling_staff', 'calling_resident')"),
+            postgresql_where=sql_text("state IN ('queued', 'calling_staff', 'calling_resident')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)

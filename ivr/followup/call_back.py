@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ivr.config import Settings
@@ -100,12 +101,17 @@ def call_back_offer(session: Session, ticket: Ticket, user: User, settings: Sett
 
 
 def call_back_under_way(session: Session, ticket: Ticket, now: datetime) -> CallBack | None:
-    """The ticket's call-back still ringing or talking, if any (one at a time: the resident's phone rings once)."""
-    return session.scalars(
-        select(CallBack)
-        .where(CallBack.ticket_id == ticket.id, CallBack.state.in_(UNDER_WAY), CallBack.created_at > now - BUSY_FOR)
-        .order_by(CallBack.id.desc())
+    """The ticket's call-back still ringing or talking, if any (one at a time: the resident's phone rings once;
+    the database holds it to one, `uq_call_backs_under_way`). One under way for longer than BUSY_FOR lost its
+    final callback: it is ended here, so that it holds up no later call-back."""
+    found = session.scalars(
+        select(CallBack).where(CallBack.ticket_id == ticket.id, CallBack.state.in_(UNDER_WAY))
     ).first()
+    if found is not None and found.created_at <= now - BUSY_FOR:
+        end_call_back(session, found, CallBackState.FAILED, "未收到通话结果")
+        session.flush()
+        return None
+    return found
 
 
 def request_call_back(
@@ -130,8 +136,11 @@ def request_call_back(
         reason=reason or None,
         created_at=now,
     )
-    session.add(call_back)
-    session.flush()
+    try:
+        with session.begin_nested():  # two clicks at once: the second meets the first in the unique index
+            session.add(call_back)
+    except IntegrityError:
+        raise CallBackRefused("已有回拨正在进行,请稍候") from None
     record_event(
         session,
         ticket,

@@ -240,6 +240,34 @@ def test_one_call_back_at_a_time_per_ticket(console, database, line_settings):
     assert len(call_backs(database)) == 1
 
 
+def test_two_requests_at_once_make_one_call_back(console, database, line_settings, monkeypatch):
+    """The race the page's check cannot see (two clicks, two staff members at once): the database's unique index
+    over call-backs under way lets one through; the other is refused with a message."""
+    from ivr.followup import call_back
+
+    ticket_id = create_ticket(database, caller=RESIDENT)
+    with frozen_clock(at("10:00")):
+        ask(console, ticket_id)
+        monkeypatch.setattr(call_back, "call_back_under_way", lambda session, ticket, now: None)  # both saw none
+        ask(console, ticket_id)
+        monkeypatch.undo()
+        assert "已有回拨正在进行,请稍候" in page(console, ticket_id)
+    assert len(call_backs(database)) == 1
+
+
+def test_a_call_back_that_never_reported_back_holds_up_no_later_one(console, database, line_settings):
+    ticket_id = create_ticket(database, caller=RESIDENT)
+    with frozen_clock(at("10:00")):
+        ask(console, ticket_id)
+        place(line_settings, database)  # the phone rang; no status callback ever came
+    with frozen_clock(at("10:31")):
+        assert 'action="/console/tickets/' in page(console, ticket_id)
+        ask(console, ticket_id)
+    first, second = call_backs(database)
+    assert (first.state, first.outcome) == (CallBackState.FAILED, "未收到通话结果")
+    assert second.state == CallBackState.CALLING_STAFF or second.state == CallBackState.QUEUED
+
+
 def test_a_request_the_queue_placed_late_is_not_placed(console, database, recording_server, line_settings):
     ticket_id = create_ticket(database, caller=RESIDENT)
     with frozen_clock(at("10:00")):
