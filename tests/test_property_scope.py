@@ -178,6 +178,23 @@ def test_the_header_offers_the_properties_to_accounts_that_see_several(app, data
     assert '<input type="hidden" name="status" value="open">' in page
 
 
+def test_the_header_names_the_desk_of_the_accounts_property_or_the_one_chosen(app, database, properties):
+    staff(database, "hq", "manager")
+    staff(database, "e-wang", "night_shift", "east")
+
+    def desk(client, path: str) -> str:
+        return re.search(r"<strong>(.*?)物业 · 24小时值班台</strong>", client.get(path).get_data(as_text=True))[1]
+
+    one = app.test_client()
+    login(one, "e-wang")
+    assert desk(one, "/console/") == "东方花园"  # not IVR_PROPERTY_NAME's 幸福家园: east is all they work
+    company = app.test_client()
+    login(company, "hq")
+    assert desk(company, "/console/") == "幸福家园"
+    assert desk(company, "/console/?property=west") == "西城花园"
+    assert desk(company, f"/console/tickets/{create_ticket(database)}?property=west") == "幸福家园"  # not filtered
+
+
 def test_console_scopes_narrow_to_the_requested_property_within_the_account(app, database, properties):
     staff(database, "hq", "manager")
     staff(database, "e-gong", "department", "east", department="工程部")

@@ -125,26 +125,28 @@ class PropertyFilter:
 
 
 def property_filter() -> dict[str, Any]:
-    """Template context (every page): `property_filter`, or None for visitors and single-property accounts."""
+    """Template context (every page): `property_filter`, or None for visitors and single-property accounts; and
+    `desk_name`, the name the header gives the desk: the account's one property's, the property chosen in the
+    selector, else IVR_PROPERTY_NAME's."""
+    settings = current_settings()
     if not current_user.is_authenticated:
-        return {"property_filter": None}
+        return {"property_filter": None, "desk_name": settings.property_name}
     session = request_session()
     allowed = property_scope(current_user)
     choices = [
-        (line.code, line.name)
-        for line in all_properties(session, current_settings())
-        if allowed is None or line.id in allowed
+        (line.code, line.name) for line in all_properties(session, settings) if allowed is None or line.id in allowed
     ]
     if len(choices) < 2:
-        return {"property_filter": None}
+        return {"property_filter": None, "desk_name": choices[0][1] if choices else settings.property_name}
     selected = request.args.get("property", "").strip().lower()
     here = request.endpoint in PROPERTY_FILTERED_PAGES
     return {
+        "desk_name": next((name for code, name in choices if here and code == selected), settings.property_name),
         "property_filter": PropertyFilter(
             choices=choices,
             selected=selected,
             selected_unknown=bool(selected) and selected not in {code for code, _ in choices},
             action=request.path if here else url_for("console.queue"),
             keep=[(k, v) for k, v in request.args.items(multi=True) if k not in ("property", "page")] if here else [],
-        )
+        ),
     }
