@@ -191,7 +191,7 @@ def test_the_follow_up_report_reads_tickets_by_id_and_inbound_scores_by_creation
             assert "SEARCH tickets USING INTEGER PRIMARY KEY" in plan, plan
         if scope.departments is None:  # the report's readers (department accounts see only the overview's figures)
             plan = _plan(database, call_satisfaction_counts(weeks, zones, scope))
-            assert re.search(r"ix_tickets_(created_at|property_id)", plan), plan
+            assert re.search(r"ix_tickets_(call_satisfaction|created_at|property_id)", plan), plan
             assert _full_scans(plan, ("tickets",)) == [], plan
 
 
