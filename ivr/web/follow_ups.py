@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from ivr.access import TICKET_WORKERS
 from ivr.db import utcnow
 from ivr.followup.calls import MAX_ATTEMPTS, OUTCOME_LABELS, call_back_by_hand_query
-from ivr.followup.report import FollowUpReportRow, follow_up_report, property_zones, report_weeks, weekly_report
+from ivr.followup.report import FollowUpReportRow, chart_weeks, follow_up_report, property_zones, report_weeks
 from ivr.models import FollowUp, FollowUpState
 from ivr.properties import all_properties
 from ivr.qa.reports import WeekError, recent_weeks
@@ -113,7 +113,7 @@ def follow_up_report_page() -> ResponseReturnValue:
     session = request_session()  # reads only
     first_week, this_week = recent_weeks(_today(), REPORT_WEEKS)
     zones = property_zones(session, current_settings())
-    weekly = weekly_report(session, first_week, this_week, zones, console_ticket_scope())  # the chart's weeks
+    weekly = chart_weeks(session, first_week, this_week, zones, console_ticket_scope(), utcnow())
     return render_template(
         "follow_up_report.html",
         property_names=_property_names(session),

@@ -16,6 +16,7 @@ from ivr.followup.report import (
     UNDISPATCHED,
     PropertyZones,
     ReportSpanError,
+    chart_weeks,
     follow_up_report,
     property_zones,
     report_weeks,
@@ -311,3 +312,23 @@ def test_the_counts_in_sql_are_those_of_each_follow_up_counted_one_by_one(databa
         assert weekly == weekly_totals(rows, report_weeks(*SPAN))
         assert sum(tally.due for _, tally in weekly) == sum(counts[0] for counts in expected.values())
     assert sum(row[0] for row in counted_one_by_one(database, zones, TicketScope()).values()) > 150
+
+
+def test_the_chart_keeps_past_weeks_a_few_minutes_and_counts_this_week_every_time(database):
+    """The 周报 chart's weeks before this one are counted at most PAST_WEEKS_FRESH_FOR ago; this week's column, the
+    week's table and the CSV are always counted afresh."""
+    zones = PropertyZones("Asia/Shanghai")
+    due_follow_up(database, "2026-11-25 10:00", FollowUpState.DONE)  # 2026-W48
+    due_follow_up(database, "2026-12-01 10:00", FollowUpState.DONE)  # 2026-W49, this week
+
+    def chart(minutes: float) -> dict[str, int]:
+        with database.session(read_only=True) as session:
+            now = at("2026-12-01 12:00") + timedelta(minutes=minutes)
+            return {week: tally.due for week, tally in chart_weeks(session, "2026-W48", "2026-W49", zones, None, now)}
+
+    assert chart(0) == {"2026-W48": 1, "2026-W49": 1}
+    due_follow_up(database, "2026-11-26 10:00", FollowUpState.DONE)
+    due_follow_up(database, "2026-12-01 11:00", FollowUpState.DONE)
+    assert chart(4) == {"2026-W48": 1, "2026-W49": 2}  # last week as counted 4 minutes ago; this week now
+    assert report(database, "2026-W48", "2026-W48")[("2026-W48", 1, "工程部")][0] == 2  # the table: exact
+    assert chart(5) == {"2026-W48": 2, "2026-W49": 2}
