@@ -335,13 +335,26 @@ _past_weeks_lock = threading.Lock()
 
 
 def chart_weeks(
-    session: Session, first: str, last: str, zones: PropertyZones, scope: TicketScope | None, now: datetime
+    session: Session,
+    first: str,
+    last: str,
+    zones: PropertyZones,
+    scope: TicketScope | None,
+    now: datetime,
+    last_rows: Sequence[FollowUpReportRow] | None = None,
 ) -> list[tuple[str, FollowUpTally]]:
-    """`weekly_report` for the chart: the last week (this one) counted now, the weeks before it as counted within
-    PAST_WEEKS_FRESH_FOR. The week's table and the CSV are counted every time."""
+    """`weekly_report` for the chart: the last week (this one) counted now — summed from `last_rows`, its report
+    rows, when the page has counted them already — the weeks before it as counted within PAST_WEEKS_FRESH_FOR.
+    The week's table and the CSV are counted every time."""
     weeks = report_weeks(first, last)
+    if not weeks:
+        return []
+    if last_rows is not None:
+        current = weekly_totals(last_rows, weeks[-1:])
+    else:
+        current = weekly_report(session, weeks[-1], weeks[-1], zones, scope)
     if len(weeks) < 2:
-        return weekly_report(session, first, last, zones, scope)
+        return current
     bind = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
     key = (weeks[0], weeks[-2], zones.default, tuple(sorted(zones.others.items())), scope)
@@ -352,7 +365,7 @@ def chart_weeks(
         with _past_weeks_lock:
             _past_weeks[engine][key] = kept
     past = [(week, replace(tally)) for week, tally in kept[1]]  # copies: the kept ones stay as counted
-    return past + weekly_report(session, weeks[-1], weeks[-1], zones, scope)
+    return past + current
 
 
 def weekly_totals(rows: Iterable[FollowUpReportRow], weeks: Sequence[str]) -> list[tuple[str, FollowUpTally]]:

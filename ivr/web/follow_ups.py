@@ -113,12 +113,13 @@ def follow_up_report_page() -> ResponseReturnValue:
     session = request_session()  # reads only
     first_week, this_week = recent_weeks(_today(), REPORT_WEEKS)
     zones = property_zones(session, current_settings())
-    weekly = chart_weeks(session, first_week, this_week, zones, console_ticket_scope(), utcnow())
+    report = _report(session, this_week, this_week)
+    weekly = chart_weeks(session, first_week, this_week, zones, console_ticket_scope(), utcnow(), report)
     return render_template(
         "follow_up_report.html",
         property_names=_property_names(session),
         week=this_week,
-        report=_report(session, this_week, this_week),
+        report=report,
         weekly=weekly,
         chart=follow_up_chart(weekly),
         report_weeks=REPORT_WEEKS,
