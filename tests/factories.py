@@ -220,14 +220,16 @@ def dev_phone(app, settings, recording_server, **options):
 
 
 @contextmanager
-def speech_line(settings, **create_options):
+def speech_line(settings, *, start_worker: bool = True, **create_options):
     """The app with the real speech engine (the Korean model's folder as IVR_VOSK_MODEL) and its embedded worker
-    running, as under `ivr serve`: downloads, transcriptions and QA scoring happen for real."""
+    running, as under `ivr serve`: downloads, transcriptions and QA scoring happen for real. `start_worker=False`
+    leaves starting it to the test (`app.extensions["ivr.queue"].start_embedded()`); it is stopped either way."""
     from ivr import create_app
 
     app = create_app(settings.replace(speech_model=str(korean_model_path())), **create_options)
     queue = app.extensions["ivr.queue"]
-    queue.start_embedded(workers=2)
+    if start_worker:
+        queue.start_embedded(workers=2)
     try:
         yield app
     finally:

@@ -306,9 +306,11 @@ def test_a_late_answer_of_a_call_back_that_is_over_hangs_up(
 
 @pytest.fixture
 def qa_line_app(line_settings):
-    """The line with the real speech engine (Korean test model) and a running worker: download, transcribe,
-    score; calls allowed all day."""
-    with speech_line(replace(line_settings, call_windows="00:00-24:00"), retry_base_seconds=0.05) as app:
+    """The line with the real speech engine (Korean test model), calls allowed all day; the test starts its worker
+    (download, transcribe, score) once the staff member has logged in and asked: two CI runs of 8 saw that log-in
+    meet "database is locked" while the worker started (not diagnosed yet; see the closing note)."""
+    settings = replace(line_settings, call_windows="00:00-24:00")
+    with speech_line(settings, start_worker=False, retry_base_seconds=0.05) as app:
         yield app
 
 
@@ -321,6 +323,7 @@ def test_a_call_back_is_scored_like_a_transfer_with_the_outbound_greeting(
     console = qa_line_app.test_client()
     login(console, staff)
     ask(console, ticket_id)
+    qa_line_app.extensions["ivr.queue"].start_embedded(workers=2)
     assert qa_line_app.extensions["ivr.queue"].wait_idle(timeout=30)
     [placed] = recording_server.placed_calls
     phone = dev_phone(qa_line_app, line_settings, recording_server)
